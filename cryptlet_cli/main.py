@@ -1,0 +1,163 @@
+"""``cryptlet``: the fabric's command line.
+
+Errors print one line to stderr and exit 1 (usage errors exit 2); nothing prints a traceback.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from cryptlet_cli.client import FabricClient
+from shared.errors import FabricError, InvalidInput, VerificationError
+
+DEFAULT_URL = "http://127.0.0.1:7071"
+
+
+class Context:
+    def __init__(self, url: str, key: str | None) -> None:
+        self.url, self.key = url, key
+        self._client: FabricClient | None = None
+
+    @property
+    def client(self) -> FabricClient:
+        if self._client is None:
+            self._client = FabricClient(self.url, self.key)
+        return self._client
+
+
+def fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def emit(document: Any, output: str | None = None) -> None:
+    text = json.dumps(document, indent=2)
+    if output and output != "-":
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    else:
+        click.echo(text)
+
+
+class FabricGroup(click.Group):
+    """Runs commands so that a :class:`FabricError` becomes one line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VerificationError as exc:
+            fail(exc.diagnostics())
+        except FabricError as exc:
+            fail(exc.diagnostics())
+        except OSError as exc:
+            fail(f"{exc.strerror or exc}: {exc.filename}" if getattr(exc, "filename", None) else str(exc))
+
+
+@click.group(cls=FabricGroup)
+@click.option("--url", envvar="CRYPTLET_URL", default=DEFAULT_URL, show_default=True,
+              help="Fabric base URL (env CRYPTLET_URL).")
+@click.option("--key", envvar="CRYPTLET_FUNCTION_KEY", default=None,
+              help="Function key for the API (env CRYPTLET_FUNCTION_KEY).")
+@click.pass_context
+def cli(ctx: click.Context, url: str, key: str | None) -> None:
+    """Register, invoke and verify cryptlets; audit the registration ledger."""
+    ctx.obj = Context(url, key)
+
+
+@cli.command()
+@click.argument("package")
+@click.pass_obj
+def register(obj: Context, package: str) -> None:
+    """Register the package folder PACKAGE (a folder in the host's packages directory)."""
+    emit(obj.client.register(package))
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def list_(obj: Context, as_json: bool) -> None:
+    """List registered cryptlets."""
+    cryptlets = obj.client.list()
+    if as_json:
+        emit(cryptlets)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "version", "kind", "address", "digest", "ledger #")
+    for c in cryptlets:
+        table.add_row(c["name"], c["version"], c["kind"], c["address"], c["digest"][:18] + "...",
+                      str(c["ledger"]["sequence"]))
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("method")
+@click.option("--args", "args_json", default="{}", help="Named arguments as a JSON object.")
+@click.option("--request-id", default=None, help="32-byte hex request id (default: random).")
+@click.option("-o", "--output", default=None, help="Write the envelope to this file instead of stdout.")
+@click.pass_obj
+def invoke(obj: Context, name: str, method: str, args_json: str, request_id: str | None, output: str | None) -> None:
+    """Invoke METHOD of cryptlet NAME; print the signed envelope."""
+    try:
+        args = json.loads(args_json)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"--args is not valid JSON: {exc.msg}", field="--args") from None
+    emit(obj.client.invoke(name, method, args, request_id), output)
+
+
+@cli.command()
+@click.argument("envelope", type=click.File("r", encoding="utf-8"), default="-")
+@click.pass_obj
+def verify(obj: Context, envelope) -> None:
+    """Verify an ENVELOPE file (or stdin): signature, registered key and package digest."""
+    from shared.verification import verify_against_registration
+
+    try:
+        document = json.load(envelope)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"envelope is not valid JSON: {exc.msg}", field="$") from None
+    registration = document.get("registration") if isinstance(document, dict) else None
+    sequence = registration.get("sequence") if isinstance(registration, dict) else None
+    if not isinstance(sequence, int) or sequence < 1:
+        raise InvalidInput("envelope has no registration sequence", field="registration.sequence")
+    verified = verify_against_registration(document, obj.client.ledger_entry(sequence))
+    click.echo(verified.summary())
+
+
+@cli.group()
+def ledger() -> None:
+    """Audit the registration ledger."""
+
+
+@ledger.command("verify")
+@click.option("--connection", envvar="AzureWebJobsStorage", required=True,
+              help="Storage connection string (env AzureWebJobsStorage); read directly, not via the host.")
+@click.option("--table-prefix", envvar="FABRIC_TABLE_PREFIX", default="fabric", show_default=True)
+@click.option("--stream", default="registry", show_default=True)
+def ledger_verify(connection: str, table_prefix: str, stream: str) -> None:
+    """Walk the whole hash chain from storage and report the first bad entry."""
+    from rich.progress import Progress
+
+    from shared.ledger import Ledger
+    from shared.storage import table_client
+
+    store = Ledger(table_client(connection, f"{table_prefix}ledger", create=False), stream)
+    size = store.head().size
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("verifying", total=size)
+        head = store.verify(lambda n: progress.update(task, completed=n) if n % 1000 == 0 else None)
+    click.echo(f"ledger {stream}: {head.size} entries verified; head {head.entry_hash}")
+
+
+def main() -> None:
+    cli(prog_name="cryptlet")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+"""The Cryptlet Fabric function app: builds the FunctionApp and registers the blueprints."""
+import azure.functions as func
+
+from functions.cryptlets import bp as cryptlets
+from functions.health import bp as health
+from functions.ledger import bp as ledger
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+for blueprint in (health, cryptlets, ledger):
+    app.register_functions(blueprint)

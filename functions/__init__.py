@@ -1,0 +1,1 @@
+"""Thin trigger blueprints: parse input -> call the core (`shared`) -> shape output."""

@@ -1,0 +1,34 @@
+"""Registration and invocation: /api/cryptlets."""
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import handle_errors, json_body, json_response
+from shared.fabric import get_fabric
+
+bp = func.Blueprint()
+
+
+@bp.route(route="cryptlets", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@handle_errors
+def register_cryptlet(req: func.HttpRequest) -> func.HttpResponse:
+    registration = get_fabric().register(json_body(req))
+    return json_response(registration.to_dict(), 201, {"Location": f"/api/cryptlets/{registration.name}"})
+
+
+@bp.route(route="cryptlets", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handle_errors
+def list_cryptlets(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response({"cryptlets": [r.to_dict() for r in get_fabric().list()]})
+
+
+@bp.route(route="cryptlets/{name}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handle_errors
+def get_cryptlet(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(get_fabric().get(req.route_params["name"]).to_dict())
+
+
+@bp.route(route="cryptlets/{name}/invoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@handle_errors
+def invoke_cryptlet(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(get_fabric().invoke(req.route_params["name"], json_body(req)))

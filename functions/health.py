@@ -1,0 +1,20 @@
+"""GET /api/health: storage reachability and versions (anonymous)."""
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import json_response
+from shared.errors import FabricError
+
+bp = func.Blueprint()
+
+
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.fabric import get_fabric, versions
+
+    try:
+        report = get_fabric().health()
+    except FabricError as exc:  # storage down at start-up: still answer, degraded
+        report = {"status": "degraded", "storage": {"reachable": False, "error": exc.code}, "versions": versions()}
+    return json_response(report, 200 if report["status"] == "ok" else 503)

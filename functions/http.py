@@ -1,0 +1,55 @@
+"""HTTP plumbing shared by the blueprints: JSON bodies in, JSON or problem documents out."""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from shared.errors import FabricError, InvalidInput
+
+log = logging.getLogger("fabric.http")
+PROBLEM = "application/problem+json"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body, separators=(",", ":")), status_code=status,
+                             mimetype="application/json", headers=headers)
+
+
+def problem_response(error: FabricError) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(error.problem(), separators=(",", ":")), status_code=error.status,
+                             mimetype=PROBLEM)
+
+
+def json_body(req: func.HttpRequest) -> Any:
+    """The request's JSON body; malformed JSON is a 400 naming the body (``$``)."""
+    raw = req.get_body()
+    if not raw:
+        raise InvalidInput("request body must be JSON", field="$")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}",
+                           field="$") from None
+
+
+def handle_errors(fn: Callable[[func.HttpRequest], func.HttpResponse]) -> Callable[[func.HttpRequest], func.HttpResponse]:
+    """Turn fabric errors into problem documents and anything else into a generic 500."""
+
+    @functools.wraps(fn)
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return fn(req)
+        except FabricError as exc:
+            if exc.status >= 500:
+                log.error("%s %s failed: %s", req.method, req.url, exc.diagnostics())
+            return problem_response(exc)
+        except Exception:
+            log.exception("%s %s failed unexpectedly", req.method, req.url)
+            return problem_response(FabricError("internal error; see the host log"))
+
+    return wrapper

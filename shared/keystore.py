@@ -1,0 +1,67 @@
+"""Key stores: where sealed cryptlet keys live.
+
+Only sealed blobs (see :mod:`shared.sealing`) are ever stored; a store never sees a plain
+private key. :class:`TableKeyStore` keeps them in Azure Table storage (Azurite locally).
+"""
+from __future__ import annotations
+
+import abc
+import base64
+import datetime as dt
+from dataclasses import dataclass
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.errors import NotFound, StorageError
+
+
+@dataclass(frozen=True)
+class SealedKey:
+    """A cryptlet key sealed to a package digest by an isolation provider."""
+
+    address: str
+    digest: str
+    provider: str
+    blob: bytes
+    version: int = 1
+
+
+class KeyStore(abc.ABC):
+    """Stores sealed keys by cryptlet address."""
+
+    @abc.abstractmethod
+    def put(self, key: SealedKey) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, address: str) -> SealedKey:
+        """The newest sealed key for ``address``; :class:`NotFound` if there is none."""
+
+
+class TableKeyStore(KeyStore):
+    """Sealed keys in a table: PartitionKey = address (lower case), RowKey = zero-padded version."""
+
+    def __init__(self, table: TableClient) -> None:
+        self.table = table
+
+    def put(self, key: SealedKey) -> None:
+        entity = {"PartitionKey": key.address.lower(), "RowKey": f"{key.version:06d}", "address": key.address,
+                  "digest": key.digest, "provider": key.provider,
+                  "sealed": base64.b64encode(key.blob).decode(), "stored_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+        try:
+            self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise StorageError(f"key store unreachable: {type(exc).__name__}") from None
+
+    def get(self, address: str) -> SealedKey:
+        try:
+            rows = list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": address.lower()}))
+        except ResourceNotFoundError:
+            rows = []
+        except AzureError as exc:
+            raise StorageError(f"key store unreachable: {type(exc).__name__}") from None
+        if not rows:
+            raise NotFound(f"no sealed key stored for {address}")
+        row = max(rows, key=lambda r: r["RowKey"])
+        return SealedKey(address=row["address"], digest=row["digest"], provider=row["provider"],
+                         blob=base64.b64decode(row["sealed"]), version=int(row["RowKey"]))

@@ -1,0 +1,96 @@
+"""Cryptlet manifests (``cryptlet.json``): loading and schema validation.
+
+Validation errors are :class:`~shared.errors.ManifestError` whose ``field`` is the JSON path of
+the offending value (e.g. ``$.interface.methods``), or of the missing property.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from shared.errors import ManifestError
+
+MANIFEST_FILE = "cryptlet.json"
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "cryptlet.schema.json"
+
+
+@lru_cache(maxsize=1)
+def _validator():
+    import jsonschema  # imported lazily: regions read already-validated manifests without it
+
+    schema = json.loads(SCHEMA_PATH.read_text("utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated cryptlet manifest."""
+
+    name: str
+    version: str
+    kind: str
+    runtime: str
+    entry: str
+    methods: dict[str, dict[str, Any]]
+    document: dict[str, Any]
+
+    @property
+    def description(self) -> str:
+        return self.document.get("config", {}).get("description", "")
+
+
+def _error_field(error) -> str:
+    path = error.json_path
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [p for p in error.validator_value if p not in error.instance]
+        if missing:
+            return f"{path}.{missing[0]}" if path != "$" else f"$.{missing[0]}"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in allowed)
+        if extra:
+            return f"{path}.{extra[0]}" if path != "$" else f"$.{extra[0]}"
+    return path
+
+
+def validate_manifest(document: Any, *, check_schema: bool = True) -> Manifest:
+    """Validate a parsed manifest document; raise :class:`ManifestError` naming the field.
+
+    ``check_schema=False`` skips the JSON Schema pass: regions use it for a manifest whose
+    package they have measured against the digest registered after full validation.
+    """
+    if not check_schema:
+        return _to_manifest(document)
+    errors = sorted(_validator().iter_errors(document), key=lambda e: (list(e.absolute_path), e.validator))
+    if errors:
+        import jsonschema
+
+        error = jsonschema.exceptions.best_match(errors)
+        field = _error_field(error)
+        raise ManifestError(f"{MANIFEST_FILE}: {field}: {error.message}", field=field)
+    if document.get("publicKey"):
+        raise ManifestError(f"{MANIFEST_FILE}: $.publicKey is filled by the fabric at registration; leave it empty",
+                            field="$.publicKey")
+    return _to_manifest(document)
+
+
+def _to_manifest(document: dict[str, Any]) -> Manifest:
+    return Manifest(name=document["name"], version=document["version"], kind=document["kind"],
+                    runtime=document["runtime"], entry=document["entry"],
+                    methods=dict(document["interface"]["methods"]), document=document)
+
+
+def load_manifest(package_dir: Path, *, check_schema: bool = True) -> Manifest:
+    """Read and validate ``cryptlet.json`` from a package folder."""
+    path = Path(package_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise ManifestError(f"package has no {MANIFEST_FILE}", field="$")
+    try:
+        document = json.loads(path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{MANIFEST_FILE} is not valid JSON: {exc}", field="$") from None
+    return validate_manifest(document, check_schema=check_schema)

@@ -1,0 +1,100 @@
+"""Warm pools of regions per cryptlet, and the sequence numbers their envelopes carry."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from shared.errors import RegionError
+from shared.isolation.provider import Region
+
+
+class RegionPool:
+    """Up to ``max_size`` regions for one cryptlet; a caller leases one for a call.
+
+    Dead regions (crashed, killed after a timeout) are dropped and replaced on the next lease.
+    """
+
+    def __init__(self, factory: Callable[[], Region], max_size: int, *, wait_timeout: float = 30.0) -> None:
+        self._factory = factory
+        self._max = max_size
+        self._wait_timeout = wait_timeout
+        self._idle: list[Region] = []
+        self._count = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def add(self, region: Region) -> None:
+        """Adopt an already running region (e.g. the one that generated the key at registration)."""
+        with self._cond:
+            if self._closed or self._count >= self._max:
+                region.close()
+                return
+            self._count += 1
+            self._idle.append(region)
+            self._cond.notify()
+
+    @contextmanager
+    def lease(self) -> Iterator[Region]:
+        region = self._acquire()
+        try:
+            yield region
+        finally:
+            self._release(region)
+
+    def _acquire(self) -> Region:
+        deadline = time.monotonic() + self._wait_timeout
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise RegionError("region pool is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._count < self._max:
+                    self._count += 1
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._cond.wait(remaining):
+                    raise RegionError("no region became free in time", region_code="busy")
+        try:
+            return self._factory()
+        except BaseException:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify()
+            raise
+
+    def _release(self, region: Region) -> None:
+        with self._cond:
+            if region.alive and not self._closed:
+                self._idle.append(region)
+            else:
+                self._count -= 1
+                region.close()
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._cond.notify_all()
+        for region in idle:
+            region.close()
+
+
+class SequenceClock:
+    """Strictly increasing envelope sequence numbers: ``max(last + 1, now in microseconds)``.
+
+    Time-based so numbers keep increasing across host restarts; regions refuse any sequence that
+    is not above the last one they signed.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            self._last = max(self._last + 1, time.time_ns() // 1000)
+            return self._last

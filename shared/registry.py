@@ -1,0 +1,158 @@
+"""Cryptlet registration: measure, key inside a region, seal, record in the ledger, catalog.
+
+The ledger is the source of truth; the catalog table is an index of the current
+registrations by name, written after the ledger entry is durable.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.encoding import from_hex, to_hex
+from shared.envelope import Domain
+from shared.errors import Conflict, InvalidInput, NotFound, StorageError
+from shared.isolation.provider import IsolationProvider, Region
+from shared.keystore import KeyStore, SealedKey
+from shared.ledger import Ledger, utc_now
+from shared.manifest import load_manifest
+
+PACKAGE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
+CATALOG_PARTITION = "cryptlet"
+KIND_REGISTERED = "cryptlet.registered"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A registered cryptlet as the catalog knows it."""
+
+    name: str
+    version: str
+    kind: str
+    description: str
+    address: str
+    public_key: str
+    digest: str
+    package: str
+    provider: str
+    methods: dict[str, Any]
+    ledger: dict[str, Any]
+    registered_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "kind": self.kind, "description": self.description,
+                "address": self.address, "public_key": self.public_key, "digest": self.digest,
+                "package": self.package, "provider": self.provider, "methods": self.methods,
+                "ledger": self.ledger, "registered_at": self.registered_at}
+
+
+class Registry:
+    """Registers cryptlet packages and answers which cryptlets exist."""
+
+    def __init__(self, *, packages_dir: Path, catalog: TableClient, ledger: Ledger, keystore: KeyStore,
+                 provider: IsolationProvider, domain: Domain) -> None:
+        self.packages_dir = Path(packages_dir)
+        self.catalog = catalog
+        self.ledger = ledger
+        self.keystore = keystore
+        self.provider = provider
+        self.domain = domain
+
+    def package_dir(self, package: Any) -> Path:
+        """Resolve a package name to its folder under the packages root."""
+        if not isinstance(package, str) or not PACKAGE_NAME.match(package):
+            raise InvalidInput("package must be a package folder name (lowercase letters, digits, underscores)",
+                               field="package")
+        path = self.packages_dir / package
+        if not path.is_dir():
+            raise NotFound(f"no package {package!r} in the packages folder", field="package")
+        return path
+
+    def register(self, package: Any) -> tuple[Registration, Region]:
+        """Register a package; returns the registration and the warm region holding its key."""
+        package_dir = self.package_dir(package)
+        manifest = load_manifest(package_dir)
+        digest = self.provider.digest(package_dir)
+        self._reserve(manifest.name)
+        try:
+            region = self.provider.create_region(package_dir, digest, domain=self.domain)
+            try:
+                key = region.call("generate_key")
+                self.keystore.put(SealedKey(address=key["address"], digest=to_hex(digest), provider=self.provider.name,
+                                            blob=base64.b64decode(key["sealed_key"])))
+                entry = self.ledger.append(KIND_REGISTERED, {
+                    "name": manifest.name, "version": manifest.version, "kind": manifest.kind,
+                    "address": key["address"], "public_key": key["public_key"], "digest": to_hex(digest),
+                    "provider": self.provider.name, "package": package, "manifest": manifest.document,
+                    "key": {"store": type(self.keystore).__name__, "version": 1}})
+                registration = Registration(
+                    name=manifest.name, version=manifest.version, kind=manifest.kind, description=manifest.description,
+                    address=key["address"], public_key=key["public_key"], digest=to_hex(digest), package=package,
+                    provider=self.provider.name, methods=manifest.methods, ledger=entry.reference(),
+                    registered_at=entry.time)
+                region.call("bind", registration=registration.ledger)
+            except BaseException:
+                region.close()
+                raise
+        except BaseException:
+            self._release(manifest.name)
+            raise
+        self._store(registration)
+        return registration, region
+
+    def get(self, name: str) -> Registration:
+        try:
+            row = self.catalog.get_entity(CATALOG_PARTITION, name)
+        except ResourceNotFoundError:
+            raise NotFound(f"no cryptlet named {name!r} is registered", field="name") from None
+        except AzureError as exc:
+            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
+        if row.get("status") != "active":
+            raise NotFound(f"no cryptlet named {name!r} is registered", field="name")
+        return self._from_row(row)
+
+    def list(self) -> list[Registration]:
+        try:
+            rows = self.catalog.query_entities("PartitionKey eq @pk and status eq 'active'",
+                                               parameters={"pk": CATALOG_PARTITION})
+            return [self._from_row(row) for row in rows]
+        except AzureError as exc:
+            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
+
+    # -- catalog rows ---------------------------------------------------------------------------
+    def _reserve(self, name: str) -> None:
+        try:
+            self.catalog.create_entity({"PartitionKey": CATALOG_PARTITION, "RowKey": name, "status": "registering",
+                                        "reserved_at": utc_now()})
+        except ResourceExistsError:
+            raise Conflict(f"a cryptlet named {name!r} is already registered", field="name") from None
+        except AzureError as exc:
+            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
+
+    def _release(self, name: str) -> None:
+        try:
+            self.catalog.delete_entity(CATALOG_PARTITION, name)
+        except AzureError:
+            pass
+
+    def _store(self, registration: Registration) -> None:
+        row = {"PartitionKey": CATALOG_PARTITION, "RowKey": registration.name, "status": "active",
+               "document": json.dumps(registration.to_dict(), separators=(",", ":"))}
+        try:
+            self.catalog.upsert_entity(row, mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
+
+    @staticmethod
+    def _from_row(row: dict[str, Any]) -> Registration:
+        return Registration(**json.loads(row["document"]))
+
+
+def digest_bytes(registration: Registration) -> bytes:
+    return from_hex(registration.digest, length=32, field="digest")

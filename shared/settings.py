@@ -1,0 +1,97 @@
+"""Fabric settings, read from the environment (app settings in Azure, ``local.settings.json`` locally).
+
+Every setting is listed in :data:`SETTINGS` with its default and meaning; the README's table and
+the Bicep template are checked against this list by the tests.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.errors import ConfigurationError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: name -> (default or None when required, description)
+SETTINGS: dict[str, tuple[str | None, str]] = {
+    "AzureWebJobsStorage": (None, "Storage connection string (tables, queues); `UseDevelopmentStorage=true` for Azurite."),
+    "FABRIC_SEALING_SECRET": (None, "Base64 of >= 32 random bytes: the process provider's platform sealing secret. "
+                                    "Keys sealed under one secret cannot be opened under another."),
+    "FABRIC_PACKAGES_DIR": ("cryptlet_packages", "Folder holding cryptlet packages that may be registered "
+                                                 "(relative to the app root)."),
+    "FABRIC_TABLE_PREFIX": ("fabric", "Prefix of every table the fabric creates (letters and digits)."),
+    "FABRIC_CHAIN_ID": ("0", "EIP-712 domain chainId that envelopes are signed for."),
+    "FABRIC_VERIFYING_CONTRACT": ("0x0000000000000000000000000000000000000000",
+                                  "EIP-712 domain verifyingContract that envelopes are signed for."),
+    "FABRIC_REGION_TIMEOUT_S": ("10", "Seconds a region may take to answer one call before it is killed."),
+    "FABRIC_REGIONS_PER_CRYPTLET": ("2", "Most warm regions kept per cryptlet (calls beyond wait for one)."),
+    "FABRIC_AUDIT_SCHEDULE": ("0 0 * * * *", "NCRONTAB schedule of the ledger audit timer (six fields, seconds first)."),
+    "FABRIC_INVOKE_QUEUE": ("cryptlet-invocations", "Queue of asynchronous invocation requests."),
+}
+
+_TABLE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated fabric settings."""
+
+    storage: str
+    sealing_secret: bytes
+    packages_dir: Path
+    table_prefix: str
+    chain_id: int
+    verifying_contract: str
+    region_timeout: float
+    regions_per_cryptlet: int
+    invoke_queue: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str:
+            value = env.get(name) or SETTINGS[name][0]
+            if value is None:
+                raise ConfigurationError(f"setting {name} is required: {SETTINGS[name][1]}", field=name)
+            return value
+
+        try:
+            secret = base64.b64decode(get("FABRIC_SEALING_SECRET"), validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigurationError("FABRIC_SEALING_SECRET must be base64", field="FABRIC_SEALING_SECRET") from None
+        if len(secret) < 32:
+            raise ConfigurationError("FABRIC_SEALING_SECRET must decode to at least 32 bytes",
+                                     field="FABRIC_SEALING_SECRET")
+        prefix = get("FABRIC_TABLE_PREFIX")
+        if not _TABLE_PREFIX.match(prefix):
+            raise ConfigurationError("FABRIC_TABLE_PREFIX must be letters and digits, starting with a letter",
+                                     field="FABRIC_TABLE_PREFIX")
+        packages = Path(get("FABRIC_PACKAGES_DIR"))
+        return cls(
+            storage=get("AzureWebJobsStorage"), sealing_secret=secret,
+            packages_dir=packages if packages.is_absolute() else PROJECT_ROOT / packages,
+            table_prefix=prefix, chain_id=_int(get, "FABRIC_CHAIN_ID", 0),
+            verifying_contract=get("FABRIC_VERIFYING_CONTRACT"),
+            region_timeout=float(_int(get, "FABRIC_REGION_TIMEOUT_S", 1)),
+            regions_per_cryptlet=_int(get, "FABRIC_REGIONS_PER_CRYPTLET", 1),
+            invoke_queue=get("FABRIC_INVOKE_QUEUE"))
+
+    def table(self, name: str) -> str:
+        """Full table name for one of the fabric's tables."""
+        return f"{self.table_prefix}{name}"
+
+
+def _int(get, name: str, minimum: int) -> int:
+    try:
+        value = int(get(name))
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer", field=name) from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}", field=name)
+    return value

@@ -1,0 +1,40 @@
+"""Azure Storage clients from the ``AzureWebJobsStorage`` connection setting.
+
+``UseDevelopmentStorage=true`` means Azurite on its default ports, as Core Tools does.
+"""
+from __future__ import annotations
+
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.data.tables import TableClient, TableServiceClient
+
+from shared.errors import ConfigurationError, StorageError
+
+DEVELOPMENT_STORAGE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+
+
+def resolve_connection_string(value: str | None) -> str:
+    """Expand ``UseDevelopmentStorage=true``; refuse an empty setting."""
+    if not value:
+        raise ConfigurationError("AzureWebJobsStorage is not set: it must hold a storage connection string")
+    if value.strip().lower().startswith("usedevelopmentstorage=true"):
+        return DEVELOPMENT_STORAGE
+    return value
+
+
+def table_client(connection_string: str, table: str, *, create: bool = True) -> TableClient:
+    """A client for ``table``, creating the table on first use."""
+    service = TableServiceClient.from_connection_string(resolve_connection_string(connection_string))
+    client = service.get_table_client(table)
+    if create:
+        try:
+            client.create_table()
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            raise StorageError(f"table storage unreachable: {type(exc).__name__}") from None
+    return client
