@@ -107,11 +107,16 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Run COMMAND with a private Azurite on free loopback ports.")
     parser.add_argument("--data", default=str(PROJECT_ROOT / ".devdata" / "azurite-run"),
                         help="Azurite data folder (default: .devdata/azurite-run)")
+    parser.add_argument("--fresh", action="store_true", help="empty the data folder first")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="command to run (after --)")
     args = parser.parse_args(argv)
     command = [c for c in args.command if c != "--"] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give a command to run after --")
+    if args.fresh:
+        import shutil
+
+        shutil.rmtree(args.data, ignore_errors=True)
     with Azurite(args.data) as azurite:
         env = dict(os.environ, AzureWebJobsStorage=azurite.connection_string)
         child = subprocess.Popen(command, env=env)

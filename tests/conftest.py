@@ -1,16 +1,26 @@
-"""Shared fixtures: a real Azurite for the session (or the one `make test` started)."""
+"""Shared fixtures: real Azurite, a real dev host process serving function_app.py, the CLI."""
 from __future__ import annotations
 
+import base64
 import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devhost.azurite import Azurite
+from devhost.ports import free_port, wait_for_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CLI = Path(sys.executable).with_name("cryptlet")
 
 
 @pytest.fixture(scope="session")
@@ -21,12 +31,112 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
 
 
 @pytest.fixture(scope="session")
-def storage(azurite: Azurite) -> str:
-    """Connection string of the session's Azurite."""
-    return azurite.connection_string
+def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Connection string of a real Azurite: the one `make test` started, else a private one."""
+    existing = os.environ.get("AzureWebJobsStorage", "")
+    if existing.startswith("DefaultEndpointsProtocol"):
+        yield existing
+        return
+    with Azurite(tmp_path_factory.mktemp("azurite-storage")) as instance:
+        yield instance.connection_string
 
 
 @pytest.fixture
 def unique_name() -> str:
     """A short unique lowercase name usable as a table or queue name."""
     return "t" + uuid.uuid4().hex[:12]
+
+
+def children_of(pid: int) -> list[int]:
+    """PIDs of the direct children of ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@dataclass
+class FabricHost:
+    """A dev host process serving the project's function_app.py on a free port."""
+
+    url: str
+    key: str
+    storage: str
+    table_prefix: str
+    sealing_secret: bytes
+    packages_dir: Path
+    log_path: Path
+    process: subprocess.Popen
+    responses: list[str] = field(default_factory=list)
+
+    def client(self, key: str | None = "default") -> httpx.Client:
+        headers = {"x-functions-key": self.key if key == "default" else key} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60,
+                            event_hooks={"response": [self._record]})
+
+    def _record(self, response: httpx.Response) -> None:
+        response.read()
+        self.responses.append(response.text)
+
+    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        env = dict(os.environ, CRYPTLET_URL=self.url, CRYPTLET_FUNCTION_KEY=self.key,
+                   AzureWebJobsStorage=self.storage, FABRIC_TABLE_PREFIX=self.table_prefix)
+        return subprocess.run([str(CLI), *args], env=env, input=input, capture_output=True, text=True, timeout=120)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def fabric_host(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FabricHost]:
+    """The real function app under the dev host, with its own tables and a copy of the packages."""
+    work = tmp_path_factory.mktemp("fabric")
+    packages = work / "packages"
+    shutil.copytree(PROJECT_ROOT / "cryptlet_packages", packages,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(__file__).parent / "packages", packages, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    secret = os.urandom(32)
+    key = secrets.token_urlsafe(24)
+    prefix = "f" + uuid.uuid4().hex[:10]
+    port = free_port()
+    log_path = work / "host.log"
+    env = dict(os.environ, AzureWebJobsStorage=storage, FABRIC_SEALING_SECRET=base64.b64encode(secret).decode(),
+               FABRIC_PACKAGES_DIR=str(packages), FABRIC_TABLE_PREFIX=prefix, DEVHOST_FUNCTION_KEY=key,
+               FABRIC_REGION_TIMEOUT_S="10")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "devhost", "serve", "--app-dir", str(PROJECT_ROOT),
+                                    "--port", str(port)], env=env, cwd=PROJECT_ROOT, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    host = FabricHost(url=f"http://127.0.0.1:{port}", key=key, storage=storage, table_prefix=prefix,
+                      sealing_secret=secret, packages_dir=packages, log_path=log_path, process=process)
+    try:
+        wait_for_port(port, 60, process)
+        yield host
+    finally:
+        regions = children_of(process.pid)
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            pytest.fail("dev host did not stop within 30 s of SIGTERM")
+        leftovers = [pid for pid in regions if pid_alive(pid)]
+        for pid in leftovers:
+            os.kill(pid, signal.SIGKILL)
+        assert code == 0, f"dev host exited with {code}:\n{host.log()[-3000:]}"
+        assert not leftovers, f"region processes left running after the host stopped: {leftovers}"

@@ -1,0 +1,3 @@
+class Broken:
+    def run(self):
+        return 1
