@@ -4,7 +4,8 @@ import azure.functions as func
 from functions.cryptlets import bp as cryptlets
 from functions.health import bp as health
 from functions.ledger import bp as ledger
+from functions.requests import bp as requests
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (health, cryptlets, ledger):
+for blueprint in (health, cryptlets, ledger, requests):
     app.register_functions(blueprint)

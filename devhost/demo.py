@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.serve:
             print(f"\nServing on http://127.0.0.1:{port} - try the CLI in another shell:\n"
                   f"  export CRYPTLET_URL=http://127.0.0.1:{port} CRYPTLET_FUNCTION_KEY=$(cat .devdata/function-key)\n"
-                  f"  .venv/bin/cryptlet list\nPress Ctrl-C to stop.")
+                  f"  export AzureWebJobsStorage='{azurite.connection_string}'\n"
+                  f"  .venv/bin/cryptlet list\n  .venv/bin/cryptlet ledger verify\nPress Ctrl-C to stop.")
             while host.process.poll() is None:
                 time.sleep(0.5)
     except KeyboardInterrupt:

@@ -1,5 +1,4 @@
 """Registration and invocation: /api/cryptlets."""
-from __future__ import annotations
 
 import azure.functions as func
 

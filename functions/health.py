@@ -1,5 +1,4 @@
 """GET /api/health: storage reachability and versions (anonymous)."""
-from __future__ import annotations
 
 import azure.functions as func
 

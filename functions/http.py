@@ -37,19 +37,25 @@ def json_body(req: func.HttpRequest) -> Any:
                            field="$") from None
 
 
-def handle_errors(fn: Callable[[func.HttpRequest], func.HttpResponse]) -> Callable[[func.HttpRequest], func.HttpResponse]:
-    """Turn fabric errors into problem documents and anything else into a generic 500."""
+def handle_errors(fn: Callable[..., func.HttpResponse]) -> Callable[..., func.HttpResponse]:
+    """Turn fabric errors into problem documents and anything else into a generic 500.
+
+    The wrapper keeps the function's signature (``functools.wraps``), so the Functions host
+    still sees every binding parameter; it passes them through unchanged.
+    """
 
     @functools.wraps(fn)
-    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+    def wrapper(*args: Any, **kwargs: Any) -> func.HttpResponse:
+        req = kwargs.get("req", args[0] if args else None)
+        where = f"{req.method} {req.url}" if isinstance(req, func.HttpRequest) else fn.__name__
         try:
-            return fn(req)
+            return fn(*args, **kwargs)
         except FabricError as exc:
             if exc.status >= 500:
-                log.error("%s %s failed: %s", req.method, req.url, exc.diagnostics())
+                log.error("%s failed: %s", where, exc.diagnostics())
             return problem_response(exc)
         except Exception:
-            log.exception("%s %s failed unexpectedly", req.method, req.url)
+            log.exception("%s failed unexpectedly", where)
             return problem_response(FabricError("internal error; see the host log"))
 
     return wrapper

@@ -1,5 +1,4 @@
 """Ledger queries (/api/ledger/...) and the periodic ledger audit timer."""
-from __future__ import annotations
 
 import logging
 

@@ -17,13 +17,14 @@ from azure.core.exceptions import AzureError
 import shared
 from shared.encoding import from_hex, to_hex
 from shared.envelope import Domain
-from shared.errors import InvalidInput, NotFound, RegionError
+from shared.errors import FabricError, InvalidInput, RegionError
 from shared.isolation.process import ProcessProvider
 from shared.isolation.provider import Region
 from shared.keystore import TableKeyStore
 from shared.ledger import Ledger
 from shared.regions import RegionPool, SequenceClock
 from shared.registry import Registration, Registry, digest_bytes
+from shared.requests import QueuedRequest, RequestStore
 from shared.settings import Settings
 from shared.storage import table_client
 
@@ -43,6 +44,7 @@ class Fabric:
                                  catalog=table_client(settings.storage, settings.table("cryptlets")),
                                  ledger=self.ledger, keystore=self.keystore, provider=self.provider,
                                  domain=self.domain)
+        self.requests = RequestStore(table_client(settings.storage, settings.table("requests")))
         self.sequences = SequenceClock()
         self._pools: dict[str, RegionPool] = {}
         self._pools_lock = threading.Lock()
@@ -86,6 +88,39 @@ class Fabric:
                     raise InvalidInput(f"{name}.{method} rejected its arguments: {exc.detail}", field="args") from None
                 raise
         return result["envelope"]
+
+    def accept_request(self, name: str, body: Any) -> QueuedRequest:
+        """Validate an asynchronous invocation and record it as pending; the caller enqueues it."""
+        if not isinstance(body, dict):
+            raise InvalidInput("request body must be a JSON object", field="$")
+        registration = self.registry.get(name)
+        method, args = body.get("method"), body.get("args", {})
+        if not isinstance(method, str) or method not in registration.methods:
+            raise InvalidInput(f"method must be one of {sorted(registration.methods)}", field="method")
+        if not isinstance(args, dict):
+            raise InvalidInput("args must be a JSON object of named arguments", field="args")
+        request_id = body.get("request_id")
+        request_id = to_hex(from_hex(request_id, length=32, field="request_id") if request_id else os.urandom(32))
+        request = QueuedRequest(request_id, name, method, args)
+        self.requests.pending(request)
+        return request
+
+    def run_request(self, message: bytes | str) -> None:
+        """Execute a queued request and record its outcome.
+
+        Errors a retry cannot fix (4xx) are recorded as ``failed``; others propagate so the
+        queue retries the message and finally moves it to the poison queue.
+        """
+        request = QueuedRequest.from_message(message)
+        try:
+            envelope = self.invoke(request.name, {"method": request.method, "args": request.args,
+                                                  "request_id": request.request_id})
+        except FabricError as exc:
+            if exc.status < 500:
+                self.requests.failed(request.request_id, exc)
+                return
+            raise
+        self.requests.done(request.request_id, envelope)
 
     def _pool(self, registration: Registration) -> RegionPool:
         with self._pools_lock:

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import ConfigurationError
+from shared.storage import storage_setting
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: name -> (default or None when required, description)
 SETTINGS: dict[str, tuple[str | None, str]] = {
-    "AzureWebJobsStorage": (None, "Storage connection string (tables, queues); `UseDevelopmentStorage=true` for Azurite."),
+    "AzureWebJobsStorage": (None, "Storage connection string (tables, queues); `UseDevelopmentStorage=true` for "
+                                  "Azurite. In Azure: `AzureWebJobsStorage__accountName` with the managed identity."),
     "FABRIC_SEALING_SECRET": (None, "Base64 of >= 32 random bytes: the process provider's platform sealing secret. "
                                     "Keys sealed under one secret cannot be opened under another."),
     "FABRIC_PACKAGES_DIR": ("cryptlet_packages", "Folder holding cryptlet packages that may be registered "
@@ -74,7 +76,7 @@ class Settings:
                                      field="FABRIC_TABLE_PREFIX")
         packages = Path(get("FABRIC_PACKAGES_DIR"))
         return cls(
-            storage=get("AzureWebJobsStorage"), sealing_secret=secret,
+            storage=storage_setting(env), sealing_secret=secret,
             packages_dir=packages if packages.is_absolute() else PROJECT_ROOT / packages,
             table_prefix=prefix, chain_id=_int(get, "FABRIC_CHAIN_ID", 0),
             verifying_contract=get("FABRIC_VERIFYING_CONTRACT"),

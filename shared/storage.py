@@ -1,6 +1,8 @@
 """Azure Storage clients from the ``AzureWebJobsStorage`` connection setting.
 
-``UseDevelopmentStorage=true`` means Azurite on its default ports, as Core Tools does.
+The setting is a connection string (``UseDevelopmentStorage=true`` means Azurite on its default
+ports, as Core Tools does) or, in Azure, identity-based: ``AzureWebJobsStorage__accountName``
+(optionally ``__tableServiceUri``) with the app's managed identity via ``DefaultAzureCredential``.
 """
 from __future__ import annotations
 
@@ -17,6 +19,18 @@ DEVELOPMENT_STORAGE = (
 )
 
 
+def storage_setting(env) -> str:
+    """The storage to use: a connection string, or a table service URL for identity-based access."""
+    if env.get("AzureWebJobsStorage"):
+        return env["AzureWebJobsStorage"]
+    if env.get("AzureWebJobsStorage__tableServiceUri"):
+        return env["AzureWebJobsStorage__tableServiceUri"]
+    if env.get("AzureWebJobsStorage__accountName"):
+        return f"https://{env['AzureWebJobsStorage__accountName']}.table.core.windows.net"
+    raise ConfigurationError("AzureWebJobsStorage is not set: give a connection string, or "
+                             "AzureWebJobsStorage__accountName for identity-based access", field="AzureWebJobsStorage")
+
+
 def resolve_connection_string(value: str | None) -> str:
     """Expand ``UseDevelopmentStorage=true``; refuse an empty setting."""
     if not value:
@@ -28,7 +42,12 @@ def resolve_connection_string(value: str | None) -> str:
 
 def table_client(connection_string: str, table: str, *, create: bool = True) -> TableClient:
     """A client for ``table``, creating the table on first use."""
-    service = TableServiceClient.from_connection_string(resolve_connection_string(connection_string))
+    if connection_string.startswith("https://"):
+        from azure.identity import DefaultAzureCredential
+
+        service = TableServiceClient(endpoint=connection_string, credential=DefaultAzureCredential())
+    else:
+        service = TableServiceClient.from_connection_string(resolve_connection_string(connection_string))
     client = service.get_table_client(table)
     if create:
         try:

@@ -117,3 +117,8 @@ def test_swapped_rows_are_detected(ledger):
 def test_head_row_is_not_an_entry(ledger):
     assert ledger.table.get_entity("registry", HEAD_ROW)["size"] == 5
     assert len(list(ledger.entries())) == 5
+
+
+def test_documented_vector():
+    assert LedgerEntry.hash_of("registry", 1, "test.entry", "2026-11-24T00:00:00.000Z", {"n": 1},
+                               GENESIS_HASH) == "9e7b203f705c1b984ce13bd25555af8bf3acd2e52df166968926ed690dc1c0d5"

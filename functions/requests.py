@@ -1,0 +1,34 @@
+"""Asynchronous invocations: POST /api/cryptlets/{name}/requests enqueues, a queue trigger runs it,
+GET /api/requests/{request_id} reports the status and the signed envelope."""
+
+import logging
+
+import azure.functions as func
+
+from functions.http import handle_errors, json_body, json_response
+from shared.fabric import get_fabric
+
+bp = func.Blueprint()
+log = logging.getLogger("fabric.requests")
+
+
+@bp.route(route="cryptlets/{name}/requests", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.queue_output(arg_name="queue", queue_name="%FABRIC_INVOKE_QUEUE%", connection="AzureWebJobsStorage")
+@handle_errors
+def request_invocation(req: func.HttpRequest, queue: func.Out[str]) -> func.HttpResponse:
+    request = get_fabric().accept_request(req.route_params["name"], json_body(req))
+    queue.set(request.to_message())
+    location = f"/api/requests/{request.request_id}"
+    return json_response({"request_id": request.request_id, "status": "pending", "location": location}, 202,
+                         {"Location": location})
+
+
+@bp.route(route="requests/{request_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handle_errors
+def get_request(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(get_fabric().requests.get(req.route_params["request_id"]))
+
+
+@bp.queue_trigger(arg_name="message", queue_name="%FABRIC_INVOKE_QUEUE%", connection="AzureWebJobsStorage")
+def run_queued_invocation(message: func.QueueMessage) -> None:
+    get_fabric().run_request(message.get_body())

@@ -1,0 +1,87 @@
+"""Asynchronous invocation requests: queued, executed by a queue trigger, results kept in a table.
+
+A request is ``pending`` when accepted, then ``done`` (with its signed envelope) or ``failed``
+(with the problem document). Failures that retrying cannot fix are recorded at once; others are
+retried by the queue and end in the poison queue after ``maxDequeueCount`` attempts.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.encoding import from_hex
+from shared.errors import FabricError, InvalidInput, NotFound, StorageError
+from shared.ledger import utc_now
+
+PARTITION = "request"
+
+
+@dataclass(frozen=True)
+class QueuedRequest:
+    """One invocation request as it travels on the queue."""
+
+    request_id: str
+    name: str
+    method: str
+    args: dict[str, Any]
+
+    def to_message(self) -> str:
+        return json.dumps({"request_id": self.request_id, "name": self.name, "method": self.method,
+                           "args": self.args}, separators=(",", ":"))
+
+    @classmethod
+    def from_message(cls, body: bytes | str) -> "QueuedRequest":
+        """Parse a queue message; raises :class:`InvalidInput` if it is not a request."""
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidInput("queued request is not JSON", field="$") from None
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("request_id", "name", "method")):
+            raise InvalidInput("queued request needs request_id, name and method", field="$")
+        from_hex(data["request_id"], length=32, field="request_id")
+        if not isinstance(data.get("args", {}), dict):
+            raise InvalidInput("args must be an object", field="args")
+        return cls(data["request_id"], data["name"], data["method"], data.get("args", {}))
+
+
+class RequestStore:
+    """Status and results of asynchronous requests, keyed by request id."""
+
+    def __init__(self, table: TableClient) -> None:
+        self.table = table
+
+    def _write(self, request_id: str, status: str, **fields: Any) -> None:
+        row = {"PartitionKey": PARTITION, "RowKey": request_id.lower(), "status": status, "updated_at": utc_now(),
+               **{k: json.dumps(v, separators=(",", ":")) for k, v in fields.items()}}
+        try:
+            self.table.upsert_entity(row, mode=UpdateMode.MERGE)
+        except AzureError as exc:
+            raise StorageError(f"request store unreachable: {type(exc).__name__}") from None
+
+    def pending(self, request: QueuedRequest) -> None:
+        self._write(request.request_id, "pending", request={"name": request.name, "method": request.method})
+
+    def done(self, request_id: str, envelope: dict[str, Any]) -> None:
+        self._write(request_id, "done", envelope=envelope)
+
+    def failed(self, request_id: str, error: FabricError) -> None:
+        self._write(request_id, "failed", error=error.problem())
+
+    def get(self, request_id: str) -> dict[str, Any]:
+        from_hex(request_id, length=32, field="request_id")
+        try:
+            row = self.table.get_entity(PARTITION, request_id.lower())
+        except ResourceNotFoundError:
+            raise NotFound(f"no request {request_id}", field="request_id") from None
+        except AzureError as exc:
+            raise StorageError(f"request store unreachable: {type(exc).__name__}") from None
+        result: dict[str, Any] = {"request_id": request_id.lower(), "status": row["status"],
+                                  "updated_at": row["updated_at"]}
+        for key in ("request", "envelope", "error"):
+            if key in row:
+                result[key] = json.loads(row[key])
+        return result
