@@ -58,8 +58,8 @@ def fail(reason: Reason, detail: str, **extra: object) -> AttestationError:
 def cryptlet_report_data(public_key: bytes, nonce: bytes) -> bytes:
     """The 32-byte value a region puts in its report data: ``SHA-256(public_key || nonce)``.
 
-    ``public_key`` must be a fixed-length encoding (e.g. a SEC1 compressed point) so the
-    concatenation is unambiguous.
+    ``public_key`` must be a fixed-length encoding (the fabric uses the uncompressed SEC1
+    point it registers in the ledger) so the concatenation is unambiguous.
     """
     if not isinstance(public_key, bytes) or not isinstance(nonce, bytes) or not public_key:
         raise TypeError("public_key and nonce must be bytes (public_key non-empty)")

@@ -96,8 +96,8 @@ class MaaPolicy:
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.issuer)
-        if (parts.scheme != "https" or not parts.hostname or parts.path not in ("",)
-                or parts.query or parts.fragment or parts.username or parts.password):
+        if (parts.scheme != "https" or not parts.hostname or parts.path or parts.query
+                or parts.fragment or parts.username or parts.password):
             raise ConfigurationError("issuer must be an https origin such as "
                                      "'https://name.region.attest.azure.net'", field="issuer")
         types = frozenset(self.attestation_types)
@@ -405,11 +405,11 @@ def _runtime_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
     ehd = claims.get("x-ms-sgx-ehd")
     if ehd is not None:
         try:
-            out["runtime_data"] = _b64url_decode(ehd) if isinstance(ehd, str) else None
+            if not isinstance(ehd, str):
+                raise ValueError("not a string")
+            out["runtime_data"] = _b64url_decode(ehd)
         except ValueError:
-            out["runtime_data"] = None
-        if out["runtime_data"] is None:
-            raise fail(Reason.MALFORMED, "claim x-ms-sgx-ehd is not base64url")
+            raise fail(Reason.MALFORMED, "claim x-ms-sgx-ehd is not base64url") from None
     runtime = claims.get("x-ms-runtime")
     if runtime is not None:
         if not isinstance(runtime, dict):

@@ -93,7 +93,7 @@ class NitroPolicy:
     ``root`` replaces the pinned AWS root (tests only).
     """
 
-    expected_pcrs: Mapping[int, bytes] = field(default_factory=dict)
+    expected_pcrs: Mapping[int, bytes] = field(default_factory=dict, hash=False)
     expected_user_data: bytes | None = None
     expected_nonce: bytes | None = None
     expected_public_key: bytes | None = None
@@ -191,7 +191,7 @@ def _decode(document: bytes) -> tuple[bytes, bytes, bytes, dict[str, Any]]:
         raise fail(Reason.MALFORMED, "the document is not a COSE_Sign1 array of four items")
     protected, unprotected, payload, signature = item
     if not all(isinstance(x, bytes) for x in (protected, payload, signature)) \
-            or not isinstance(unprotected, dict):
+            or not isinstance(unprotected, Mapping):
         raise fail(Reason.MALFORMED, "COSE_Sign1 items have the wrong types")
     headers = _cbor(protected, "the protected header") if protected else {}
     if not isinstance(headers, dict):
