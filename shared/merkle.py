@@ -186,7 +186,7 @@ def verify_inclusion(leaf_hash: bytes, index: int, tree_size: int, proof: Sequen
 def _inclusion_length(index: int, tree_size: int) -> int:
     """Number of hashes in an inclusion proof for ``index`` in a tree of ``tree_size``."""
     length, fn, sn = 0, index, tree_size - 1
-    while sn:
+    while sn > 0:
         if fn & 1 or fn == sn:
             while fn and not fn & 1:
                 fn >>= 1
