@@ -1,5 +1,6 @@
 """Development host for the Cryptlet Fabric: serves ``function_app.py`` without Core Tools.
 
 Pieces: :mod:`devhost.azurite` (start/stop Azurite on free loopback ports),
-:mod:`devhost.server` (HTTP, timer and queue triggers), :mod:`devhost.demo` (the demo).
+:mod:`devhost.server` (``build(app_dir) -> DevHost``: HTTP, timer and queue triggers;
+``python -m devhost serve``), :mod:`devhost.demo` (the demo). See ``devhost/README.md``.
 """

@@ -21,6 +21,7 @@ from devhost.azurite import PROJECT_ROOT, Azurite
 from devhost.ports import free_port, wait_for_port
 from shared.errors import FabricError
 from shared.ledger import Ledger
+from shared.settings import SETTINGS
 from shared.storage import table_client
 from shared.verification import verify_against_registration
 
@@ -104,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         prefix = os.environ.get("FABRIC_TABLE_PREFIX", "fabric")
         env = dict(os.environ, AzureWebJobsStorage=azurite.connection_string, FABRIC_SEALING_SECRET=sealing,
                    DEVHOST_FUNCTION_KEY=function_key, FABRIC_TABLE_PREFIX=prefix)
+        for name, (default, _) in SETTINGS.items():  # binding expressions such as %FABRIC_INVOKE_QUEUE%
+            if default is not None:
+                env.setdefault(name, default)
         host = DevHostProcess(port, env)
         wait_for_port(port, 60, host.process)
         client = FabricClient(f"http://127.0.0.1:{port}", function_key)

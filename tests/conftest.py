@@ -18,6 +18,7 @@ import pytest
 
 from devhost.azurite import Azurite
 from devhost.ports import free_port, wait_for_port
+from shared.settings import SETTINGS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).with_name("cryptlet")
@@ -116,7 +117,10 @@ def fabric_host(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     log_path = work / "host.log"
     env = dict(os.environ, AzureWebJobsStorage=storage, FABRIC_SEALING_SECRET=base64.b64encode(secret).decode(),
                FABRIC_PACKAGES_DIR=str(packages), FABRIC_TABLE_PREFIX=prefix, DEVHOST_FUNCTION_KEY=key,
-               FABRIC_REGION_TIMEOUT_S="10")
+               FABRIC_REGION_TIMEOUT_S="10", FABRIC_INVOKE_QUEUE=f"{prefix}-invocations")
+    for name, (default, _) in SETTINGS.items():
+        if default is not None:
+            env.setdefault(name, default)
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "devhost", "serve", "--app-dir", str(PROJECT_ROOT),
                                     "--port", str(port)], env=env, cwd=PROJECT_ROOT, stdout=log,
