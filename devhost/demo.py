@@ -136,6 +136,7 @@ def _port_free(port: int) -> bool:
     import socket
 
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is fine
         try:
             sock.bind(("127.0.0.1", port))
             return True
