@@ -1,11 +1,13 @@
 """The Cryptlet Fabric function app: builds the FunctionApp and registers the blueprints."""
 import azure.functions as func
 
+from functions.attestation import bp as attestation
 from functions.cryptlets import bp as cryptlets
 from functions.health import bp as health
+from functions.keys import bp as keys
 from functions.ledger import bp as ledger
 from functions.requests import bp as requests
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (health, cryptlets, ledger, requests):
+for blueprint in (health, cryptlets, ledger, requests, attestation, keys):
     app.register_functions(blueprint)

@@ -59,6 +59,9 @@ class FabricClient:
     def ledger_entry(self, sequence: int) -> LedgerEntry:
         return LedgerEntry.from_dict(self.request("GET", f"ledger/entries/{sequence}"))
 
+    def attestation(self) -> dict[str, Any]:
+        return self.request("GET", "attestation")
+
     def health(self) -> dict[str, Any]:
         return self.request("GET", "health")
 

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from cryptlet_cli.client import FabricClient
+from cryptlet_cli.ledger import ledger, signer_key_record
 from shared.errors import FabricError, InvalidInput, VerificationError
 
 DEFAULT_URL = "http://127.0.0.1:7071"
@@ -113,9 +114,20 @@ def invoke(obj: Context, name: str, method: str, args_json: str, request_id: str
 
 @cli.command()
 @click.argument("envelope", type=click.File("r", encoding="utf-8"), default="-")
+@click.option("--allow-software-evidence", is_flag=True,
+              help="Accept the process provider's software/debug evidence (development only).")
+@click.option("--platform-key", envvar="CRYPTLET_PLATFORM_KEY", default=None,
+              help="Pin the Ed25519 platform key (hex) that must sign software evidence "
+                   "(env CRYPTLET_PLATFORM_KEY; default: the key GET /api/attestation reports).")
+@click.option("--connection", default=None,
+              help="Replay the signer's key history (rotation, revocation) from this storage connection "
+                   "string instead of asking the host.")
 @click.pass_obj
-def verify(obj: Context, envelope) -> None:
-    """Verify an ENVELOPE file (or stdin): signature, registered key and package digest."""
+def verify(obj: Context, envelope, allow_software_evidence: bool, platform_key: str | None,
+           connection: str | None) -> None:
+    """Verify an ENVELOPE file (or stdin): envelope -> key -> evidence -> digest."""
+    from shared.attestation.software import SoftwarePolicy
+    from shared.errors import ConfigurationError
     from shared.verification import verify_against_registration
 
     try:
@@ -126,33 +138,28 @@ def verify(obj: Context, envelope) -> None:
     sequence = registration.get("sequence") if isinstance(registration, dict) else None
     if not isinstance(sequence, int) or sequence < 1:
         raise InvalidInput("envelope has no registration sequence", field="registration.sequence")
-    verified = verify_against_registration(document, obj.client.ledger_entry(sequence))
-    click.echo(verified.summary())
+    entry = obj.client.ledger_entry(sequence)
+    signer_key = signer_key_record(obj.client, entry, connection)  # revoked? rotated out? retired?
+    policy = SoftwarePolicy()  # hardware-only: refuses software evidence with reason software_evidence
+    if allow_software_evidence:
+        key = platform_key or obj.client.attestation().get("platform_key", "")
+        try:
+            policy = SoftwarePolicy(allow_software=True, platform_keys=frozenset({key}))
+        except ConfigurationError:
+            raise InvalidInput("--platform-key must be a 32-byte Ed25519 public key in hex", field="--platform-key") from None
+    try:
+        verified = verify_against_registration(document, entry, evidence_policy=policy, key=signer_key)
+    except VerificationError as exc:
+        if exc.reason != "software_evidence":
+            raise
+        raise VerificationError(exc.reason, f"{exc.detail}; pass --allow-software-evidence to accept it "
+                                            "(development only)") from None
+    pinned = "" if not allow_software_evidence else (" (platform key pinned)" if platform_key
+                                                     else " (platform key as reported by the host)")
+    click.echo(verified.summary() + pinned)
 
 
-@cli.group()
-def ledger() -> None:
-    """Audit the registration ledger."""
-
-
-@ledger.command("verify")
-@click.option("--connection", envvar="AzureWebJobsStorage", required=True,
-              help="Storage connection string (env AzureWebJobsStorage); read directly, not via the host.")
-@click.option("--table-prefix", envvar="FABRIC_TABLE_PREFIX", default="fabric", show_default=True)
-@click.option("--stream", default="registry", show_default=True)
-def ledger_verify(connection: str, table_prefix: str, stream: str) -> None:
-    """Walk the whole hash chain from storage and report the first bad entry."""
-    from rich.progress import Progress
-
-    from shared.ledger import Ledger
-    from shared.storage import table_client
-
-    store = Ledger(table_client(connection, f"{table_prefix}ledger", create=False), stream)
-    size = store.head().size
-    with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
-        task = progress.add_task("verifying", total=size)
-        head = store.verify(lambda n: progress.update(task, completed=n) if n % 1000 == 0 else None)
-    click.echo(f"ledger {stream}: {head.size} entries verified; head {head.entry_hash}")
+cli.add_command(ledger)
 
 
 def main() -> None:

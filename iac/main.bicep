@@ -1,5 +1,5 @@
 // Cryptlet Fabric on Azure: Function App (Flex Consumption, Python 3.11), storage (identity only),
-// Key Vault (RBAC) holding the platform sealing secret, user-assigned identity, monitoring.
+// Key Vault (RBAC) holding the platform sealing secret and the sealed cryptlet keys, user-assigned identity, monitoring.
 // Deploy:  az deployment group create -g <rg> -f iac/main.bicep -p environmentName=<name>
 // The app settings here are exactly the settings shared/settings.py reads (checked by tests/test_iac.py).
 
@@ -33,6 +33,7 @@ var roles = {
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
@@ -150,7 +151,10 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'FABRIC_REGION_TIMEOUT_S', value: '10' }
         { name: 'FABRIC_REGIONS_PER_CRYPTLET', value: '2' }
         { name: 'FABRIC_AUDIT_SCHEDULE', value: '0 0 * * * *' }
+        { name: 'FABRIC_CHECKPOINT_SCHEDULE', value: '0 */5 * * * *' }
         { name: 'FABRIC_INVOKE_QUEUE', value: 'cryptlet-invocations' }
+        { name: 'FABRIC_KEY_STORE', value: 'keyvault' }
+        { name: 'FABRIC_KEY_VAULT_URL', value: vault.properties.vaultUri }
       ]
     }
   }
@@ -180,6 +184,17 @@ resource vaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+  }
+}
+
+// Sealed cryptlet keys are Key Vault secrets (FABRIC_KEY_STORE=keyvault): the app creates them.
+resource vaultKeysRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, identity.id, roles.keyVaultSecretsOfficer)
+  scope: vault
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
   }
 }
 

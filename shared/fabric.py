@@ -18,10 +18,15 @@ import shared
 from shared.encoding import from_hex, to_hex
 from shared.envelope import Domain
 from shared.errors import FabricError, InvalidInput, RegionError
+from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider
 from shared.isolation.provider import Region
-from shared.keystore import TableKeyStore
-from shared.ledger import Ledger
+from shared.checkpoint import CheckpointSigner, origin_of
+from shared.checkpoint_store import CheckpointStore
+from shared.key_lifecycle import KeyLifecycle
+from shared.keystore import open_key_store
+from shared.ledger import Ledger, LedgerEntry
+from shared.ledger_index import LedgerIndex
 from shared.regions import RegionPool, SequenceClock
 from shared.registry import Registration, Registry, digest_bytes
 from shared.requests import QueuedRequest, RequestStore
@@ -39,15 +44,20 @@ class Fabric:
         self.domain = Domain(settings.chain_id, settings.verifying_contract)
         self.provider = ProcessProvider(settings.sealing_secret, timeout=settings.region_timeout)
         self.ledger = Ledger(table_client(settings.storage, settings.table("ledger")), LEDGER_STREAM)
-        self.keystore = TableKeyStore(table_client(settings.storage, settings.table("keys")))
+        self.ledger_index = LedgerIndex(self.ledger, CheckpointStore(self.ledger.table, LEDGER_STREAM),
+                                        CheckpointSigner.from_secret(settings.sealing_secret, origin_of(LEDGER_STREAM)))
+        self.keystore = open_key_store(settings)
         self.registry = Registry(packages_dir=settings.packages_dir,
                                  catalog=table_client(settings.storage, settings.table("cryptlets")),
                                  ledger=self.ledger, keystore=self.keystore, provider=self.provider,
                                  domain=self.domain)
+        self.keys = KeyLifecycle(self.registry, self.ledger_index)
         self.requests = RequestStore(table_client(settings.storage, settings.table("requests")))
         self.sequences = SequenceClock()
         self._pools: dict[str, RegionPool] = {}
-        self._pools_lock = threading.Lock()
+        self._pool_keys: dict[str, Registration] = {}  # the registration (key) each pool's regions hold
+        self._rotating: set[str] = set()  # names whose key this process is changing right now
+        self._pools_lock = threading.Condition()
 
     # -- registration -----------------------------------------------------------------------------
     def register(self, body: Any) -> Registration:
@@ -124,23 +134,93 @@ class Fabric:
 
     def _pool(self, registration: Registration) -> RegionPool:
         with self._pools_lock:
+            self._pools_lock.wait_for(lambda: registration.name not in self._rotating, self.settings.region_timeout)
             pool = self._pools.get(registration.name)
+            held = self._pool_keys.get(registration.name)
+            if pool is not None and held is not None and held.ledger["sequence"] < registration.ledger["sequence"]:
+                pool.close()  # the key changed on another host: stop signing with the old one
+                pool = None
             if pool is None:
                 pool = RegionPool(lambda: self._start_region(registration), self.settings.regions_per_cryptlet)
                 self._pools[registration.name] = pool
+                self._pool_keys[registration.name] = registration
             return pool
 
     def _start_region(self, registration: Registration) -> Region:
         package_dir = self.registry.package_dir(registration.package)
-        region = self.provider.create_region(package_dir, digest_bytes(registration), domain=self.domain)
+        region = self.provider.create_region(package_dir, digest_bytes(registration), domain=self.domain,
+                                             call_out=HostCallOuts(registration.name))
         try:
             sealed = self.keystore.get(registration.address)
             region.call("unseal", address=registration.address, sealed_key=base64.b64encode(sealed.blob).decode())
-            region.call("bind", registration=registration.ledger)
+            region.call("bind", registration=registration.ledger, evidence=registration.evidence)
         except BaseException:
             region.close()
             raise
         return region
+
+    # -- key lifecycle ----------------------------------------------------------------------------
+    def rotate_key(self, name: str, body: Any) -> dict[str, Any]:
+        """New key for ``name`` (``body``: optional ``revoke`` with ``reason``/``invalid_after``/``note``)."""
+        if not isinstance(body, dict):
+            raise InvalidInput("request body must be a JSON object", field="$")
+        revoke = body.get("revoke")
+        if revoke is not None and not isinstance(revoke, dict):
+            raise InvalidInput("revoke must be an object with reason, invalid_after and note", field="revoke")
+        return self._change_key(name, revoke)
+
+    def revoke_key(self, name: str, body: Any) -> dict[str, Any]:
+        """Revoke a key of ``name``; revoking the current key (no ``address``) rotates it too."""
+        if not isinstance(body, dict):
+            raise InvalidInput("request body must be a JSON object", field="$")
+        current = self.registry.get(name)
+        if str(body.get("address") or current.address).lower() == current.address.lower():
+            return self._change_key(name, body)
+        entries = self.keys.revoke(name, body)
+        return {"registration": current.to_dict(), "entries": [e.to_dict() for e in entries]}
+
+    def retire(self, name: str, body: Any) -> dict[str, Any]:
+        """Retire ``name``: its keys end, its regions stop, the name is free again."""
+        note = body.get("note") if isinstance(body, dict) else None
+        entry = self.keys.retire(name, note)
+        with self._pools_lock:
+            pool = self._pools.pop(name, None)
+            self._pool_keys.pop(name, None)
+        if pool is not None:
+            pool.close()
+        return {"entry": entry.to_dict()}
+
+    def _change_key(self, name: str, revoke: dict[str, Any] | None) -> dict[str, Any]:
+        def drain_old_regions() -> None:  # no envelope from the old key may carry a later timestamp
+            with self._pools_lock:
+                self._rotating.add(name)
+                pool = self._pools.pop(name, None)
+                self._pool_keys.pop(name, None)
+            if pool is not None:
+                pool.drain(self.settings.region_timeout + 5)
+
+        try:
+            registration, region, entries = self.keys.rotate(name, revoke=revoke, before_commit=drain_old_regions)
+            pool = self._pool_for(registration)
+            pool.add(region)
+        finally:
+            with self._pools_lock:
+                self._rotating.discard(name)
+                self._pools_lock.notify_all()
+        return {"registration": registration.to_dict(), "entries": [e.to_dict() for e in entries]}
+
+    def _pool_for(self, registration: Registration) -> RegionPool:
+        with self._pools_lock:
+            pool = RegionPool(lambda: self._start_region(registration), self.settings.regions_per_cryptlet)
+            self._pools[registration.name] = pool
+            self._pool_keys[registration.name] = registration
+            return pool
+
+    def key_entries(self, address: str) -> dict[str, Any]:
+        """A key's record and the ledger entries it was built from (clients replay and check them)."""
+        record = self.keys.key(address)
+        entries: list[LedgerEntry] = self.ledger_index.key_entries(record)
+        return {"key": record.to_dict(), "entries": [e.to_dict() for e in entries]}
 
     # -- operations -------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -154,11 +234,18 @@ class Fabric:
         return {"status": "ok" if storage["reachable"] else "degraded", "storage": storage,
                 "versions": versions(), "provider": self.provider.name}
 
+    def attestation(self) -> dict[str, Any]:
+        """What this host's evidence is and which platform key signs it (``GET /api/attestation``)."""
+        software = self.provider.evidence_kind == "process"
+        return {"provider": self.provider.name, "evidence_kind": self.provider.evidence_kind,
+                "software": software, "debug": software, "platform_key": to_hex(self.provider.platform_public_key)}
+
     def close(self) -> None:
         with self._pools_lock:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.close()
+        self.provider.close()
 
 
 def versions() -> dict[str, str]:

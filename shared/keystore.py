@@ -1,7 +1,9 @@
-"""Key stores: where sealed cryptlet keys live.
+"""Key stores: where sealed cryptlet keys live, behind one interface.
 
 Only sealed blobs (see :mod:`shared.sealing`) are ever stored; a store never sees a plain
-private key. :class:`TableKeyStore` keeps them in Azure Table storage (Azurite locally).
+private key. :class:`TableKeyStore` keeps them in Azure Table storage (Azurite locally, the
+fallback); :class:`~shared.keyvault.KeyVaultKeyStore` keeps them as Azure Key Vault secrets.
+:func:`open_key_store` picks one from the ``FABRIC_KEY_STORE`` setting.
 """
 from __future__ import annotations
 
@@ -9,11 +11,15 @@ import abc
 import base64
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.errors import NotFound, StorageError
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -65,3 +71,14 @@ class TableKeyStore(KeyStore):
         row = max(rows, key=lambda r: r["RowKey"])
         return SealedKey(address=row["address"], digest=row["digest"], provider=row["provider"],
                          blob=base64.b64decode(row["sealed"]), version=int(row["RowKey"]))
+
+
+def open_key_store(settings: "Settings") -> KeyStore:
+    """The key store the settings choose: ``table`` (default) or ``keyvault``."""
+    if settings.key_store == "keyvault":
+        from shared.keyvault import KeyVaultKeyStore  # imported only when used: azure-identity is heavy
+
+        return KeyVaultKeyStore.from_url(settings.key_vault_url)
+    from shared.storage import table_client
+
+    return TableKeyStore(table_client(settings.storage, settings.table("keys")))

@@ -11,9 +11,11 @@ from shared.isolation.provider import Region
 
 
 class RegionPool:
-    """Up to ``max_size`` regions for one cryptlet; a caller leases one for a call.
+    """Up to ``max_size`` warm regions for one cryptlet; a caller leases one for a call.
 
-    Dead regions (crashed, killed after a timeout) are dropped and replaced on the next lease.
+    Dead or retired regions (crashed, killed after a timeout or a fault, at the end of their CPU
+    budget) are dropped, both when a lease returns one and when an idle one is found dead, and
+    are replaced by a fresh region on the next lease.
     """
 
     def __init__(self, factory: Callable[[], Region], max_size: int, *, wait_timeout: float = 30.0) -> None:
@@ -45,18 +47,27 @@ class RegionPool:
 
     def _acquire(self) -> Region:
         deadline = time.monotonic() + self._wait_timeout
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise RegionError("region pool is closed")
-                if self._idle:
-                    return self._idle.pop()
-                if self._count < self._max:
-                    self._count += 1
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._cond.wait(remaining):
-                    raise RegionError("no region became free in time", region_code="busy")
+        dead: list[Region] = []
+        try:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        raise RegionError("region pool is closed")
+                    while self._idle:
+                        region = self._idle.pop()
+                        if region.alive:
+                            return region
+                        self._count -= 1  # died while idle (e.g. CPU limit): replace it
+                        dead.append(region)
+                    if self._count < self._max:
+                        self._count += 1
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._cond.wait(remaining):
+                        raise RegionError("no region became free in time", region_code="busy")
+        finally:
+            for region in dead:
+                region.close()
         try:
             return self._factory()
         except BaseException:
@@ -67,12 +78,14 @@ class RegionPool:
 
     def _release(self, region: Region) -> None:
         with self._cond:
-            if region.alive and not self._closed:
+            keep = region.alive and not self._closed
+            if keep:
                 self._idle.append(region)
             else:
                 self._count -= 1
-                region.close()
             self._cond.notify()
+        if not keep:
+            region.close()
 
     def close(self) -> None:
         with self._cond:
@@ -81,6 +94,24 @@ class RegionPool:
             self._cond.notify_all()
         for region in idle:
             region.close()
+
+    def drain(self, timeout: float) -> bool:
+        """Close the pool and wait until every leased region came back; False if ``timeout`` ran out."""
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._count -= len(idle)
+            self._cond.notify_all()
+        for region in idle:
+            region.close()
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._count > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.05))  # short slices: a release may notify another waiter
+        return True
 
 
 class SequenceClock:

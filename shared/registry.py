@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.attestation.evidence import cryptlet_report_data
 from shared.encoding import from_hex, to_hex
 from shared.envelope import Domain
 from shared.errors import Conflict, InvalidInput, NotFound, StorageError
+from shared.isolation.callout import HostCallOuts
 from shared.isolation.provider import IsolationProvider, Region
 from shared.keystore import KeyStore, SealedKey
 from shared.ledger import Ledger, utc_now
@@ -44,12 +47,13 @@ class Registration:
     methods: dict[str, Any]
     ledger: dict[str, Any]
     registered_at: str
+    evidence: dict[str, Any] = field(default_factory=dict)  # {"kind", "hash"} of the key's evidence
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "kind": self.kind, "description": self.description,
                 "address": self.address, "public_key": self.public_key, "digest": self.digest,
                 "package": self.package, "provider": self.provider, "methods": self.methods,
-                "ledger": self.ledger, "registered_at": self.registered_at}
+                "ledger": self.ledger, "registered_at": self.registered_at, "evidence": self.evidence}
 
 
 class Registry:
@@ -81,22 +85,24 @@ class Registry:
         digest = self.provider.digest(package_dir)
         self._reserve(manifest.name)
         try:
-            region = self.provider.create_region(package_dir, digest, domain=self.domain)
+            region = self.provider.create_region(package_dir, digest, domain=self.domain,
+                                                 call_out=HostCallOuts(manifest.name))
             try:
                 key = region.call("generate_key")
+                evidence = attest_key(region, key["public_key"])
                 self.keystore.put(SealedKey(address=key["address"], digest=to_hex(digest), provider=self.provider.name,
                                             blob=base64.b64decode(key["sealed_key"])))
                 entry = self.ledger.append(KIND_REGISTERED, {
                     "name": manifest.name, "version": manifest.version, "kind": manifest.kind,
                     "address": key["address"], "public_key": key["public_key"], "digest": to_hex(digest),
                     "provider": self.provider.name, "package": package, "manifest": manifest.document,
-                    "key": {"store": type(self.keystore).__name__, "version": 1}})
+                    "key": {"store": type(self.keystore).__name__, "version": 1}, "evidence": evidence})
                 registration = Registration(
                     name=manifest.name, version=manifest.version, kind=manifest.kind, description=manifest.description,
                     address=key["address"], public_key=key["public_key"], digest=to_hex(digest), package=package,
                     provider=self.provider.name, methods=manifest.methods, ledger=entry.reference(),
-                    registered_at=entry.time)
-                region.call("bind", registration=registration.ledger)
+                    registered_at=entry.time, evidence=evidence_reference(evidence))
+                region.call("bind", registration=registration.ledger, evidence=registration.evidence)
             except BaseException:
                 region.close()
                 raise
@@ -156,3 +162,19 @@ class Registry:
 
 def digest_bytes(registration: Registration) -> bytes:
     return from_hex(registration.digest, length=32, field="digest")
+
+
+def attest_key(region: Region, public_key: str) -> dict[str, Any]:
+    """Evidence that ``region`` holds ``public_key``, as the ledger records it.
+
+    ``report_data = SHA-256(public key || nonce)`` with a fresh 32-byte nonce; the record is
+    ``{"kind", "hash", "blob", "nonce"}`` (see ``docs/evidence.md``).
+    """
+    nonce = os.urandom(32)
+    evidence = region.evidence(cryptlet_report_data(from_hex(public_key, length=65, field="public_key"), nonce))
+    return {**evidence.to_dict(), "nonce": to_hex(nonce)}
+
+
+def evidence_reference(record: dict[str, Any]) -> dict[str, Any]:
+    """What envelopes cite of a ledger evidence record: ``{"kind", "hash"}``."""
+    return {"kind": record["kind"], "hash": record["hash"]}

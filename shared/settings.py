@@ -33,7 +33,13 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "FABRIC_REGION_TIMEOUT_S": ("10", "Seconds a region may take to answer one call before it is killed."),
     "FABRIC_REGIONS_PER_CRYPTLET": ("2", "Most warm regions kept per cryptlet (calls beyond wait for one)."),
     "FABRIC_AUDIT_SCHEDULE": ("0 0 * * * *", "NCRONTAB schedule of the ledger audit timer (six fields, seconds first)."),
+    "FABRIC_CHECKPOINT_SCHEDULE": ("0 */5 * * * *", "NCRONTAB schedule of the signed ledger checkpoint timer "
+                                                    "(a checkpoint is written only when the ledger grew)."),
     "FABRIC_INVOKE_QUEUE": ("cryptlet-invocations", "Queue of asynchronous invocation requests."),
+    "FABRIC_KEY_STORE": ("table", "Where sealed cryptlet keys are stored: `table` (the `<prefix>keys` table; "
+                                  "Azurite locally) or `keyvault` (Key Vault secrets at FABRIC_KEY_VAULT_URL)."),
+    "FABRIC_KEY_VAULT_URL": ("", "Key Vault URL (https://<name>.vault.azure.net) for FABRIC_KEY_STORE=keyvault; "
+                                 "reached with DefaultAzureCredential (the app's managed identity in Azure)."),
 }
 
 _TABLE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}$")
@@ -52,6 +58,8 @@ class Settings:
     region_timeout: float
     regions_per_cryptlet: int
     invoke_queue: str
+    key_store: str = "table"
+    key_vault_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -82,11 +90,21 @@ class Settings:
             verifying_contract=get("FABRIC_VERIFYING_CONTRACT"),
             region_timeout=float(_int(get, "FABRIC_REGION_TIMEOUT_S", 1)),
             regions_per_cryptlet=_int(get, "FABRIC_REGIONS_PER_CRYPTLET", 1),
-            invoke_queue=get("FABRIC_INVOKE_QUEUE"))
+            invoke_queue=get("FABRIC_INVOKE_QUEUE"), **_key_store(get))
 
     def table(self, name: str) -> str:
         """Full table name for one of the fabric's tables."""
         return f"{self.table_prefix}{name}"
+
+
+def _key_store(get) -> dict[str, str]:
+    store, url = get("FABRIC_KEY_STORE"), get("FABRIC_KEY_VAULT_URL").strip()
+    if store not in ("table", "keyvault"):
+        raise ConfigurationError("FABRIC_KEY_STORE must be table or keyvault", field="FABRIC_KEY_STORE")
+    if store == "keyvault" and not url.startswith("https://"):
+        raise ConfigurationError("FABRIC_KEY_VAULT_URL must be the vault's https:// URL when FABRIC_KEY_STORE=keyvault",
+                                 field="FABRIC_KEY_VAULT_URL")
+    return {"key_store": store, "key_vault_url": url}
 
 
 def _int(get, name: str, minimum: int) -> int:

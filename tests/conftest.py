@@ -102,8 +102,12 @@ class FabricHost:
 
 
 @pytest.fixture(scope="module")
-def fabric_host(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FabricHost]:
-    """The real function app under the dev host, with its own tables and a copy of the packages."""
+def fabric_host(request: pytest.FixtureRequest, storage: str,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[FabricHost]:
+    """The real function app under the dev host, with its own tables and a copy of the packages.
+
+    A test module may set ``FABRIC_HOST_SETTINGS = {...}`` to override settings of its host.
+    """
     work = tmp_path_factory.mktemp("fabric")
     packages = work / "packages"
     shutil.copytree(PROJECT_ROOT / "cryptlet_packages", packages,
@@ -118,6 +122,7 @@ def fabric_host(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     env = dict(os.environ, AzureWebJobsStorage=storage, FABRIC_SEALING_SECRET=base64.b64encode(secret).decode(),
                FABRIC_PACKAGES_DIR=str(packages), FABRIC_TABLE_PREFIX=prefix, DEVHOST_FUNCTION_KEY=key,
                FABRIC_REGION_TIMEOUT_S="10", FABRIC_INVOKE_QUEUE=f"{prefix}-invocations")
+    env.update(getattr(request.module, "FABRIC_HOST_SETTINGS", {}))
     for name, (default, _) in SETTINGS.items():
         if default is not None:
             env.setdefault(name, default)

@@ -72,5 +72,5 @@ def test_malformed_queue_message_ends_in_the_poison_queue(fabric_host, registere
         except Exception:
             return None
 
-    contents = wait_for(poisoned, timeout=60, interval=0.5)
+    contents = wait_for(poisoned, timeout=180, interval=0.5)
     assert any(base64.b64decode(c) == b"this is not a request" for c in contents)

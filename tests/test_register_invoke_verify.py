@@ -68,9 +68,14 @@ def test_cli_register_list_invoke_verify(fabric_host, registered, tmp_path):
                               "-o", str(out))
     assert invoked.returncode == 0, invoked.stderr
     assert json.loads(out.read_text())["payload"]["failed_rules"] == ["sanctions"]
-    verified = fabric_host.cli("verify", str(out))
+    verified = fabric_host.cli("verify", "--allow-software-evidence", str(out))
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.startswith("verified: customer_validator")
+    assert "evidence process (software/debug) binds the key" in verified.stdout
+    # Software evidence is refused unless the verifier opts in, naming the link and the flag.
+    refused = fabric_host.cli("verify", str(out))
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    assert "(software_evidence): evidence:" in refused.stderr and "--allow-software-evidence" in refused.stderr
 
 
 def test_cli_register_twice_is_a_one_line_conflict(fabric_host, registered):
@@ -126,7 +131,7 @@ def test_tampered_envelope_is_rejected_with_its_reason(fabric_host, envelope, ta
     tamper(doc)
     path = tmp_path / "tampered.json"
     path.write_text(json.dumps(doc))
-    result = fabric_host.cli("verify", str(path))
+    result = fabric_host.cli("verify", "--allow-software-evidence", str(path))
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert reason in result.stderr, result.stderr
@@ -225,3 +230,27 @@ def test_request_id_is_honoured(fabric_host, registered):
         env = http.post("/api/cryptlets/customer_validator/invoke",
                         json={"method": "rules", "request_id": request_id}).json()
     assert env["request_id"] == request_id and env["topic"] == "customer_validator.rules"
+
+
+def test_registration_records_evidence_binding_the_key(fabric_host, registered, envelope):
+    """The ledger entry holds the software evidence, the catalog and every envelope cite it, and it
+    verifies under the platform key the host publishes (which is derived from its sealing secret)."""
+    from datetime import datetime, timezone
+
+    from shared.attestation import Evidence, SoftwarePolicy
+    from shared.attestation.software import platform_public_key
+    from shared.isolation.process import platform_key
+
+    with fabric_host.client() as http:
+        attestation = http.get("/api/attestation").json()
+        entry = http.get(f"/api/ledger/entries/{registered['ledger']['sequence']}").json()
+    expected_key = "0x" + platform_public_key(platform_key(fabric_host.sealing_secret)).hex()
+    assert attestation == {"provider": "process", "evidence_kind": "process", "software": True, "debug": True,
+                           "platform_key": expected_key}
+    record = entry["payload"]["evidence"]
+    assert registered["evidence"] == {"kind": "process", "hash": record["hash"]} == envelope["evidence"]
+    evidence = Evidence.from_dict(record)
+    policy = SoftwarePolicy(allow_software=True, platform_keys=frozenset({expected_key}))
+    verified = policy.verify(evidence, now=datetime.now(timezone.utc))
+    assert verified.debuggable and "0x" + verified.measurement == registered["digest"]
+    verified.require_binding(from_hex(registered["public_key"], length=65), from_hex(record["nonce"], length=32))

@@ -1,8 +1,11 @@
-"""What every evidence verifier shares: the failure reasons, the result type, key binding.
+"""What every evidence verifier shares: the evidence record, the failure reasons, the result
+type, key binding and the policy protocol.
 
-A verifier (``maa``, ``nitro``, later the ``process`` provider's software report) turns one
+A verifier (``maa``, ``nitro``, ``software`` for the ``process`` provider's report) turns one
 piece of evidence into a :class:`VerifiedEvidence` or raises
 :class:`~shared.errors.AttestationError` whose ``reason`` is one of :class:`Reason`.
+:class:`Evidence` is the format-independent record the fabric stores and envelopes cite (by
+its SHA-256 ``hash``).
 
 Key binding: a region proves that *its* cryptlet key lives inside the attested region by
 putting ``report_data = SHA-256(cryptlet public key || nonce)`` into the hardware report
@@ -10,11 +13,14 @@ putting ``report_data = SHA-256(cryptlet public key || nonce)`` into the hardwar
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
+from typing import Any, Protocol
 
 from shared.errors import AttestationError
 
@@ -48,6 +54,8 @@ class Reason(StrEnum):
     USER_DATA_MISMATCH = "user_data_mismatch"
     NONCE_MISMATCH = "nonce_mismatch"
     PUBLIC_KEY_MISMATCH = "public_key_mismatch"
+    SOFTWARE_EVIDENCE = "software_evidence"      # software/debug evidence and the policy does not allow it
+    EVIDENCE_TAMPERED = "evidence_tampered"      # the evidence bytes do not hash to the recorded hash
 
 
 def fail(reason: Reason, detail: str, **extra: object) -> AttestationError:
@@ -99,3 +107,56 @@ class VerifiedEvidence:
         if not self.binds(public_key, nonce):
             raise fail(Reason.RUNTIME_DATA_MISMATCH,
                        f"{self.kind} evidence does not bind the cryptlet key and nonce")
+
+
+MAX_EVIDENCE_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One piece of attestation evidence: its ``kind`` and the exact bytes a verifier checks.
+
+    ``kind`` names the verifier (``process``, ``maa-sgx``, ``maa-sevsnp``, ``nitro``); ``blob`` is
+    the evidence as issued (the software report's canonical JSON, an MAA JWT's text, a Nitro
+    COSE document). Envelopes cite it by :attr:`hash` = SHA-256(blob).
+    """
+
+    kind: str
+    blob: bytes
+
+    @property
+    def hash(self) -> bytes:
+        return hashlib.sha256(self.blob).digest()
+
+    def reference(self) -> dict[str, str]:
+        """What envelopes and the catalog carry: ``{"kind", "hash"}`` (hash as 0x-hex)."""
+        return {"kind": self.kind, "hash": "0x" + self.hash.hex()}
+
+    def to_dict(self) -> dict[str, str]:
+        """The stored form: the reference plus the blob in base64."""
+        return {**self.reference(), "blob": base64.b64encode(self.blob).decode()}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Evidence":
+        """Parse the stored form; the blob must hash to the recorded ``hash`` (``evidence_tampered``)."""
+        if not isinstance(data, dict) or not isinstance(data.get("kind"), str) or not isinstance(data.get("blob"), str):
+            raise fail(Reason.MALFORMED, "evidence record must have a kind and a base64 blob")
+        try:
+            blob = base64.b64decode(data["blob"], validate=True)
+        except (binascii.Error, ValueError):
+            raise fail(Reason.MALFORMED, "evidence blob is not base64") from None
+        if len(blob) > MAX_EVIDENCE_BYTES:
+            raise fail(Reason.MALFORMED, f"evidence is larger than {MAX_EVIDENCE_BYTES} bytes")
+        evidence = cls(data["kind"], blob)
+        recorded = data.get("hash")
+        if recorded is not None and not hmac.compare_digest(str(recorded).lower(), evidence.reference()["hash"]):
+            raise fail(Reason.EVIDENCE_TAMPERED, "evidence bytes do not hash to the recorded evidence hash")
+        return evidence
+
+
+class EvidencePolicy(Protocol):
+    """What a relying party accepts: turns :class:`Evidence` into :class:`VerifiedEvidence` or raises."""
+
+    def verify(self, evidence: Evidence, *, now: datetime) -> VerifiedEvidence:
+        """Verify ``evidence`` at ``now``; raise :class:`~shared.errors.AttestationError` naming the check."""
+        ...

@@ -275,7 +275,7 @@ def _signing_key(jwk: Mapping[str, Any], policy: MaaPolicy, now: datetime) -> rs
         raise bad("the JWKS key has no x5c certificate")
     try:
         chain = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in chain_b64]
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, x509.InvalidVersion):  # InvalidVersion is not a ValueError
         raise bad("the JWKS key's x5c is not a list of base64 DER certificates") from None
     leaf = chain[0]
     key = leaf.public_key()

@@ -174,7 +174,7 @@ def _load_cert(der: Any, what: str) -> x509.Certificate:
         raise fail(Reason.MALFORMED, f"{what} must be 1..1024 bytes of DER")
     try:
         return x509.load_der_x509_certificate(der)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion is not a ValueError
         raise fail(Reason.MALFORMED, f"{what} is not a DER certificate") from None
 
 

@@ -1,7 +1,10 @@
-"""Isolation providers: where cryptlets run.
+"""Isolation providers: where cryptlets run (see ``docs/isolation.md``).
 
 :mod:`shared.isolation.provider` defines the interface (the paper's ``IsolatedRegionCreate``,
-call-in, ``GetDigest``, ``CheckSignature``); :mod:`shared.isolation.process` is the ``process``
-provider (one OS process per region); :mod:`shared.isolation.runtime` is the container that
-runs inside a region; :mod:`shared.isolation.protocol` is the wire format between them.
+call-in, call-out handler, ``GetDigest``, ``CheckSignature``, plus evidence);
+:mod:`shared.isolation.process` is the ``process`` provider (one confined OS process per region),
+forked by :mod:`shared.isolation.zygote` and confined by :mod:`shared.isolation.sandbox`;
+:mod:`shared.isolation.runtime` is the container that runs inside a region;
+:mod:`shared.isolation.protocol` is the wire format between them and
+:mod:`shared.isolation.callout` the call-outs from a region to its host.
 """

@@ -1,107 +1,265 @@
-"""The ``process`` isolation provider: each region is its own OS process.
+"""The ``process`` isolation provider: each region is its own confined OS process (Linux).
 
-A region process runs :mod:`shared.isolation.runtime` in Python's isolated mode with a scrubbed
-environment (no storage connection strings, keys or host settings), its own working directory,
-no core dumps and resource limits. Calls are serialised per region and bounded by a timeout; a
-region that hangs, crashes or breaks the protocol is killed and reported as a
-:class:`~shared.errors.RegionError`.
+Regions are forked from a zygote (:mod:`shared.isolation.zygote`) and confine themselves
+(:mod:`shared.isolation.sandbox`): own uid (when the host is root), own network namespace (root),
+rlimits, scrubbed environment, own working directory with a read-only snapshot of the package
+that the container measures before loading it. The host side here:
+
+- serialises calls per region and bounds each by a timeout; a region that hangs, crashes, breaks
+  the protocol, runs out of memory, hits its process limit or leaves processes running after a
+  call is killed (everything of its uid / process group) and reported as a
+  :class:`~shared.errors.RegionError` with a ``region_code``; the pool replaces it;
+- retires a region at half its CPU-time budget so the kernel limit never hits a warm region;
+- answers call-outs with the region's :data:`~shared.isolation.callout.CallOutHandler`;
+- hands a region only the seal key of the digest it launched (never the platform secret);
+- issues the region's *software* evidence, signed by the platform key (Ed25519 derived from the
+  platform sealing secret with HKDF under its own label), see :mod:`shared.attestation.software`.
 """
 from __future__ import annotations
 
 import base64
 import itertools
+import logging
 import os
-import resource
 import select
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
+import weakref
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from shared.encoding import to_hex
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from shared import sealing
+from shared.attestation.evidence import Evidence
+from shared.attestation.software import KIND, SoftwarePolicy, platform_public_key, sign_software_report
+from shared.encoding import from_hex, to_hex
 from shared.envelope import Domain
-from shared.errors import RegionError
+from shared.errors import FabricError, RegionError, SealingError
 from shared.isolation import protocol
+from shared.isolation.callout import CallOutHandler
 from shared.isolation.provider import IsolationProvider, Region
+from shared.isolation.sandbox import RegionLimits
+from shared.isolation.zygote import Spawned, Zygote
 
-RUNTIME = Path(__file__).with_name("runtime.py")
-SAFE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ")
+log = logging.getLogger("fabric.region")
+_PLATFORM_KEY_SALT = b"cryptlet-fabric/platform-key/v1"
+_PLATFORM_KEY_INFO = b"process provider software evidence signing key (Ed25519)"
+#: Faults after which a region is not trusted to keep serving: it is stopped after replying.
+RETIRE_CODES = frozenset({"out_of_memory", "process_limit", "container_error"})
+MAX_CALLOUTS_PER_CALL = 10_000
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_SIGNAL_NAMES = {signal.SIGKILL: "SIGKILL", signal.SIGXCPU: "SIGXCPU (CPU time limit)",
+                 signal.SIGSEGV: "SIGSEGV", signal.SIGABRT: "SIGABRT", signal.SIGXFSZ: "SIGXFSZ (file size limit)",
+                 signal.SIGBUS: "SIGBUS", signal.SIGTERM: "SIGTERM"}
 
 
-def _limit_resources(address_space: int, open_files: int) -> None:
-    """Runs in the child before exec: rlimits and no core dumps."""
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
-    resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+def platform_key(sealing_secret: bytes) -> Ed25519PrivateKey:
+    """The process provider's platform (evidence signing) key, derived from the sealing secret.
+
+    A distinct HKDF salt and info keep it independent of every seal key; hosts sharing a sealing
+    secret share a platform identity, and rotating the secret rotates both.
+    """
+    if len(sealing_secret) < sealing.MIN_SECRET_BYTES:
+        raise SealingError(f"the platform sealing secret must be at least {sealing.MIN_SECRET_BYTES} bytes")
+    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=_PLATFORM_KEY_SALT,
+                info=_PLATFORM_KEY_INFO).derive(sealing_secret)
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+_loadavg: int | None = None
+
+
+def _last_pid() -> int:
+    """The most recently allocated pid (``/proc/loadavg``): unchanged means nothing forked."""
+    global _loadavg
+    if _loadavg is None:
+        _loadavg = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
+    return int(os.pread(_loadavg, 256, 0).rsplit(b"/", 1)[1].split()[1])
+
+
+def _describe_exit(status: dict[str, Any]) -> str:
+    if "signal" in status:
+        number = status["signal"]
+        return f"killed by {_SIGNAL_NAMES.get(number, f'signal {number}')}"
+    if "code" in status:
+        return f"exit code {status['code']}"
+    return "exit status unknown"
 
 
 class ProcessRegion(Region):
-    """A region backed by a child process speaking the container protocol."""
+    """A region backed by a confined child process of the zygote, speaking the container protocol."""
 
-    def __init__(self, package_dir: Path, *, timeout: float, address_space: int, open_files: int) -> None:
+    def __init__(self, spawned: Spawned, zygote: Zygote, *, timeout: float, limits: RegionLimits,
+                 call_out: CallOutHandler | None, platform: Ed25519PrivateKey) -> None:
+        self.pid = spawned.pid
+        self.uid = spawned.uid
+        self.workdir = spawned.workdir
         self.timeout = timeout
-        self.workdir = Path(tempfile.mkdtemp(prefix="region-"))
-        env = {k: os.environ[k] for k in SAFE_ENV_KEYS if k in os.environ}
-        env["HOME"] = str(self.workdir)
+        self.limits = limits
+        self.digest = b""
+        self._pidfd = spawned.pidfd
+        try:
+            self._stat = os.open(f"/proc/{self.pid}/stat", os.O_RDONLY | os.O_CLOEXEC)  # bound to this process
+        except OSError:  # it already died; the first call reports why
+            self._stat = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        self._sock = spawned.sock
+        self._sock.settimeout(timeout)
+        self._zygote = zygote
+        self._call_out = call_out
+        self._platform = platform
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._buffer = b""
-        self.process = subprocess.Popen(
-            [sys.executable, "-I", "-B", "-X", f"pycache_prefix={self.workdir / 'pycache'}", str(RUNTIME)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, cwd=self.workdir, env=env,
-            close_fds=True, start_new_session=True,
-            preexec_fn=lambda: _limit_resources(address_space, open_files))
-        self.package_dir = package_dir
+        self._closed = False
+        self._retired = False
+
+    # -- life ---------------------------------------------------------------------------------------
+    def _exited(self) -> bool:
+        try:
+            return bool(select.select([self._pidfd], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
 
     @property
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return not self._closed and not self._retired and not self._exited()
 
+    def _kill(self) -> None:
+        """SIGKILL the region and wait until the zygote has killed what it left behind."""
+        if self._closed:
+            return
+        try:
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._retired = True
+        self._settle()
+
+    def _settle(self) -> dict[str, Any]:
+        """Wait for the region to exit, then have the zygote reap it (which kills every other process
+        of the region's uid and process group and removes its directory); return its exit status."""
+        select.select([self._pidfd], [], [], 5.0)
+        return self._zygote.status(self.pid)
+
+    def _exit_reason(self) -> str:
+        return _describe_exit(self._settle())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if not self._exited() and not self._retired:
+                try:
+                    self._sock.sendall(protocol.encode({"id": 0, "op": "shutdown"}))
+                except OSError:
+                    pass
+                if not select.select([self._pidfd], [], [], 2.0)[0]:
+                    self._kill()
+                else:
+                    self._settle()
+            elif not self._exited():
+                self._kill()
+            self._closed = True
+            self._sock.close()
+            os.close(self._pidfd)
+            os.close(self._stat)
+
+    # -- call-in ------------------------------------------------------------------------------------
     def call(self, op: str, **params: Any) -> dict[str, Any]:
         with self._lock:
-            if not self.alive:
-                raise RegionError(f"region exited (code {self.process.returncode})")
+            if self._closed or self._retired:
+                raise RegionError("region was stopped", region_code="stopped")
+            if self._exited():
+                raise RegionError(f"region exited ({self._exit_reason()})", region_code="crashed")
             request_id = next(self._ids)
-            try:
-                self.process.stdin.write(protocol.encode({"id": request_id, "op": op, **params}))
-                self.process.stdin.flush()
-            except (BrokenPipeError, OSError):
-                self._kill()
-                raise RegionError(f"region exited during {op} (code {self.process.returncode})") from None
-            line = self._read_line(time.monotonic() + self.timeout, op)
-            try:
-                reply = protocol.decode(line)
-            except ValueError:
-                self._kill()
-                raise RegionError(f"region broke the container protocol during {op}; it was stopped") from None
-            if reply.get("id") != request_id:
-                self._kill()
-                raise RegionError(f"region answered out of order during {op}; it was stopped")
+            deadline = time.monotonic() + self.timeout
+            last_pid = _last_pid()
+            self._send(protocol.encode({"id": request_id, "op": op, **params}), op)
+            reply = self._await_reply(request_id, deadline, op)
+            self._after_call(op, last_pid, reply)
         if not reply.get("ok"):
             error = reply.get("error") or {}
             raise RegionError(str(error.get("message", "region call failed")), region_code=error.get("code", "unknown"))
         return reply.get("result") or {}
 
+    def _send(self, data: bytes, op: str) -> None:
+        try:
+            self._sock.sendall(data)
+        except TimeoutError:
+            self._kill()
+            raise RegionError(f"region did not read its {op} request within {self.timeout:.1f}s; it was stopped",
+                              region_code="timeout") from None
+        except OSError:
+            self._lost_stream(op)
+
+    def _lost_stream(self, op: str) -> None:
+        """The protocol stream ended: report how the region exited, or stop one that closed it and lives on."""
+        if not select.select([self._pidfd], [], [], 1.0)[0]:
+            self._kill()
+            raise RegionError(f"region closed its protocol stream during {op}; it was stopped", region_code="protocol")
+        self._retired = True
+        raise RegionError(f"region exited during {op} ({self._exit_reason()})", region_code="crashed")
+
+    def _await_reply(self, request_id: int, deadline: float, op: str) -> dict[str, Any]:
+        callouts = 0
+        while True:
+            line = self._read_line(deadline, op)
+            try:
+                message = protocol.decode(line)
+            except (ValueError, UnicodeDecodeError):
+                self._kill()
+                raise RegionError(f"region broke the container protocol during {op}; it was stopped",
+                                  region_code="protocol") from None
+            if protocol.is_callout(message):
+                callouts += 1
+                if callouts > MAX_CALLOUTS_PER_CALL:
+                    self._kill()
+                    raise RegionError(f"region made more than {MAX_CALLOUTS_PER_CALL} call-outs during {op}; "
+                                      "it was stopped", region_code="callout_flood")
+                self._send(protocol.encode(self._answer_callout(message)), op)
+                continue
+            if message.get("id") != request_id:
+                self._kill()
+                raise RegionError(f"region answered out of order during {op}; it was stopped", region_code="protocol")
+            return message
+
+    def _answer_callout(self, message: dict[str, Any]) -> dict[str, Any]:
+        reply: dict[str, Any] = {"callout": message.get("callout")}
+        op = message.get("op")
+        params = {k: v for k, v in message.items() if k not in ("callout", "op")}
+        if self._call_out is None or not isinstance(op, str):
+            return {**reply, "ok": False, "error": {"code": "no_callouts", "message": "the host answers no call-outs"}}
+        try:
+            return {**reply, "ok": True, "result": self._call_out(op, params)}
+        except FabricError as exc:
+            return {**reply, "ok": False, "error": {"code": exc.code, "message": exc.detail}}
+        except Exception:  # the handler failed: the host logs it, the region learns only that
+            log.exception("call-out %r failed", op)
+            return {**reply, "ok": False, "error": {"code": "host_error", "message": "the host failed the call-out"}}
+
     def _read_line(self, deadline: float, op: str) -> bytes:
-        fd = self.process.stdout.fileno()
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._kill()
                 raise RegionError(f"region did not answer {op} within {self.timeout:.1f}s; it was stopped",
                                   region_code="timeout")
-            ready, _, _ = select.select([fd], [], [], remaining)
+            ready, _, _ = select.select([self._sock], [], [], remaining)
             if not ready:
                 continue
-            chunk = os.read(fd, 65536)
+            try:
+                chunk = self._sock.recv(65536)
+            except (BlockingIOError, TimeoutError):
+                continue
+            except OSError:
+                chunk = b""
             if not chunk:
-                code = self.process.wait()
-                raise RegionError(f"region exited during {op} (code {code})", region_code="crashed")
+                self._lost_stream(op)
             self._buffer += chunk
             if len(self._buffer) > protocol.MAX_LINE:
                 self._kill()
@@ -109,49 +267,103 @@ class ProcessRegion(Region):
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line
 
-    def _kill(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.process.stdin.write(protocol.encode({"id": 0, "op": "shutdown"}))
-                self.process.stdin.flush()
-                self.process.wait(timeout=2)
-            except (OSError, subprocess.TimeoutExpired):
+    def _after_call(self, op: str, last_pid: int, reply: dict[str, Any]) -> None:
+        """Stop a region that faulted fatally, left processes behind or spent half its CPU budget."""
+        if not reply.get("ok") and (reply.get("error") or {}).get("code") in RETIRE_CODES:
+            self._kill()  # the zygote then kills whatever else runs under the region's uid
+            return
+        if _last_pid() != last_pid:
+            strays = self._strays()
+            if strays:
                 self._kill()
-        for stream in (self.process.stdin, self.process.stdout):
+                raise RegionError(f"region left {len(strays)} process(es) running after {op}; it was stopped",
+                                  region_code="stray_processes")
+        if self._cpu_seconds() >= self.limits.cpu_seconds / 2:
+            self._retired = True  # the pool closes it and starts a fresh one
+
+    def _strays(self) -> list[int]:
+        """Live processes of this region other than its main process (by uid, else by session)."""
+        found = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) == self.pid:
+                continue
             try:
-                stream.close()
-            except OSError:
-                pass
-        shutil.rmtree(self.workdir, ignore_errors=True)
+                if self.uid is not None:
+                    if entry.stat().st_uid != self.uid:
+                        continue
+                    fields = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()
+                else:
+                    fields = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()
+                    if int(fields[3]) != self.pid:
+                        continue
+            except (OSError, IndexError, ValueError):
+                continue
+            if fields[0] != b"Z":
+                found.append(int(entry.name))
+        return found
+
+    def _cpu_seconds(self) -> float:
+        try:
+            fields = os.pread(self._stat, 4096, 0).rsplit(b")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    # -- evidence -----------------------------------------------------------------------------------
+    def evidence(self, report_data: bytes) -> Evidence:
+        """Software evidence over ``report_data``, after the live region confirms its measurement."""
+        if len(report_data) != 32:
+            raise ValueError("report_data must be 32 bytes")
+        report = self.call("report")
+        if from_hex(report["digest"], length=32) != self.digest:
+            self._kill()
+            raise RegionError("region reports another measurement than it loaded; it was stopped",
+                              region_code="digest_mismatch")
+        return sign_software_report(self._platform, self.digest, report_data, now=datetime.now(timezone.utc))
 
 
 class ProcessProvider(IsolationProvider):
-    """Regions as sandboxed child processes (development and software-only deployments)."""
+    """Regions as confined child processes (development and software-only deployments)."""
 
     name = "process"
+    evidence_kind = KIND
 
-    def __init__(self, sealing_secret: bytes, *, timeout: float = 10.0, address_space: int = 2 << 30,
-                 open_files: int = 64) -> None:
+    def __init__(self, sealing_secret: bytes, *, timeout: float = 10.0, limits: RegionLimits | None = None) -> None:
         self._sealing_secret = sealing_secret
+        self._platform = platform_key(sealing_secret)
         self.timeout = timeout
-        self.address_space = address_space
-        self.open_files = open_files
+        self.limits = limits or RegionLimits()
+        self._zygote = Zygote()
+        weakref.finalize(self, self._zygote.close)
 
-    def create_region(self, package_dir: Path, expected_digest: bytes, *, domain: Domain) -> ProcessRegion:
-        region = ProcessRegion(Path(package_dir), timeout=self.timeout, address_space=self.address_space,
-                               open_files=self.open_files)
+    @property
+    def platform_public_key(self) -> bytes:
+        """The raw Ed25519 key that signs this provider's evidence (what verifiers pin)."""
+        return platform_public_key(self._platform)
+
+    def evidence_policy(self) -> SoftwarePolicy:
+        """A policy that accepts this provider's (software, debug) evidence, and only that."""
+        return SoftwarePolicy(allow_software=True, platform_keys=frozenset({self.platform_public_key}))
+
+    def isolation(self) -> dict[str, Any]:
+        """What confinement the running zygote applies (starts it if needed)."""
+        caps = self._zygote.start()
+        return {"uid_isolation": bool(caps.get("uid_isolation")), "own_netns": bool(caps.get("own_netns")),
+                "limits": self.limits.to_dict()}
+
+    def create_region(self, package_dir: Path, expected_digest: bytes, *, domain: Domain,
+                      call_out: CallOutHandler | None = None) -> ProcessRegion:
+        spawned = self._zygote.spawn(Path(package_dir).resolve(), self.limits)
+        region = ProcessRegion(spawned, self._zygote, timeout=self.timeout, limits=self.limits, call_out=call_out,
+                               platform=self._platform)
         try:
-            region.call("load", package_dir=str(Path(package_dir).resolve()), expected_digest=to_hex(expected_digest),
-                        platform_secret=base64.b64encode(self._sealing_secret).decode(), domain=domain.to_dict())
-        except Exception:
+            loaded = region.call("load", expected_digest=to_hex(expected_digest), domain=domain.to_dict(),
+                                 seal_key=base64.b64encode(sealing.seal_key(self._sealing_secret, expected_digest)).decode())
+            region.digest = from_hex(loaded["digest"], length=32)
+        except BaseException:
             region.close()
             raise
         return region
+
+    def close(self) -> None:
+        self._zygote.close()

@@ -1,34 +1,37 @@
 """The cryptlet container: the program that runs inside a region.
 
-Started by a provider as ``python -I -B shared/isolation/runtime.py``; speaks
-:mod:`shared.isolation.protocol` on stdin/stdout. It measures the package before loading it
-(a changed package refuses to start), generates or unseals the cryptlet's key, runs calls and
-signs every output. The private key exists only in this process; only the sealed blob leaves.
-Cryptlet code that prints goes to stderr, never onto the protocol stream.
+A region is forked from the zygote (:mod:`shared.isolation.zygote`), confines itself
+(:mod:`shared.isolation.sandbox`) and calls :func:`main` with the path of its package snapshot.
+It then speaks :mod:`shared.isolation.protocol` on its socket: it measures the package before
+loading it (a changed package refuses to start), generates or unseals the cryptlet's key with the
+seal key the host derived for the measured digest (never the platform secret), runs calls, signs
+every output and forwards the cryptlet's call-outs (``import fabric_host``). The private key
+exists only in this process; only the sealed blob leaves. Cryptlet code that prints goes to
+stderr, never onto the protocol stream; processes the cryptlet forks never answer the host.
 """
 from __future__ import annotations
 
 import base64
 import importlib.util
 import os
+import resource
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-if __package__ in (None, ""):  # started as a script in isolated mode: make `shared` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import coincurve
 
-import coincurve  # noqa: E402
-
-from shared import sealing  # noqa: E402
-from shared.digest import package_digest  # noqa: E402
-from shared.encoding import from_hex, to_hex  # noqa: E402
-from shared.envelope import Domain, Envelope, address_of, sign_envelope  # noqa: E402
-from shared.errors import FabricError  # noqa: E402
-from shared.isolation import protocol  # noqa: E402
-from shared.manifest import load_manifest  # noqa: E402
+from shared import sealing
+from shared.digest import package_digest
+from shared.encoding import from_hex, to_hex
+from shared.envelope import Domain, Envelope, address_of, sign_envelope
+from shared.errors import FabricError
+from shared.isolation import protocol
+from shared.isolation.callout import HostChannel, host_module
+from shared.manifest import load_manifest
 
 
 class RegionFault(Exception):
@@ -42,64 +45,84 @@ class RegionFault(Exception):
 class Container:
     """State of one region: the loaded cryptlet, its key and its signing context."""
 
-    def __init__(self) -> None:
+    def __init__(self, package_dir: Path, channel: HostChannel | None = None) -> None:
+        self.package_dir = package_dir
+        self.channel = channel
+        self.pid = os.getpid()
         self.digest: bytes | None = None
         self.manifest = None
         self.instance: Any = None
-        self.package_dir: Path | None = None
         self._key: bytes | None = None
+        self.public_key: bytes | None = None
         self.address: str | None = None
-        self._platform_secret: bytes | None = None
+        self._seal_key: bytes | None = None
         self.domain = Domain()
         self.registration: dict[str, Any] = {}
         self.evidence: dict[str, Any] = {}
         self.last_sequence = -1
+        self.fork_attempts = 0
+        os.register_at_fork(before=self._count_fork)
+
+    def _count_fork(self) -> None:
+        self.fork_attempts += 1
 
     # -- operations ---------------------------------------------------------------------------
     def op_load(self, msg: dict[str, Any]) -> dict[str, Any]:
-        package_dir = Path(msg["package_dir"])
-        measured = package_digest(package_dir)
+        if self.digest is not None:
+            raise RegionFault("already_loaded", "this region has already loaded its package")
+        measured = package_digest(self.package_dir)
         expected = from_hex(msg["expected_digest"], length=32)
         if measured != expected:
             raise RegionFault("digest_mismatch",
                               f"package measures {measured.hex()}, registered digest is {expected.hex()}: refusing to load")
-        self.digest, self.package_dir = measured, package_dir
-        self._platform_secret = base64.b64decode(msg["platform_secret"])
+        self.digest = measured
+        self._seal_key = base64.b64decode(msg["seal_key"])
         self.domain = Domain.from_dict(msg["domain"])
-        self.manifest = load_manifest(package_dir, check_schema=False)
+        self.manifest = load_manifest(self.package_dir, check_schema=False)
+        if self.channel is not None:
+            sys.modules["fabric_host"] = host_module(self.channel)
         module_name, _, class_name = self.manifest.entry.partition(":")
-        module_path = package_dir.joinpath(*module_name.split(".")).with_suffix(".py")
+        module_path = self.package_dir.joinpath(*module_name.split(".")).with_suffix(".py")
         spec = importlib.util.spec_from_file_location(f"cryptlet_{self.manifest.name}", module_path)
         if spec is None or spec.loader is None or not module_path.is_file():
             raise RegionFault("entry_not_found", f"entry module {module_name!r} not found in the package")
         module = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, str(package_dir))
-        spec.loader.exec_module(module)
-        cls = getattr(module, class_name, None)
-        if cls is None:
-            raise RegionFault("entry_not_found", f"entry class {class_name!r} not found in {module_name}")
-        self.instance = cls()
+        sys.path.insert(0, str(self.package_dir))
+        try:
+            self._run_cryptlet(lambda: spec.loader.exec_module(module))
+            cls = getattr(module, class_name, None)
+            if cls is None:
+                raise RegionFault("entry_not_found", f"entry class {class_name!r} not found in {module_name}")
+            self.instance = self._run_cryptlet(cls)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise RegionFault("load_failed", f"{type(exc).__name__}: {exc}") from None
         return {"digest": to_hex(measured), "name": self.manifest.name}
 
     def op_generate_key(self, msg: dict[str, Any]) -> dict[str, Any]:
         self._require_loaded()
         key = coincurve.PrivateKey()
         self._key = key.secret
-        public = key.public_key.format(compressed=False)
-        self.address = address_of(public)
-        sealed = sealing.seal(self._platform_secret, self.digest, self.address, self._key)
-        return {"public_key": to_hex(public), "address": self.address,
+        self.public_key = key.public_key.format(compressed=False)
+        self.address = address_of(self.public_key)
+        sealed = sealing.seal_with_key(self._seal_key, self.digest, self.address, self._key)
+        return {"public_key": to_hex(self.public_key), "address": self.address,
                 "sealed_key": base64.b64encode(sealed).decode()}
 
     def op_unseal(self, msg: dict[str, Any]) -> dict[str, Any]:
         self._require_loaded()
         address = msg["address"]
-        secret = sealing.unseal(self._platform_secret, self.digest, address, base64.b64decode(msg["sealed_key"]))
+        secret = sealing.unseal_with_key(self._seal_key, self.digest, address, base64.b64decode(msg["sealed_key"]))
         public = coincurve.PrivateKey(secret).public_key.format(compressed=False)
         if address_of(public).lower() != address.lower():
             raise RegionFault("key_mismatch", "unsealed key does not belong to the registered address")
-        self._key, self.address = secret, address_of(public)
+        self._key, self.public_key, self.address = secret, public, address_of(public)
         return {"address": self.address, "public_key": to_hex(public)}
+
+    def op_report(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """What the platform attests about this region: its measured digest and its key."""
+        self._require_loaded()
+        return {"digest": to_hex(self.digest), "address": self.address,
+                "public_key": to_hex(self.public_key) if self.public_key else None}
 
     def op_bind(self, msg: dict[str, Any]) -> dict[str, Any]:
         """Record the registration (ledger reference) and evidence that envelopes cite."""
@@ -121,12 +144,9 @@ class Container:
             raise RegionFault("sequence_reused", f"sequence {sequence} is not above {self.last_sequence}")
         args = msg.get("args") or {}
         try:
-            payload = getattr(self.instance, method)(**args)
+            payload = self._run_cryptlet(lambda: getattr(self.instance, method)(**args))
         except (TypeError, ValueError, KeyError) as exc:
             raise RegionFault("bad_arguments", f"{type(exc).__name__}: {exc}") from None
-        except Exception as exc:
-            traceback.print_exc(file=sys.stderr)
-            raise RegionFault("cryptlet_error", f"{type(exc).__name__}: {exc}") from None
         self.last_sequence = sequence
         envelope = Envelope(
             cryptlet=self.address, name=self.manifest.name, digest=self.digest,
@@ -135,27 +155,53 @@ class Container:
             registration=self.registration, evidence=self.evidence)
         return {"envelope": sign_envelope(envelope, self._key).to_dict()}
 
+    def _run_cryptlet(self, fn: Callable[[], Any]) -> Any:
+        """Run cryptlet code; turn resource exhaustion into faults with clear codes."""
+        forks_before = self.fork_attempts
+        try:
+            return fn()
+        except (TypeError, ValueError, KeyError):
+            raise
+        except MemoryError:
+            limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+            raise RegionFault("out_of_memory", f"the cryptlet ran out of memory (region limit {limit >> 20} MiB "
+                                               "of address space)") from None
+        except (BlockingIOError, RuntimeError) as exc:
+            if (isinstance(exc, BlockingIOError) and self.fork_attempts > forks_before) or \
+                    "can't start new thread" in str(exc):
+                limit = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+                raise RegionFault("process_limit", f"the cryptlet hit the region's process limit ({limit} "
+                                                   f"processes and threads): {exc}") from None
+            traceback.print_exc(file=sys.stderr)
+            raise RegionFault("cryptlet_error", f"{type(exc).__name__}: {exc}") from None
+        except RegionFault:
+            raise
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            raise RegionFault("cryptlet_error", f"{type(exc).__name__}: {exc}") from None
+
     def _require_loaded(self) -> None:
-        if self.digest is None or self._platform_secret is None:
+        if self.digest is None or self._seal_key is None:
             raise RegionFault("not_loaded", "no package loaded")
 
 
-def serve(stdin, stdout) -> None:
+def serve(reader: BinaryIO, write: Callable[[bytes], None], package_dir: Path) -> None:
     """Answer protocol requests until EOF or ``shutdown``."""
-    container = Container()
-    for line in stdin:
+    container = Container(package_dir, HostChannel(reader, write))
+    while True:
+        line = reader.readline(protocol.MAX_LINE + 1)
+        if not line:
+            return
         try:
             message = protocol.decode(line)
         except ValueError:
-            stdout.write(protocol.encode({"id": None, "ok": False,
-                                          "error": {"code": "protocol", "message": "malformed request"}}))
-            stdout.flush()
+            write(protocol.encode({"id": None, "ok": False,
+                                   "error": {"code": "protocol", "message": "malformed request"}}))
             continue
         op = message.get("op")
         reply: dict[str, Any] = {"id": message.get("id")}
         if op == "shutdown":
-            stdout.write(protocol.encode({**reply, "ok": True, "result": {}}))
-            stdout.flush()
+            write(protocol.encode({**reply, "ok": True, "result": {}}))
             return
         handler = getattr(container, f"op_{op}", None) if isinstance(op, str) else None
         try:
@@ -166,31 +212,32 @@ def serve(stdin, stdout) -> None:
             reply.update(ok=False, error={"code": fault.code, "message": str(fault)})
         except FabricError as exc:
             reply.update(ok=False, error={"code": exc.code, "message": exc.detail})
+        except MemoryError:
+            reply.update(ok=False, error={"code": "out_of_memory", "message": "the region ran out of memory"})
         except Exception as exc:  # the container itself failed: report, keep serving
             traceback.print_exc(file=sys.stderr)
             reply.update(ok=False, error={"code": "container_error", "message": f"{type(exc).__name__}: {exc}"})
-        stdout.write(protocol.encode(reply))
-        stdout.flush()
+        if os.getpid() != container.pid:  # a process the cryptlet forked: it never answers the host
+            os._exit(0)
+        write(protocol.encode(reply))
 
 
-def main() -> None:
-    # The protocol owns the real stdout; anything the cryptlet prints goes to stderr.
-    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+def _writer(fd: int) -> Callable[[bytes], None]:
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    return write
+
+
+def main(package_dir: Path) -> None:
+    """Serve the protocol on stdin/stdout (the region's socket); the cryptlet gets /dev/null and stderr."""
+    reader = os.fdopen(os.dup(0), "rb")
+    protocol_out = os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+    sys.stdin = open(os.devnull, encoding="utf-8")
     sys.stdout = sys.stderr
-    serve(sys.stdin.buffer, _Writer(protocol_out))
-
-
-class _Writer:
-    def __init__(self, raw) -> None:
-        self.raw = raw
-
-    def write(self, data: bytes) -> None:
-        self.raw.write(data)
-
-    def flush(self) -> None:
-        pass
-
-
-if __name__ == "__main__":
-    main()
+    serve(reader, _writer(protocol_out), package_dir)

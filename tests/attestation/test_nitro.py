@@ -161,6 +161,18 @@ def test_any_flipped_byte_is_rejected(nitro_document, position, mask):
         verify_nitro_document(bytes(tampered), real_policy(), now=NITRO_NOW)
 
 
+def test_certificate_with_an_invalid_x509_version_is_malformed(nitro_document):
+    """Regression (found by the property above): cryptography's InvalidVersion is not a ValueError."""
+    _, _, _, _, fields = cose_parts(nitro_document)
+    der = fields["certificate"]
+    version = der.index(bytes.fromhex("a003020102"))  # [0] EXPLICIT INTEGER 2 (X.509 v3)
+    assert version < 16
+    tampered = bytearray(nitro_document)
+    start = tampered.index(der)
+    tampered[start + version + 4] = 3  # "v4": no such X.509 version
+    assert reason(bytes(tampered)) == Reason.MALFORMED
+
+
 # --------------------------------------------------------------------------- policy checks
 
 def test_wrong_pcr(nitro_document):

@@ -1,0 +1,166 @@
+"""Key rotation, revocation and retirement of registered cryptlets, as ledger events.
+
+* **rotate**: a fresh region of the registered package generates the new key *inside* the region
+  (only its sealed blob leaves, into the key store), attests it, and ``cryptlet.key_rotated``
+  records it with the key it supersedes. Envelopes from the old key stay valid if signed before
+  the rotation entry's time.
+* **revoke**: ``cryptlet.key_revoked`` distrusts a key's signatures from ``invalid_after`` on
+  (default: now). Revoking the *current* key rotates in the same transaction, so the cryptlet
+  always has a usable key.
+* **retire**: ``cryptlet.retired`` ends every key of the cryptlet and frees its name.
+
+Key events are compare-and-append (:meth:`shared.ledger.Ledger.append_all` with
+``expect_size``): each is decided on the key history at a known ledger size and committed only
+if the ledger is still at that size, so two hosts rotating one cryptlet at once cannot both win.
+The catalog row follows the ledger and is only ever moved forward.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+
+from shared import ledger_kinds as kinds
+from shared.errors import Conflict, InvalidInput, StorageError
+from shared.isolation.callout import HostCallOuts
+from shared.isolation.provider import Region
+from shared.key_history import KeyRecord
+from shared.keystore import SealedKey
+from shared.ledger import LedgerEntry, utc_now
+from shared.ledger_index import LedgerIndex
+from shared.registry import CATALOG_PARTITION, Registration, Registry, attest_key, digest_bytes, evidence_reference
+
+MAX_RACES = 8
+
+
+class KeyLifecycle:
+    """Rotates, revokes and retires cryptlet keys through the registry's provider, key store and ledger."""
+
+    def __init__(self, registry: Registry, index: LedgerIndex) -> None:
+        self.registry = registry
+        self.index = index
+
+    # -- questions ------------------------------------------------------------------------------
+    def key(self, address: str) -> KeyRecord:
+        return self.index.keys().get(address)
+
+    def keys_of(self, name: str) -> list[KeyRecord]:
+        return self.index.keys().keys_of(name)
+
+    def key_at(self, name: str, sequence: int) -> KeyRecord:
+        """Which key was valid for ``name`` at ledger point ``sequence``."""
+        return self.index.keys().key_at(name, sequence)
+
+    # -- changes --------------------------------------------------------------------------------
+    def rotate(self, name: str, *, revoke: dict[str, Any] | None = None,
+               before_commit: Callable[[], None] | None = None) -> tuple[Registration, Region, list[LedgerEntry]]:
+        """Give ``name`` a new key made inside a region; with ``revoke`` (``reason``, ``invalid_after``,
+        ``note``) the old key is revoked in the same transaction. ``before_commit`` runs just before the
+        ledger append (the host drains regions holding the old key there)."""
+        current = self.registry.get(name)
+        provider = self.registry.provider
+        region = provider.create_region(self.registry.package_dir(current.package), digest_bytes(current),
+                                        domain=self.registry.domain, call_out=HostCallOuts(name))
+        try:
+            key = region.call("generate_key")
+            evidence = attest_key(region, key["public_key"])
+            self.registry.keystore.put(SealedKey(address=key["address"], digest=current.digest,
+                                                 provider=provider.name, blob=base64.b64decode(key["sealed_key"])))
+            items: list[tuple[str, dict[str, Any]]] = []
+            if revoke is not None:
+                items.append((kinds.KEY_REVOKED, self._revocation(name, current.address, revoke)))
+            items.append((kinds.KEY_ROTATED, {
+                "name": name, "address": key["address"], "public_key": key["public_key"], "digest": current.digest,
+                "provider": provider.name, "previous_address": current.address,
+                "key": {"store": type(self.registry.keystore).__name__, "version": 1}, "evidence": evidence}))
+            if before_commit is not None:
+                before_commit()
+            entries = self._append(name, current.address, items)
+            registration = replace(current, address=key["address"], public_key=key["public_key"],
+                                   ledger=entries[-1].reference(), evidence=evidence_reference(evidence))
+            region.call("bind", registration=registration.ledger, evidence=registration.evidence)
+            self._advance_catalog(registration)
+        except BaseException:
+            region.close()
+            raise
+        return registration, region, entries
+
+    def revoke(self, name: str, body: dict[str, Any]) -> list[LedgerEntry]:
+        """Revoke a past key of ``name`` (``body["address"]``); the current key goes through :meth:`rotate`."""
+        address = body.get("address")
+        records = {r.address.lower(): r for r in self.keys_of(name)}
+        if not isinstance(address, str) or address.lower() not in records:
+            raise InvalidInput(f"address must be one of the keys {name} has had", field="address")
+        record = records[address.lower()]
+        if record.revoked is not None:
+            raise Conflict(f"key {record.address} is already revoked", field="address")
+        return self._append(name, None, [(kinds.KEY_REVOKED, self._revocation(name, record.address, body))])
+
+    def retire(self, name: str, note: str | None = None) -> LedgerEntry:
+        """Retire ``name``: every key of it ends now and the name can be registered again."""
+        current = self.registry.get(name)
+        payload: dict[str, Any] = {"name": name, "address": current.address}
+        if note:
+            payload["note"] = note
+        entry = self._append(name, current.address, [(kinds.RETIRED, payload)])[0]
+        try:
+            self.registry.catalog.delete_entity(CATALOG_PARTITION, name)
+        except AzureError as exc:
+            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
+        return entry
+
+    # -- internals ------------------------------------------------------------------------------
+    @staticmethod
+    def _revocation(name: str, address: str, body: dict[str, Any]) -> dict[str, Any]:
+        reason = body.get("reason", "compromised")
+        if reason not in kinds.REVOCATION_REASONS:
+            raise InvalidInput(f"reason must be one of {', '.join(kinds.REVOCATION_REASONS)}", field="reason")
+        payload = {"name": name, "address": address, "reason": reason,
+                   "invalid_after": body.get("invalid_after") or utc_now()}
+        if body.get("note"):
+            payload["note"] = body["note"]
+        kinds.validate_entry(kinds.KEY_REVOKED, payload)
+        return payload
+
+    def _append(self, name: str, current: str | None, items: list[tuple[str, dict[str, Any]]]) -> list[LedgerEntry]:
+        """Append key events decided on the current key history (compare-and-append, retried on races)."""
+        for _ in range(MAX_RACES):
+            history = self.index.keys()
+            size = self.index.size
+            if current is not None:
+                record = history.current(name)
+                if record is None or record.address.lower() != current.lower():
+                    raise Conflict(f"the key of {name} changed while this request was made; retry", field="name")
+            try:
+                return self.index.ledger.append_all(items, expect_size=size)
+            except Conflict:
+                continue  # the ledger moved on (any entry): re-check and retry
+        raise Conflict(f"the ledger kept moving while changing the key of {name}; retry", field="name")
+
+    def _advance_catalog(self, registration: Registration) -> None:
+        """Write the catalog row unless it already names a later ledger entry."""
+        catalog = self.registry.catalog
+        row = {"PartitionKey": CATALOG_PARTITION, "RowKey": registration.name, "status": "active",
+               "document": json.dumps(registration.to_dict(), separators=(",", ":"))}
+        for _ in range(MAX_RACES):
+            try:
+                stored = catalog.get_entity(CATALOG_PARTITION, registration.name)
+                known = json.loads(stored.get("document") or "{}").get("ledger", {}).get("sequence", 0)
+                if known >= registration.ledger["sequence"]:
+                    return
+                catalog.update_entity(row, mode=UpdateMode.REPLACE, etag=stored.metadata["etag"],
+                                      match_condition=MatchConditions.IfNotModified)
+                return
+            except ResourceModifiedError:
+                continue
+            except ResourceNotFoundError:
+                raise Conflict(f"{registration.name} was retired while its key was rotated", field="name") from None
+            except AzureError as exc:
+                raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
+        raise Conflict(f"the catalog row of {registration.name} kept changing; retry", field="name")

@@ -1,0 +1,7 @@
+"""Hostile test cryptlet: never returns."""
+
+
+class Hostile:
+    def run(self) -> None:
+        while True:
+            pass
