@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from cryptlet_cli.author import header, init, simulate
 from cryptlet_cli.client import FabricClient
 from cryptlet_cli.ledger import ledger, signer_key_record
 from shared.errors import FabricError, InvalidInput, VerificationError
@@ -160,6 +161,8 @@ def verify(obj: Context, envelope, allow_software_evidence: bool, platform_key: 
 
 
 cli.add_command(ledger)
+for _command in (init, simulate, header):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Arguments are bound by parameter name: the trigger value, a :class:`Out` per output
 binding, and a :class:`Context` for a parameter named ``context``. Sync functions run in
-a shared thread pool (``PYTHON_THREADPOOL_THREAD_COUNT``, default 32); async functions
+a shared thread pool (``PYTHON_THREADPOOL_THREAD_COUNT``, default ``min(32, CPUs + 4)``); async functions
 run on the server's event loop. After the call, output values (``Out`` values and the
 return value for ``$return``) go to their binding: the HTTP response is handed back,
 other outputs to the sink registered for the binding type (e.g. queues).
@@ -24,7 +24,8 @@ from devhost.catalog import RETURN, Binding, FunctionInfo
 
 T = TypeVar("T")
 Sink = Callable[[Binding, Any], None]
-DEFAULT_WORKERS = 32
+# The Python worker's default for Python 3.9+ (PYTHON_THREADPOOL_THREAD_COUNT unset): ThreadPoolExecutor's.
+DEFAULT_WORKERS = min(32, (os.cpu_count() or 1) + 4)
 
 
 class Out(func.Out[T]):

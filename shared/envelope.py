@@ -17,7 +17,8 @@ tests compare against on published vectors (``docs/envelope.md``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 from typing import Any
 
 import coincurve
@@ -58,8 +59,7 @@ class Domain:
     verifying_contract: str = ZERO_ADDRESS
 
     def separator(self) -> bytes:
-        return keccak256(DOMAIN_TYPEHASH + keccak256(DOMAIN_NAME.encode()) + keccak256(DOMAIN_VERSION.encode())
-                         + self.chain_id.to_bytes(32, "big") + _address_word(self.verifying_contract))
+        return _separator(self.chain_id, self.verifying_contract)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": self.chain_id,
@@ -79,6 +79,13 @@ class Domain:
         return cls(chain_id=chain_id, verifying_contract=contract)
 
 
+@functools.lru_cache(maxsize=64)
+def _separator(chain_id: int, verifying_contract: str) -> bytes:
+    return keccak256(DOMAIN_TYPEHASH + keccak256(DOMAIN_NAME.encode()) + keccak256(DOMAIN_VERSION.encode())
+                     + chain_id.to_bytes(32, "big") + _address_word(verifying_contract))
+
+
+@functools.lru_cache(maxsize=4096)
 def to_checksum_address(address: str | bytes) -> str:
     """EIP-55 mixed-case checksum encoding of a 20-byte address.
 
@@ -100,6 +107,7 @@ def payload_hash(payload: Any) -> bytes:
     return keccak256(canonical_json(payload))
 
 
+@functools.lru_cache(maxsize=1024)
 def topic_hash(topic: str) -> bytes:
     return keccak256(topic.encode("utf-8"))
 
@@ -140,15 +148,16 @@ class Envelope:
     def registration_hash(self) -> bytes:
         return from_hex(self.registration.get("entry_hash", ""), length=32, field="registration.entry_hash")
 
-    def struct_hash(self) -> bytes:
+    def struct_hash(self, payload_hash: bytes | None = None) -> bytes:
+        """keccak256 of the encoded struct; ``payload_hash`` if the caller already has it."""
         return keccak256(
             ENVELOPE_TYPEHASH + _address_word(self.cryptlet) + self.digest + topic_hash(self.topic)
             + self.request_id + self.sequence.to_bytes(32, "big") + self.timestamp_ms.to_bytes(32, "big")
-            + self.payload_hash + self.evidence_hash + self.registration_hash)
+            + (payload_hash or self.payload_hash) + self.evidence_hash + self.registration_hash)
 
-    def signing_hash(self) -> bytes:
+    def signing_hash(self, payload_hash: bytes | None = None) -> bytes:
         """The EIP-712 digest ``keccak256(0x1901 || domainSeparator || structHash)``."""
-        return keccak256(b"\x19\x01" + self.domain.separator() + self.struct_hash())
+        return keccak256(b"\x19\x01" + self.domain.separator() + self.struct_hash(payload_hash))
 
     def typed_data(self) -> dict[str, Any]:
         """The EIP-712 ``eth_signTypedData_v4`` document of this envelope."""
@@ -161,12 +170,13 @@ class Envelope:
                         "registration": to_hex(self.registration_hash)},
         }
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, payload_hash: bytes | None = None) -> dict[str, Any]:
+        """The envelope document; ``payload_hash`` if the caller already has it."""
         return {
             "version": ENVELOPE_VERSION, "cryptlet": to_checksum_address(self.cryptlet), "name": self.name,
             "digest": to_hex(self.digest), "topic": self.topic, "request_id": to_hex(self.request_id),
             "sequence": self.sequence, "timestamp": self.timestamp_ms, "payload": self.payload,
-            "payload_hash": to_hex(self.payload_hash), "evidence": self.evidence,
+            "payload_hash": to_hex(payload_hash or self.payload_hash), "evidence": self.evidence,
             "registration": self.registration, "domain": self.domain.to_dict(),
             "signature": to_hex(self.signature),
         }
@@ -203,9 +213,17 @@ class Envelope:
         return envelope
 
 
-def sign_digest(private_key: bytes, digest: bytes) -> bytes:
-    """Sign a 32-byte digest; returns ``r || s || v`` (v = 27/28), always low-S."""
-    raw = coincurve.PrivateKey(private_key).sign_recoverable(digest, hasher=None)
+PrivateKeyLike = bytes | coincurve.PrivateKey
+
+
+def sign_digest(private_key: PrivateKeyLike, digest: bytes) -> bytes:
+    """Sign a 32-byte digest; returns ``r || s || v`` (v = 27/28), always low-S.
+
+    Pass a ``coincurve.PrivateKey`` when signing repeatedly: building one from bytes derives the
+    public key, which costs about as much as the signature.
+    """
+    key = private_key if isinstance(private_key, coincurve.PrivateKey) else coincurve.PrivateKey(private_key)
+    raw = key.sign_recoverable(digest, hasher=None)
     return raw[:64] + bytes([raw[64] + 27])
 
 
@@ -229,11 +247,16 @@ def recover_address(digest: bytes, signature: bytes) -> str:
     return address_of(public.format(compressed=False))
 
 
-def sign_envelope(envelope: Envelope, private_key: bytes) -> Envelope:
+def sign_envelope(envelope: Envelope, private_key: PrivateKeyLike) -> Envelope:
     """Return a copy of ``envelope`` carrying its signature."""
-    from dataclasses import replace
-
     return replace(envelope, signature=sign_digest(private_key, envelope.signing_hash()))
+
+
+def signed_document(envelope: Envelope, private_key: PrivateKeyLike) -> dict[str, Any]:
+    """``sign_envelope(envelope, private_key).to_dict()``, hashing the payload once (the container's path)."""
+    payload_hash = envelope.payload_hash
+    signature = sign_digest(private_key, envelope.signing_hash(payload_hash))
+    return {**envelope.to_dict(payload_hash), "signature": to_hex(signature)}
 
 
 def verify_envelope(envelope: Envelope, expected_address: str | None = None) -> str:

@@ -10,6 +10,7 @@ import base64
 import os
 import platform
 import threading
+import time
 from typing import Any
 
 from azure.core.exceptions import AzureError
@@ -34,6 +35,10 @@ from shared.settings import Settings
 from shared.storage import table_client
 
 LEDGER_STREAM = "registry"
+#: How long an invocation may reuse a registration read from the catalog. Changes made on this host
+#: (register, rotate, revoke, retire) drop it at once; a key changed on another host is noticed
+#: within this time (its regions are then replaced, see :meth:`Fabric._pool`).
+REGISTRATION_TTL_S = 2.0
 
 
 class Fabric:
@@ -58,6 +63,9 @@ class Fabric:
         self._pool_keys: dict[str, Registration] = {}  # the registration (key) each pool's regions hold
         self._rotating: set[str] = set()  # names whose key this process is changing right now
         self._pools_lock = threading.Condition()
+        self._registrations: dict[str, tuple[float, Registration]] = {}  # name -> (expires, registration)
+        self._registrations_generation = 0  # bumped by _forget: a read that raced a change is not cached
+        self._registrations_lock = threading.Lock()
 
     # -- registration -----------------------------------------------------------------------------
     def register(self, body: Any) -> Registration:
@@ -66,6 +74,7 @@ class Fabric:
         if "package" not in body:
             raise InvalidInput("package is required", field="package")
         registration, region = self.registry.register(body["package"])
+        self._forget(registration.name)
         self._pool(registration).add(region)
         return registration
 
@@ -80,7 +89,7 @@ class Fabric:
         """Run ``method(**args)`` of cryptlet ``name`` in a region; return the signed envelope."""
         if not isinstance(body, dict):
             raise InvalidInput("request body must be a JSON object", field="$")
-        registration = self.registry.get(name)
+        registration = self._registration(name)
         method = body.get("method")
         if not isinstance(method, str) or method not in registration.methods:
             raise InvalidInput(f"method must be one of {sorted(registration.methods)}", field="method")
@@ -98,6 +107,25 @@ class Fabric:
                     raise InvalidInput(f"{name}.{method} rejected its arguments: {exc.detail}", field="args") from None
                 raise
         return result["envelope"]
+
+    def _registration(self, name: str) -> Registration:
+        """The active registration of ``name``, from the catalog or (for invocations) a recent read of it."""
+        now = time.monotonic()
+        cached = self._registrations.get(name)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        generation = self._registrations_generation
+        registration = self.registry.get(name)  # NotFound is not cached: a new registration shows at once
+        with self._registrations_lock:
+            if generation == self._registrations_generation:
+                self._registrations[name] = (now + REGISTRATION_TTL_S, registration)
+        return registration
+
+    def _forget(self, name: str) -> None:
+        """Drop the cached registration of ``name`` (its key or status changes or changed)."""
+        with self._registrations_lock:
+            self._registrations_generation += 1
+            self._registrations.pop(name, None)
 
     def accept_request(self, name: str, body: Any) -> QueuedRequest:
         """Validate an asynchronous invocation and record it as pending; the caller enqueues it."""
@@ -182,7 +210,11 @@ class Fabric:
     def retire(self, name: str, body: Any) -> dict[str, Any]:
         """Retire ``name``: its keys end, its regions stop, the name is free again."""
         note = body.get("note") if isinstance(body, dict) else None
-        entry = self.keys.retire(name, note)
+        self._forget(name)
+        try:
+            entry = self.keys.retire(name, note)
+        finally:
+            self._forget(name)
         with self._pools_lock:
             pool = self._pools.pop(name, None)
             self._pool_keys.pop(name, None)
@@ -192,6 +224,7 @@ class Fabric:
 
     def _change_key(self, name: str, revoke: dict[str, Any] | None) -> dict[str, Any]:
         def drain_old_regions() -> None:  # no envelope from the old key may carry a later timestamp
+            self._forget(name)
             with self._pools_lock:
                 self._rotating.add(name)
                 pool = self._pools.pop(name, None)
@@ -204,6 +237,7 @@ class Fabric:
             pool = self._pool_for(registration)
             pool.add(region)
         finally:
+            self._forget(name)
             with self._pools_lock:
                 self._rotating.discard(name)
                 self._pools_lock.notify_all()

@@ -27,7 +27,7 @@ import coincurve
 from shared import sealing
 from shared.digest import package_digest
 from shared.encoding import from_hex, to_hex
-from shared.envelope import Domain, Envelope, address_of, sign_envelope
+from shared.envelope import Domain, Envelope, address_of, signed_document
 from shared.errors import FabricError
 from shared.isolation import protocol
 from shared.isolation.callout import HostChannel, host_module
@@ -52,7 +52,7 @@ class Container:
         self.digest: bytes | None = None
         self.manifest = None
         self.instance: Any = None
-        self._key: bytes | None = None
+        self._key: coincurve.PrivateKey | None = None  # parsed once: signing reuses it
         self.public_key: bytes | None = None
         self.address: str | None = None
         self._seal_key: bytes | None = None
@@ -101,10 +101,10 @@ class Container:
     def op_generate_key(self, msg: dict[str, Any]) -> dict[str, Any]:
         self._require_loaded()
         key = coincurve.PrivateKey()
-        self._key = key.secret
+        self._key = key
         self.public_key = key.public_key.format(compressed=False)
         self.address = address_of(self.public_key)
-        sealed = sealing.seal_with_key(self._seal_key, self.digest, self.address, self._key)
+        sealed = sealing.seal_with_key(self._seal_key, self.digest, self.address, key.secret)
         return {"public_key": to_hex(self.public_key), "address": self.address,
                 "sealed_key": base64.b64encode(sealed).decode()}
 
@@ -112,10 +112,11 @@ class Container:
         self._require_loaded()
         address = msg["address"]
         secret = sealing.unseal_with_key(self._seal_key, self.digest, address, base64.b64decode(msg["sealed_key"]))
-        public = coincurve.PrivateKey(secret).public_key.format(compressed=False)
+        key = coincurve.PrivateKey(secret)
+        public = key.public_key.format(compressed=False)
         if address_of(public).lower() != address.lower():
             raise RegionFault("key_mismatch", "unsealed key does not belong to the registered address")
-        self._key, self.public_key, self.address = secret, public, address_of(public)
+        self._key, self.public_key, self.address = key, public, address_of(public)
         return {"address": self.address, "public_key": to_hex(public)}
 
     def op_report(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -153,7 +154,7 @@ class Container:
             topic=f"{self.manifest.name}.{method}", request_id=from_hex(msg["request_id"], length=32),
             sequence=sequence, timestamp_ms=int(time.time() * 1000), payload=payload, domain=self.domain,
             registration=self.registration, evidence=self.evidence)
-        return {"envelope": sign_envelope(envelope, self._key).to_dict()}
+        return {"envelope": signed_document(envelope, self._key)}
 
     def _run_cryptlet(self, fn: Callable[[], Any]) -> Any:
         """Run cryptlet code; turn resource exhaustion into faults with clear codes."""

@@ -1,0 +1,232 @@
+"""The OpenAPI 3.1 description of the fabric's HTTP API, served at ``GET /api/openapi.json``.
+
+Maintained by hand next to the routes: ``tests/test_openapi.py`` checks that every route+method
+the function app declares is described here and that nothing here is stale.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import shared
+
+PROBLEM = "application/problem+json"
+JSON = "application/json"
+HEX32 = {"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$"}
+OBJECT = {"type": "object"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM: {"schema": _ref("Problem")}}}
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None,
+        headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": schema or OBJECT}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _path_param(name: str, description: str, integer: bool = False) -> dict[str, Any]:
+    schema = {"type": "integer", "minimum": 0} if integer else {"type": "string"}
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
+
+
+def _query(name: str, description: str, integer: bool = True) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "integer", "minimum": 0} if integer else {"type": "string"}}
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {JSON: {"schema": schema}}}
+
+
+NAME = _path_param("name", "registered cryptlet name")
+SEQUENCE = _path_param("sequence", "ledger entry sequence (1-based)", integer=True)
+LOCATION = {"Location": {"description": "where the resource can be read", "schema": {"type": "string"}}}
+
+
+def _operation(operation_id: str, summary: str, tag: str, responses: dict[str, Any], *,
+               params: list[dict[str, Any]] | None = None, body: dict[str, Any] | None = None,
+               anonymous: bool = False, errors: tuple[str, ...] = ("400", "404")) -> dict[str, Any]:
+    """One operation; every keyed operation may answer 401 and every operation 500/503 as problems."""
+    all_responses = dict(responses)
+    for status in errors:
+        all_responses[status] = _problem({"400": "invalid input; `field` names the offending input",
+                                          "404": "not found", "409": "conflict",
+                                          "422": "verification failed",
+                                          "502": "the region failed (`region_code` says how)"}[status])
+    if not anonymous:
+        all_responses["401"] = _problem("missing or wrong function key")
+    all_responses.setdefault("500", _problem("internal error"))
+    all_responses.setdefault("503", _problem("storage unavailable"))
+    op: dict[str, Any] = {"operationId": operation_id, "summary": summary, "tags": [tag],
+                          "responses": all_responses}
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = body
+    if anonymous:
+        op["security"] = []
+    return op
+
+
+INVOKE_BODY = {"type": "object", "required": ["method"], "properties": {
+    "method": {"type": "string", "description": "a method of the cryptlet's interface"},
+    "args": {"type": "object", "description": "named arguments", "default": {}},
+    "request_id": {**HEX32, "description": "32-byte request id (random if absent)"}}}
+REVOKE = {"type": "object", "required": ["reason"], "properties": {
+    "reason": {"type": "string"}, "invalid_after": {"type": "integer", "minimum": 0},
+    "note": {"type": "string"}}}
+
+
+def _paths() -> dict[str, Any]:
+    envelope = _ref("Envelope")
+    registration = _ref("Registration")
+    key_change = {"type": "object", "properties": {"registration": registration,
+                                                   "entries": {"type": "array", "items": _ref("LedgerEntry")}}}
+    return {
+        "/api/health": {"get": _operation(
+            "health", "Storage reachability, ledger size and versions", "operations",
+            {"200": _ok("healthy"), "503": _ok("degraded: storage unreachable")}, anonymous=True, errors=())},
+        "/api/ping": {"get": _operation(
+            "ping", "Liveness probe: a constant answer that touches nothing", "operations",
+            {"200": _ok("alive", {"type": "object", "properties": {"status": {"const": "ok"}}})},
+            anonymous=True, errors=())},
+        "/api/openapi.json": {"get": _operation(
+            "openapi", "This OpenAPI document", "operations", {"200": _ok("the OpenAPI 3.1 document")},
+            anonymous=True, errors=())},
+        "/api/attestation": {"get": _operation(
+            "attestation", "The host's isolation provider, evidence kind and platform key", "operations",
+            {"200": _ok("attestation identity")}, errors=())},
+        "/api/cryptlets": {
+            "post": _operation("register_cryptlet", "Register a package from the host's packages directory",
+                               "cryptlets", {"201": _ok("registered", registration, LOCATION)},
+                               body=_body({"type": "object", "required": ["package"],
+                                           "properties": {"package": {"type": "string"}}}),
+                               errors=("400", "404", "409", "502")),
+            "get": _operation("list_cryptlets", "Registered cryptlets", "cryptlets",
+                              {"200": _ok("catalog", {"type": "object", "properties": {
+                                  "cryptlets": {"type": "array", "items": registration}}})}, errors=())},
+        "/api/cryptlets/{name}": {"get": _operation(
+            "get_cryptlet", "One registration", "cryptlets", {"200": _ok("registration", registration)},
+            params=[NAME], errors=("404",))},
+        "/api/cryptlets/{name}/invoke": {"post": _operation(
+            "invoke_cryptlet", "Run a method in the cryptlet's region; the signed envelope", "invocations",
+            {"200": _ok("signed EIP-712 envelope", envelope)}, params=[NAME], body=_body(INVOKE_BODY),
+            errors=("400", "404", "502"))},
+        "/api/cryptlets/{name}/requests": {"post": _operation(
+            "request_invocation", "Queue an invocation; poll its Location", "invocations",
+            {"202": _ok("accepted", {"type": "object", "properties": {
+                "request_id": HEX32, "status": {"const": "pending"}, "location": {"type": "string"}}}, LOCATION)},
+            params=[NAME], body=_body(INVOKE_BODY))},
+        "/api/requests/{request_id}": {"get": _operation(
+            "get_request", "Status of a queued invocation: pending, done (envelope) or failed (problem)",
+            "invocations", {"200": _ok("request status")},
+            params=[_path_param("request_id", "0x-prefixed 32-byte request id")])},
+        "/api/cryptlets/{name}/keys/rotate": {"post": _operation(
+            "rotate_key", "Generate a new key in a region (ledger: cryptlet.key_rotated)", "keys",
+            {"200": _ok("new registration and ledger entries", key_change)}, params=[NAME],
+            body=_body({"type": "object", "properties": {"revoke": REVOKE}}, required=False),
+            errors=("400", "404", "409", "502"))},
+        "/api/cryptlets/{name}/keys/revoke": {"post": _operation(
+            "revoke_key", "Revoke a key (default the current one, which is then rotated)", "keys",
+            {"200": _ok("registration and ledger entries", key_change)}, params=[NAME],
+            body=_body({"type": "object", "properties": {"address": {"type": "string"}, **REVOKE["properties"]}},
+                       required=False),
+            errors=("400", "404", "409", "502"))},
+        "/api/cryptlets/{name}/keys": {"get": _operation(
+            "list_keys", "Every key of the cryptlet, or the one valid at ledger entry `at`", "keys",
+            {"200": _ok("keys")}, params=[NAME, _query("at", "ledger sequence (positive)")])},
+        "/api/cryptlets/{name}/retire": {"post": _operation(
+            "retire_cryptlet", "Retire the cryptlet: its keys end, its regions stop", "keys",
+            {"200": _ok("the retirement entry", {"type": "object", "properties": {"entry": _ref("LedgerEntry")}})},
+            params=[NAME], body=_body({"type": "object", "properties": {"note": {"type": "string"}}},
+                                      required=False),
+            errors=("400", "404", "409"))},
+        "/api/ledger": {"get": _operation(
+            "ledger_head", "Ledger head, newest checkpoint and the checkpoint public key", "ledger",
+            {"200": _ok("ledger head")}, errors=())},
+        "/api/ledger/entries": {"get": _operation(
+            "ledger_entries", "A page of raw entries", "ledger",
+            {"200": _ok("entries", {"type": "object", "properties": {
+                "stream": {"type": "string"}, "entries": {"type": "array", "items": _ref("LedgerEntry")}}})},
+            params=[_query("from", "first sequence (default 1)"), _query("limit", "page size (1-1000, default 100)")],
+            errors=("400",))},
+        "/api/ledger/entries/{sequence}": {"get": _operation(
+            "ledger_entry", "One raw entry", "ledger", {"200": _ok("entry", _ref("LedgerEntry"))},
+            params=[SEQUENCE])},
+        "/api/ledger/entries/{sequence}/receipt": {"get": _operation(
+            "ledger_receipt", "The entry, its RFC 9162 inclusion proof and signed checkpoint", "ledger",
+            {"200": _ok("receipt")}, params=[SEQUENCE])},
+        "/api/ledger/checkpoint": {"get": _operation(
+            "latest_checkpoint", "Newest signed checkpoint", "ledger", {"200": _ok("checkpoint")},
+            errors=("404",))},
+        "/api/ledger/checkpoints": {"post": _operation(
+            "make_checkpoint", "Sign a checkpoint of the current head", "ledger",
+            {"201": _ok("new checkpoint"), "200": _ok("the existing checkpoint is current")}, errors=())},
+        "/api/ledger/checkpoints/{size}": {"get": _operation(
+            "checkpoint_at", "The signed checkpoint of a tree size", "ledger", {"200": _ok("checkpoint")},
+            params=[_path_param("size", "tree size", integer=True)])},
+        "/api/ledger/consistency": {"get": _operation(
+            "consistency", "Consistency proof between two tree sizes", "ledger", {"200": _ok("proof")},
+            params=[{**_query("from", "older tree size"), "required": True},
+                    _query("to", "newer tree size (default: newest checkpoint)")])},
+        "/api/ledger/keys/{address}": {"get": _operation(
+            "key_status", "A key's life and the ledger entries that say so", "ledger",
+            {"200": _ok("key record and entries")},
+            params=[_path_param("address", "0x-prefixed Ethereum address of the key")])},
+    }
+
+
+def _components() -> dict[str, Any]:
+    return {
+        "securitySchemes": {
+            "functionKeyHeader": {"type": "apiKey", "in": "header", "name": "x-functions-key",
+                                  "description": "function key (or the master key)"},
+            "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code",
+                                 "description": "function key as a query parameter"}},
+        "schemas": {
+            "Problem": {"type": "object", "description": "RFC 9457 problem document",
+                        "required": ["title", "status"], "properties": {
+                            "type": {"type": "string"}, "title": {"type": "string"},
+                            "status": {"type": "integer"}, "detail": {"type": "string"},
+                            "code": {"type": "string", "description": "stable machine code"},
+                            "field": {"type": "string", "description": "the offending input (JSON path or name)"}}},
+            "Registration": {"type": "object", "properties": {
+                "name": {"type": "string"}, "version": {"type": "string"}, "address": {"type": "string"},
+                "public_key": {"type": "string"}, "digest": {"type": "string"},
+                "ledger": {"type": "object"}, "evidence": {"type": "object"}}},
+            "Envelope": {"type": "object", "description": "EIP-712 signed envelope (docs/envelope.md)",
+                         "properties": {"payload": {}, "sequence": {"type": "integer"},
+                                        "signature": {"type": "string"}, "registration": {"type": "object"}}},
+            "LedgerEntry": {"type": "object", "description": "raw hash-chained ledger entry (docs/ledger.md)"}},
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def document() -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document (built once per process)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Cryptlet Fabric", "version": shared.__version__,
+                 "description": "Trusted off-chain compute: register cryptlets, invoke them for signed "
+                                "envelopes, audit the registration ledger. Errors are application/problem+json "
+                                "with the offending `field`."},
+        "servers": [{"url": "/"}],
+        "security": [{"functionKeyHeader": []}, {"functionKeyQuery": []}],
+        "paths": _paths(),
+        "components": _components(),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def document_json() -> str:
+    """:func:`document` serialised once."""
+    return json.dumps(document(), separators=(",", ":"))
