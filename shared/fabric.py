@@ -87,6 +87,19 @@ class Fabric:
     # -- invocation -------------------------------------------------------------------------------
     def invoke(self, name: str, body: Any) -> dict[str, Any]:
         """Run ``method(**args)`` of cryptlet ``name`` in a region; return the signed envelope."""
+        registration, method, args, request_id = self._parse_call(name, body)
+        with self._pool(registration).lease() as region:
+            try:
+                result = region.call("invoke", method=method, args=args, request_id=to_hex(request_id),
+                                     sequence=self.sequences.next())
+            except RegionError as exc:
+                if exc.extra.get("region_code") == "bad_arguments":
+                    raise InvalidInput(f"{name}.{method} rejected its arguments: {exc.detail}", field="args") from None
+                raise
+        return result["envelope"]
+
+    def _parse_call(self, name: str, body: Any) -> tuple[Registration, str, dict[str, Any], bytes]:
+        """Validate an invocation body against the cryptlet's interface: (registration, method, args, request id)."""
         if not isinstance(body, dict):
             raise InvalidInput("request body must be a JSON object", field="$")
         registration = self._registration(name)
@@ -98,15 +111,7 @@ class Fabric:
             raise InvalidInput("args must be a JSON object of named arguments", field="args")
         request_id = body.get("request_id")
         request_id = from_hex(request_id, length=32, field="request_id") if request_id is not None else os.urandom(32)
-        with self._pool(registration).lease() as region:
-            try:
-                result = region.call("invoke", method=method, args=args, request_id=to_hex(request_id),
-                                     sequence=self.sequences.next())
-            except RegionError as exc:
-                if exc.extra.get("region_code") == "bad_arguments":
-                    raise InvalidInput(f"{name}.{method} rejected its arguments: {exc.detail}", field="args") from None
-                raise
-        return result["envelope"]
+        return registration, method, args, request_id
 
     def _registration(self, name: str) -> Registration:
         """The active registration of ``name``, from the catalog or (for invocations) a recent read of it."""
@@ -129,17 +134,8 @@ class Fabric:
 
     def accept_request(self, name: str, body: Any) -> QueuedRequest:
         """Validate an asynchronous invocation and record it as pending; the caller enqueues it."""
-        if not isinstance(body, dict):
-            raise InvalidInput("request body must be a JSON object", field="$")
-        registration = self.registry.get(name)
-        method, args = body.get("method"), body.get("args", {})
-        if not isinstance(method, str) or method not in registration.methods:
-            raise InvalidInput(f"method must be one of {sorted(registration.methods)}", field="method")
-        if not isinstance(args, dict):
-            raise InvalidInput("args must be a JSON object of named arguments", field="args")
-        request_id = body.get("request_id")
-        request_id = to_hex(from_hex(request_id, length=32, field="request_id") if request_id else os.urandom(32))
-        request = QueuedRequest(request_id, name, method, args)
+        _, method, args, request_id = self._parse_call(name, body)
+        request = QueuedRequest(to_hex(request_id), name, method, args)
         self.requests.pending(request)
         return request
 
