@@ -7,8 +7,9 @@ from functions.health import bp as health
 from functions.keys import bp as keys
 from functions.ledger import bp as ledger
 from functions.operations import bp as operations
+from functions.policy import bp as policy
 from functions.requests import bp as requests
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (health, operations, cryptlets, ledger, requests, attestation, keys):
+for blueprint in (health, operations, cryptlets, ledger, requests, attestation, keys, policy):
     app.register_functions(blueprint)

@@ -44,6 +44,10 @@ class FabricClient:
     def register(self, package: str) -> dict[str, Any]:
         return self.request("POST", "cryptlets", json={"package": package})
 
+    def register_zip(self, archive: bytes) -> dict[str, Any]:
+        """Upload a package zip (``cryptlet.json`` at its root) and register it."""
+        return self.request("POST", "cryptlets", content=archive, headers={"content-type": "application/zip"})
+
     def list(self) -> list[dict[str, Any]]:
         return self.request("GET", "cryptlets")["cryptlets"]
 

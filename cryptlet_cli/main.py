@@ -14,6 +14,7 @@ import click
 from cryptlet_cli.author import header, init, simulate
 from cryptlet_cli.client import FabricClient
 from cryptlet_cli.ledger import ledger, signer_key_record
+from cryptlet_cli.policy import policy
 from shared.errors import FabricError, InvalidInput, VerificationError
 
 DEFAULT_URL = "http://127.0.0.1:7071"
@@ -74,8 +75,20 @@ def cli(ctx: click.Context, url: str, key: str | None) -> None:
 @click.argument("package")
 @click.pass_obj
 def register(obj: Context, package: str) -> None:
-    """Register the package folder PACKAGE (a folder in the host's packages directory)."""
-    emit(obj.client.register(package))
+    """Register PACKAGE: a local folder or .zip is uploaded; otherwise a folder name on the host."""
+    from pathlib import Path
+
+    from shared.package_upload import zip_package
+
+    local = Path(package)
+    if local.is_dir():
+        emit(obj.client.register_zip(zip_package(local)))
+    elif local.is_file() and local.suffix.lower() == ".zip":
+        emit(obj.client.register_zip(local.read_bytes()))
+    elif os.sep in package or package.endswith(".zip"):
+        raise InvalidInput(f"no package folder or .zip file at {package}", field="PACKAGE")
+    else:
+        emit(obj.client.register(package))
 
 
 @cli.command("list")
@@ -161,6 +174,7 @@ def verify(obj: Context, envelope, allow_software_evidence: bool, platform_key: 
 
 
 cli.add_command(ledger)
+cli.add_command(policy)
 for _command in (init, simulate, header):
     cli.add_command(_command)
 

@@ -11,7 +11,11 @@ bp = func.Blueprint()
 @bp.route(route="cryptlets", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def register_cryptlet(req: func.HttpRequest) -> func.HttpResponse:
-    registration = get_fabric().register(json_body(req))
+    """JSON ``{"package": NAME}`` registers a folder of the host; an ``application/zip`` body uploads one."""
+    if req.headers.get("content-type", "").split(";")[0].strip().lower() == "application/zip":
+        registration = get_fabric().register_upload(req.get_body())
+    else:
+        registration = get_fabric().register(json_body(req))
     return json_response(registration.to_dict(), 201, {"Location": f"/api/cryptlets/{registration.name}"})
 
 
@@ -24,7 +28,7 @@ def list_cryptlets(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="cryptlets/{name}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def get_cryptlet(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(get_fabric().get(req.route_params["name"]).to_dict())
+    return json_response(get_fabric().describe(req.route_params["name"]))
 
 
 @bp.route(route="cryptlets/{name}/invoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)

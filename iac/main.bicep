@@ -150,6 +150,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'FABRIC_VERIFYING_CONTRACT', value: verifyingContract }
         { name: 'FABRIC_REGION_TIMEOUT_S', value: '10' }
         { name: 'FABRIC_REGIONS_PER_CRYPTLET', value: '2' }
+        { name: 'FABRIC_MAX_PACKAGE_BYTES', value: '5242880' }
         { name: 'FABRIC_AUDIT_SCHEDULE', value: '0 0 * * * *' }
         { name: 'FABRIC_CHECKPOINT_SCHEDULE', value: '0 */5 * * * *' }
         { name: 'FABRIC_INVOKE_QUEUE', value: 'cryptlet-invocations' }

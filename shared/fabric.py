@@ -9,6 +9,7 @@ import atexit
 import base64
 import os
 import platform
+import shutil
 import threading
 import time
 from typing import Any
@@ -18,7 +19,7 @@ from azure.core.exceptions import AzureError
 import shared
 from shared.encoding import from_hex, to_hex
 from shared.envelope import Domain
-from shared.errors import FabricError, InvalidInput, RegionError
+from shared.errors import Conflict, FabricError, InvalidInput, RegionError
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider
 from shared.isolation.provider import Region
@@ -28,6 +29,10 @@ from shared.key_lifecycle import KeyLifecycle
 from shared.keystore import open_key_store
 from shared.ledger import Ledger, LedgerEntry
 from shared.ledger_index import LedgerIndex
+from shared.ledger_kinds import POLICY_SET, REGISTERED
+from shared.manifest import load_manifest
+from shared.policy import PolicyStore, effective_settings, manifest_settings, validate_policy
+from shared.package_upload import UPLOADS_FOLDER, extract_package
 from shared.regions import RegionPool, SequenceClock
 from shared.registry import Registration, Registry, digest_bytes
 from shared.requests import QueuedRequest, RequestStore
@@ -59,6 +64,7 @@ class Fabric:
         self.keys = KeyLifecycle(self.registry, self.ledger_index)
         self.requests = RequestStore(table_client(settings.storage, settings.table("requests")))
         self.sequences = SequenceClock()
+        self.policies = PolicyStore(table_client(settings.storage, settings.table("cryptlets")))
         self._pools: dict[str, RegionPool] = {}
         self._pool_keys: dict[str, Registration] = {}  # the registration (key) each pool's regions hold
         self._rotating: set[str] = set()  # names whose key this process is changing right now
@@ -78,8 +84,26 @@ class Fabric:
         self._pool(registration).add(region)
         return registration
 
+    def register_upload(self, data: bytes) -> Registration:
+        """Register an uploaded package zip: check it, extract it under ``.uploads/<digest>``, register it."""
+        folder, created = extract_package(data, self.settings.packages_dir / UPLOADS_FOLDER,
+                                          self.settings.max_package_bytes, self.provider.digest)
+        try:
+            return self.register({"package": f"{UPLOADS_FOLDER}/{folder.name}"})
+        except InvalidInput:  # e.g. an invalid manifest: drop what this call extracted (not on Conflict:
+            if created:       # a concurrent upload of the same package may be using the folder)
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+
     def get(self, name: str) -> Registration:
         return self.registry.get(name)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """One cryptlet in full: its registration plus the ledger receipt of its registration entry."""
+        registration = self.registry.get(name)
+        return {**registration.to_dict(),
+                "receipt": self.ledger_index.receipt(registration.ledger["sequence"]).to_dict(),
+                "effective": self.effective(registration)}
 
     def list(self) -> list[Registration]:
         return self.registry.list()
@@ -165,7 +189,9 @@ class Fabric:
                 pool.close()  # the key changed on another host: stop signing with the old one
                 pool = None
             if pool is None:
-                pool = RegionPool(lambda: self._start_region(registration), self.settings.regions_per_cryptlet)
+                settings = self.effective(registration)
+                self._check_isolation(registration.name, settings)
+                pool = RegionPool(lambda: self._start_region(registration), settings["max_instances"])
                 self._pools[registration.name] = pool
                 self._pool_keys[registration.name] = registration
             return pool
@@ -216,7 +242,62 @@ class Fabric:
             self._pool_keys.pop(name, None)
         if pool is not None:
             pool.close()
+        self.policies.delete(name)  # the name is free: a new registration starts without a policy
         return {"entry": entry.to_dict()}
+
+    # -- policy -----------------------------------------------------------------------------------
+    def manifest_settings(self, registration: Registration) -> dict[str, Any]:
+        """What the registered manifest asks for: from its ``cryptlet.registered`` entry, else the package."""
+        try:
+            entry = self.ledger.get(registration.ledger["sequence"])
+            if entry.kind == REGISTERED and isinstance(entry.payload.get("manifest"), dict):
+                return manifest_settings(entry.payload["manifest"])
+            return manifest_settings(load_manifest(self.registry.package_dir(registration.package)).document)
+        except FabricError:
+            return {}
+
+    def effective(self, registration: Registration) -> dict[str, Any]:
+        """Effective settings of a cryptlet: host defaults < manifest < policy."""
+        policy, _ = self.policies.get(registration.name)
+        return effective_settings(self._defaults(), self.manifest_settings(registration), policy)
+
+    def _defaults(self) -> dict[str, Any]:
+        return {"isolation": False, "egress": [], "min_instances": 0, "max_instances": self.settings.regions_per_cryptlet}
+
+    def policy(self, name: str) -> dict[str, Any]:
+        """Manifest settings, policy (with its ledger entry) and effective settings of ``name``."""
+        registration = self.registry.get(name)
+        policy, entry = self.policies.get(name)
+        manifest = self.manifest_settings(registration)
+        return {"name": name, "provider": self.provider.name, "manifest": manifest, "policy": policy,
+                "ledger": entry, "effective": effective_settings(self._defaults(), manifest, policy)}
+
+    def set_policy(self, name: str, body: Any) -> dict[str, Any]:
+        """Replace the policy of ``name``: a ``policy.set`` ledger entry, then the catalog row; the
+        region pool takes the new maximum at once and starts ``min_instances`` warm regions."""
+        policy = validate_policy(body)
+        registration = self.registry.get(name)
+        settings = effective_settings(self._defaults(), self.manifest_settings(registration), policy)
+        self._check_isolation(name, settings)
+        payload: dict[str, Any] = {"scope": f"cryptlet:{name}", "policy": {k: v for k, v in policy.items() if k != "note"}}
+        if policy.get("note"):
+            payload["note"] = policy["note"]
+        entry = self.ledger.append(POLICY_SET, payload)
+        self.policies.put(name, policy, entry.reference())
+        with self._pools_lock:
+            pool = self._pools.get(name)
+        if pool is not None:
+            pool.resize(settings["max_instances"])
+        else:
+            pool = self._pool(registration)
+        pool.warm(settings["min_instances"])
+        return {**self.policy(name), "entry": entry.to_dict()}
+
+    def _check_isolation(self, name: str, settings: dict[str, Any]) -> None:
+        """Refuse a cryptlet that must be isolated on a provider that cannot isolate it."""
+        if settings["isolation"] and not self.provider.isolates:
+            raise Conflict(f"{name} requires isolation and provider {self.provider.name!r} cannot isolate",
+                           field="$.isolation")
 
     def _change_key(self, name: str, revoke: dict[str, Any] | None) -> dict[str, Any]:
         def drain_old_regions() -> None:  # no envelope from the old key may carry a later timestamp
@@ -241,7 +322,7 @@ class Fabric:
 
     def _pool_for(self, registration: Registration) -> RegionPool:
         with self._pools_lock:
-            pool = RegionPool(lambda: self._start_region(registration), self.settings.regions_per_cryptlet)
+            pool = RegionPool(lambda: self._start_region(registration), self.effective(registration)["max_instances"])
             self._pools[registration.name] = pool
             self._pool_keys[registration.name] = registration
             return pool

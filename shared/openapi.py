@@ -54,12 +54,14 @@ LOCATION = {"Location": {"description": "where the resource can be read", "schem
 
 def _operation(operation_id: str, summary: str, tag: str, responses: dict[str, Any], *,
                params: list[dict[str, Any]] | None = None, body: dict[str, Any] | None = None,
-               anonymous: bool = False, errors: tuple[str, ...] = ("400", "404")) -> dict[str, Any]:
+               anonymous: bool = False, admin: bool = False,
+               errors: tuple[str, ...] = ("400", "404")) -> dict[str, Any]:
     """One operation; every keyed operation may answer 401 and every operation 500/503 as problems."""
     all_responses = dict(responses)
     for status in errors:
         all_responses[status] = _problem({"400": "invalid input; `field` names the offending input",
                                           "404": "not found", "409": "conflict",
+                                          "413": "package too large (`reason` says which limit)",
                                           "422": "verification failed",
                                           "502": "the region failed (`region_code` says how)"}[status])
     if not anonymous:
@@ -74,6 +76,9 @@ def _operation(operation_id: str, summary: str, tag: str, responses: dict[str, A
         op["requestBody"] = body
     if anonymous:
         op["security"] = []
+    if admin:
+        op["security"] = [{"adminKeyHeader": []}, {"adminKeyQuery": []}]
+        all_responses["401"] = _problem("missing or wrong admin (master) key")
     return op
 
 
@@ -106,17 +111,35 @@ def _paths() -> dict[str, Any]:
             "attestation", "The host's isolation provider, evidence kind and platform key", "operations",
             {"200": _ok("attestation identity")}, errors=())},
         "/api/cryptlets": {
-            "post": _operation("register_cryptlet", "Register a package from the host's packages directory",
+            "post": _operation("register_cryptlet", "Register a package: a folder of the host's packages directory "
+                               "(JSON) or an uploaded zip (`application/zip`, `cryptlet.json` at its root; refused "
+                               "with a problem whose `reason` names the check)",
                                "cryptlets", {"201": _ok("registered", registration, LOCATION)},
-                               body=_body({"type": "object", "required": ["package"],
-                                           "properties": {"package": {"type": "string"}}}),
-                               errors=("400", "404", "409", "502")),
+                               body={"required": True, "content": {
+                                   JSON: {"schema": {"type": "object", "required": ["package"],
+                                                     "properties": {"package": {"type": "string"}}}},
+                                   "application/zip": {"schema": {"type": "string", "contentMediaType":
+                                                                  "application/zip"}}}},
+                               errors=("400", "404", "409", "413", "502")),
             "get": _operation("list_cryptlets", "Registered cryptlets", "cryptlets",
                               {"200": _ok("catalog", {"type": "object", "properties": {
                                   "cryptlets": {"type": "array", "items": registration}}})}, errors=())},
         "/api/cryptlets/{name}": {"get": _operation(
-            "get_cryptlet", "One registration", "cryptlets", {"200": _ok("registration", registration)},
+            "get_cryptlet", "One registration with the ledger receipt of its registration entry", "cryptlets",
+            {"200": _ok("registration and receipt", {"allOf": [registration, {
+                "type": "object", "required": ["receipt"], "properties": {
+                    "receipt": _ref("Receipt"), "effective": _ref("EffectiveSettings")}}]})},
             params=[NAME], errors=("404",))},
+        "/api/cryptlets/{name}/policy": {
+            "get": _operation(
+                "get_policy", "Manifest settings, the admin's policy and the effective settings", "policy",
+                {"200": _ok("policy view", _ref("PolicyView"))}, params=[NAME], errors=("404",)),
+            "put": _operation(
+                "set_policy", "Replace the cryptlet's policy (overrides its manifest; ledger: policy.set). "
+                "Admin (master) key", "policy",
+                {"200": _ok("policy view and the policy.set entry", {"allOf": [_ref("PolicyView"), {
+                    "type": "object", "properties": {"entry": _ref("LedgerEntry")}}]})},
+                params=[NAME], body=_body(_ref("Policy")), admin=True, errors=("400", "404", "409", "502"))},
         "/api/cryptlets/{name}/invoke": {"post": _operation(
             "invoke_cryptlet", "Run a method in the cryptlet's region; the signed envelope", "invocations",
             {"200": _ok("signed EIP-712 envelope", envelope)}, params=[NAME], body=_body(INVOKE_BODY),
@@ -164,7 +187,7 @@ def _paths() -> dict[str, Any]:
             params=[SEQUENCE])},
         "/api/ledger/entries/{sequence}/receipt": {"get": _operation(
             "ledger_receipt", "The entry, its RFC 9162 inclusion proof and signed checkpoint", "ledger",
-            {"200": _ok("receipt")}, params=[SEQUENCE])},
+            {"200": _ok("receipt", _ref("Receipt"))}, params=[SEQUENCE])},
         "/api/ledger/checkpoint": {"get": _operation(
             "latest_checkpoint", "Newest signed checkpoint", "ledger", {"200": _ok("checkpoint")},
             errors=("404",))},
@@ -185,13 +208,25 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _policy_schema() -> dict[str, Any]:
+    """``shared/schemas/policy.schema.json`` without its JSON Schema identifiers."""
+    from shared.policy import SCHEMA_PATH
+
+    schema = json.loads(SCHEMA_PATH.read_text("utf-8"))
+    return {k: v for k, v in schema.items() if k not in ("$schema", "$id")}
+
+
 def _components() -> dict[str, Any]:
     return {
         "securitySchemes": {
             "functionKeyHeader": {"type": "apiKey", "in": "header", "name": "x-functions-key",
                                   "description": "function key (or the master key)"},
             "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code",
-                                 "description": "function key as a query parameter"}},
+                                 "description": "function key as a query parameter"},
+            "adminKeyHeader": {"type": "apiKey", "in": "header", "name": "x-functions-key",
+                               "description": "the master (admin) key"},
+            "adminKeyQuery": {"type": "apiKey", "in": "query", "name": "code",
+                              "description": "the master (admin) key as a query parameter"}},
         "schemas": {
             "Problem": {"type": "object", "description": "RFC 9457 problem document",
                         "required": ["title", "status"], "properties": {
@@ -206,7 +241,22 @@ def _components() -> dict[str, Any]:
             "Envelope": {"type": "object", "description": "EIP-712 signed envelope (docs/envelope.md)",
                          "properties": {"payload": {}, "sequence": {"type": "integer"},
                                         "signature": {"type": "string"}, "registration": {"type": "object"}}},
-            "LedgerEntry": {"type": "object", "description": "raw hash-chained ledger entry (docs/ledger.md)"}},
+            "LedgerEntry": {"type": "object", "description": "raw hash-chained ledger entry (docs/ledger.md)"},
+            "Policy": _policy_schema(),
+            "EffectiveSettings": {"type": "object", "description": "host defaults < manifest < policy",
+                                  "properties": {
+                "isolation": {"type": "boolean"}, "egress": {"type": "array", "items": {"type": "string"}},
+                "min_instances": {"type": "integer"}, "max_instances": {"type": "integer"},
+                "egress_enforced": {"type": "boolean", "description": "false: egress is recorded, not enforced yet"}}},
+            "PolicyView": {"type": "object", "properties": {
+                "name": {"type": "string"}, "provider": {"type": "string"}, "manifest": OBJECT,
+                "policy": _ref("Policy"), "ledger": {"type": ["object", "null"],
+                                                     "description": "reference of the policy.set entry"},
+                "effective": _ref("EffectiveSettings")}},
+            "Receipt": {"type": "object", "description": "entry, RFC 9162 inclusion proof and signed checkpoint "
+                                                         "(docs/ledger.md)", "properties": {
+                "version": {"type": "integer"}, "entry": _ref("LedgerEntry"), "inclusion_proof": OBJECT,
+                "checkpoint": {"type": "string"}}}},
     }
 
 

@@ -37,6 +37,47 @@ class RegionPool:
             self._idle.append(region)
             self._cond.notify()
 
+    @property
+    def max_size(self) -> int:
+        return self._max
+
+    @property
+    def size(self) -> int:
+        """Regions this pool holds right now, leased or idle."""
+        with self._cond:
+            return self._count
+
+    def resize(self, max_size: int) -> None:
+        """Change the most regions (a policy changed); idle regions above it stop at once, leased
+        ones when they come back."""
+        with self._cond:
+            self._max = max_size
+            extra: list[Region] = []
+            while self._count > self._max and self._idle:
+                extra.append(self._idle.pop(0))
+                self._count -= 1
+            self._cond.notify_all()
+        for region in extra:
+            region.close()
+
+    def warm(self, count: int) -> int:
+        """Start idle regions until the pool holds ``count`` (at most its maximum); return how many started."""
+        started = 0
+        while True:
+            with self._cond:
+                if self._closed or self._count >= min(count, self._max):
+                    return started
+                self._count += 1
+            try:
+                region = self._factory()
+            except BaseException:
+                with self._cond:
+                    self._count -= 1
+                    self._cond.notify()
+                raise
+            self._release(region)
+            started += 1
+
     @contextmanager
     def lease(self) -> Iterator[Region]:
         region = self._acquire()
@@ -78,7 +119,7 @@ class RegionPool:
 
     def _release(self, region: Region) -> None:
         with self._cond:
-            keep = region.alive and not self._closed
+            keep = region.alive and not self._closed and self._count <= self._max
             if keep:
                 self._idle.append(region)
             else:

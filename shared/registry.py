@@ -25,6 +25,7 @@ from shared.isolation.provider import IsolationProvider, Region
 from shared.keystore import KeyStore, SealedKey
 from shared.ledger import Ledger, utc_now
 from shared.manifest import load_manifest
+from shared.package_upload import UPLOADED_PACKAGE
 
 PACKAGE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 CATALOG_PARTITION = "cryptlet"
@@ -69,8 +70,8 @@ class Registry:
         self.domain = domain
 
     def package_dir(self, package: Any) -> Path:
-        """Resolve a package name to its folder under the packages root."""
-        if not isinstance(package, str) or not PACKAGE_NAME.match(package):
+        """Resolve a package name (or an uploaded package's ``.uploads/<digest>``) to its folder."""
+        if not isinstance(package, str) or not (PACKAGE_NAME.match(package) or UPLOADED_PACKAGE.match(package)):
             raise InvalidInput("package must be a package folder name (lowercase letters, digits, underscores)",
                                field="package")
         path = self.packages_dir / package

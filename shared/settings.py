@@ -26,6 +26,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
                                     "Keys sealed under one secret cannot be opened under another."),
     "FABRIC_PACKAGES_DIR": ("cryptlet_packages", "Folder holding cryptlet packages that may be registered "
                                                  "(relative to the app root)."),
+    "FABRIC_MAX_PACKAGE_BYTES": ("5242880", "Largest uploaded package zip in bytes (compressed); it may unpack to "
+                                            "at most four times this and hold at most 256 entries."),
     "FABRIC_TABLE_PREFIX": ("fabric", "Prefix of every table the fabric creates (letters and digits)."),
     "FABRIC_CHAIN_ID": ("0", "EIP-712 domain chainId that envelopes are signed for."),
     "FABRIC_VERIFYING_CONTRACT": ("0x0000000000000000000000000000000000000000",
@@ -60,6 +62,7 @@ class Settings:
     invoke_queue: str
     key_store: str = "table"
     key_vault_url: str = ""
+    max_package_bytes: int = 5 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -90,7 +93,8 @@ class Settings:
             verifying_contract=get("FABRIC_VERIFYING_CONTRACT"),
             region_timeout=float(_int(get, "FABRIC_REGION_TIMEOUT_S", 1)),
             regions_per_cryptlet=_int(get, "FABRIC_REGIONS_PER_CRYPTLET", 1),
-            invoke_queue=get("FABRIC_INVOKE_QUEUE"), **_key_store(get))
+            invoke_queue=get("FABRIC_INVOKE_QUEUE"), max_package_bytes=_int(get, "FABRIC_MAX_PACKAGE_BYTES", 1024),
+            **_key_store(get))
 
     def table(self, name: str) -> str:
         """Full table name for one of the fabric's tables."""

@@ -76,6 +76,7 @@ class FabricHost:
     url: str
     key: str
     storage: str
+    admin_key: str
     table_prefix: str
     sealing_secret: bytes
     packages_dir: Path
@@ -116,11 +117,13 @@ def fabric_host(request: pytest.FixtureRequest, storage: str,
                     ignore=shutil.ignore_patterns("__pycache__"))
     secret = os.urandom(32)
     key = secrets.token_urlsafe(24)
+    admin_key = secrets.token_urlsafe(24)
     prefix = "f" + uuid.uuid4().hex[:10]
     port = free_port()
     log_path = work / "host.log"
     env = dict(os.environ, AzureWebJobsStorage=storage, FABRIC_SEALING_SECRET=base64.b64encode(secret).decode(),
                FABRIC_PACKAGES_DIR=str(packages), FABRIC_TABLE_PREFIX=prefix, DEVHOST_FUNCTION_KEY=key,
+               DEVHOST_MASTER_KEY=admin_key,
                FABRIC_REGION_TIMEOUT_S="10", FABRIC_INVOKE_QUEUE=f"{prefix}-invocations")
     env.update(getattr(request.module, "FABRIC_HOST_SETTINGS", {}))
     for name, (default, _) in SETTINGS.items():
@@ -130,7 +133,8 @@ def fabric_host(request: pytest.FixtureRequest, storage: str,
         process = subprocess.Popen([sys.executable, "-m", "devhost", "serve", "--app-dir", str(PROJECT_ROOT),
                                     "--port", str(port)], env=env, cwd=PROJECT_ROOT, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
-    host = FabricHost(url=f"http://127.0.0.1:{port}", key=key, storage=storage, table_prefix=prefix,
+    host = FabricHost(url=f"http://127.0.0.1:{port}", key=key, storage=storage, admin_key=admin_key,
+                      table_prefix=prefix,
                       sealing_secret=secret, packages_dir=packages, log_path=log_path, process=process)
     try:
         wait_for_port(port, 60, process)

@@ -327,6 +327,8 @@ class ProcessProvider(IsolationProvider):
 
     name = "process"
     evidence_kind = KIND
+    #: Every region is a confined process of its own (software isolation, see docs/isolation.md).
+    isolates = True
 
     def __init__(self, sealing_secret: bytes, *, timeout: float = 10.0, limits: RegionLimits | None = None) -> None:
         self._sealing_secret = sealing_secret

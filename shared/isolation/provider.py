@@ -72,6 +72,8 @@ class IsolationProvider(abc.ABC):
     name: str
     #: The :attr:`Evidence.kind` this provider's regions produce.
     evidence_kind: str
+    #: Whether every region is isolated from the host and other regions (a policy may require it).
+    isolates: bool = False
 
     @abc.abstractmethod
     def create_region(self, package_dir: Path, expected_digest: bytes, *, domain: Domain,

@@ -1,0 +1,105 @@
+"""Per-cryptlet policy: an admin's settings that override the manifest (policy always overrides code).
+
+A policy is validated against ``shared/schemas/policy.schema.json`` (errors name the JSON path),
+recorded as a ``policy.set`` ledger entry (the source of truth) and then kept as the current
+policy in the catalog table (row ``PartitionKey="policy"``, ``RowKey=<name>``), so it survives
+restarts. :func:`effective_settings` merges defaults, manifest and policy, in that order.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.errors import InvalidInput, StorageError
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "policy.schema.json"
+POLICY_PARTITION = "policy"
+SETTING_KEYS = ("isolation", "egress", "min_instances", "max_instances")
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(SCHEMA_PATH.read_text("utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate_policy(document: Any) -> dict[str, Any]:
+    """Return ``document`` if it is a valid policy; else :class:`InvalidInput` naming the JSON path."""
+    if not isinstance(document, dict):
+        raise InvalidInput("policy must be a JSON object", field="$")
+    errors = list(_validator().iter_errors(document))
+    if errors:
+        import jsonschema
+
+        error = jsonschema.exceptions.best_match(errors)
+        path = error.json_path
+        if error.validator == "additionalProperties":
+            allowed = set(error.schema.get("properties", {}))
+            extra = sorted(k for k in error.instance if k not in allowed)
+            path = f"$.{extra[0]}" if extra else path
+        raise InvalidInput(f"policy: {path}: {error.message}", field=path)
+    low, high = document.get("min_instances"), document.get("max_instances")
+    if low is not None and high is not None and low > high:
+        raise InvalidInput("policy: $.min_instances must not exceed $.max_instances", field="$.min_instances")
+    return document
+
+
+def manifest_settings(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The settings a ``cryptlet.json`` asks for (absent ones are omitted)."""
+    found: dict[str, Any] = {}
+    isolation = manifest.get("config", {}).get("isolation")
+    if isolation is not None:
+        found["isolation"] = isolation
+    for key, name in (("egress", "egress"), ("minimumInstances", "min_instances"),
+                      ("maximumInstances", "max_instances")):
+        if manifest.get(key) is not None:
+            found[name] = manifest[key]
+    return found
+
+
+def effective_settings(defaults: dict[str, Any], manifest: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
+    """Defaults, overridden by the manifest, overridden by the policy; min never above max."""
+    merged = {**defaults, **{k: v for k, v in manifest.items() if k in SETTING_KEYS},
+              **{k: v for k, v in policy.items() if k in SETTING_KEYS}}
+    merged["min_instances"] = min(merged["min_instances"], merged["max_instances"])
+    merged["egress_enforced"] = False  # egress is recorded, not yet enforced in regions
+    return merged
+
+
+class PolicyStore:
+    """The current policy of each cryptlet, one row per name in the catalog table."""
+
+    def __init__(self, catalog: TableClient) -> None:
+        self.catalog = catalog
+
+    def get(self, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(policy, ledger reference of its ``policy.set`` entry); ``({}, None)`` if none was set."""
+        try:
+            row = self.catalog.get_entity(POLICY_PARTITION, name)
+        except ResourceNotFoundError:
+            return {}, None
+        except AzureError as exc:
+            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
+        return json.loads(row["policy"]), json.loads(row["ledger"])
+
+    def put(self, name: str, policy: dict[str, Any], ledger: dict[str, Any]) -> None:
+        row = {"PartitionKey": POLICY_PARTITION, "RowKey": name,
+               "policy": json.dumps(policy, separators=(",", ":")), "ledger": json.dumps(ledger, separators=(",", ":"))}
+        try:
+            self.catalog.upsert_entity(row, mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
+
+    def delete(self, name: str) -> None:
+        try:
+            self.catalog.delete_entity(POLICY_PARTITION, name)
+        except AzureError:
+            pass
