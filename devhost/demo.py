@@ -100,17 +100,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devhost.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help="keep serving after the demo until Ctrl-C")
     parser.add_argument("--port", type=int, default=None, help="dev host port (default 7071 if free)")
+    parser.add_argument("--data", type=Path, default=DATA, help="dev data folder (default .devdata)")
     args = parser.parse_args(argv)
 
-    sealing = _secret_file(DATA / "sealing-secret", lambda: base64.b64encode(os.urandom(32)).decode())
-    function_key = _secret_file(DATA / "function-key", lambda: secrets.token_urlsafe(24))
-    master_key = _secret_file(DATA / "master-key", lambda: secrets.token_urlsafe(24))
+    data = args.data
+    sealing = _secret_file(data / "sealing-secret", lambda: base64.b64encode(os.urandom(32)).decode())
+    function_key = _secret_file(data / "function-key", lambda: secrets.token_urlsafe(24))
+    master_key = _secret_file(data / "master-key", lambda: secrets.token_urlsafe(24))
     port = args.port or (7071 if _port_free(7071) else free_port())
-    azurite = Azurite(DATA / "azurite")
+    azurite = Azurite(data / "azurite")
     host: DevHostProcess | None = None
     ok = False
     try:
-        print(f"starting Azurite (data in {azurite.data_dir.relative_to(PROJECT_ROOT)}) ...")
+        shown = azurite.data_dir.relative_to(PROJECT_ROOT) if azurite.data_dir.is_relative_to(PROJECT_ROOT) \
+            else azurite.data_dir
+        print(f"starting Azurite (data in {shown}) ...")
         azurite.start()
         prefix = os.environ.get("FABRIC_TABLE_PREFIX", "fabric")
         env = dict(os.environ, AzureWebJobsStorage=azurite.connection_string, FABRIC_SEALING_SECRET=sealing,
@@ -125,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         ok = run_demo(client, azurite.connection_string, prefix)
         if args.serve:
             print(f"\nServing on http://127.0.0.1:{port} - try the CLI in another shell:\n"
-                  f"  export CRYPTLET_URL=http://127.0.0.1:{port} CRYPTLET_FUNCTION_KEY=$(cat .devdata/function-key)\n"
-                  f"  export CRYPTLET_ADMIN_KEY=$(cat .devdata/master-key)   # for policy changes\n"
+                  f"  export CRYPTLET_URL=http://127.0.0.1:{port} CRYPTLET_FUNCTION_KEY=$(cat {data}/function-key)\n"
+                  f"  export CRYPTLET_ADMIN_KEY=$(cat {data}/master-key)   # for policy changes\n"
                   f"  export AzureWebJobsStorage='{azurite.connection_string}'\n"
                   f"  .venv/bin/cryptlet list\n  .venv/bin/cryptlet ledger verify\nPress Ctrl-C to stop.")
             while host.process.poll() is None:
