@@ -13,6 +13,7 @@ from shared.errors import FabricError, InvalidInput
 
 log = logging.getLogger("fabric.http")
 PROBLEM = "application/problem+json"
+MAX_SEQUENCE = 2**62  #: the largest ledger sequence or tree size a query may name
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
@@ -35,6 +36,19 @@ def json_body(req: func.HttpRequest) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}",
                            field="$") from None
+
+
+def int_param(req: func.HttpRequest, name: str, default: int | None, minimum: int, maximum: int) -> int | None:
+    """A non-negative integer query parameter within ``[minimum, maximum]``; 400 naming it otherwise."""
+    raw = req.params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()):
+        raise InvalidInput(f"{name} must be a non-negative integer", field=name)
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise InvalidInput(f"{name} must be between {minimum} and {maximum}", field=name)
+    return value
 
 
 def handle_errors(fn: Callable[..., func.HttpResponse]) -> Callable[..., func.HttpResponse]:

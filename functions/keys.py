@@ -2,8 +2,7 @@
 
 import azure.functions as func
 
-from functions.http import handle_errors, json_body, json_response
-from shared.errors import InvalidInput
+from functions.http import MAX_SEQUENCE, handle_errors, int_param, json_body, json_response
 from shared.fabric import get_fabric
 
 bp = func.Blueprint()
@@ -33,12 +32,10 @@ def list_keys(req: func.HttpRequest) -> func.HttpResponse:
     """Every key the cryptlet has had, or with ``?at=N`` the key that was valid at ledger entry N."""
     name = req.route_params["name"]
     keys = get_fabric().keys
-    at = req.params.get("at")
+    at = int_param(req, "at", None, 1, MAX_SEQUENCE)
     if at is None:
         return json_response({"name": name, "keys": [k.to_dict() for k in keys.keys_of(name)]})
-    if not at.isdigit() or int(at) < 1:
-        raise InvalidInput("at must be a ledger sequence (a positive integer)", field="at")
-    return json_response({"name": name, "at": int(at), "key": keys.key_at(name, int(at)).to_dict()})
+    return json_response({"name": name, "at": at, "key": keys.key_at(name, at).to_dict()})
 
 
 @bp.route(route="cryptlets/{name}/retire", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)

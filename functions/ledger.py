@@ -4,27 +4,13 @@ import logging
 
 import azure.functions as func
 
-from functions.http import handle_errors, json_response
+from functions.http import MAX_SEQUENCE, handle_errors, int_param, json_response
 from shared.errors import FabricError, InvalidInput, NotFound
 from shared.fabric import get_fabric
 
 bp = func.Blueprint()
 log = logging.getLogger("fabric.ledger")
 MAX_PAGE = 1000
-MAX_SEQUENCE = 2**62
-
-
-def _int_param(req: func.HttpRequest, name: str, default: int | None, minimum: int, maximum: int) -> int | None:
-    raw = req.params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be an integer", field=name) from None
-    if not minimum <= value <= maximum:
-        raise InvalidInput(f"{name} must be between {minimum} and {maximum}", field=name)
-    return value
 
 
 @bp.route(route="ledger", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
@@ -43,8 +29,8 @@ def ledger_head(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def ledger_entries(req: func.HttpRequest) -> func.HttpResponse:
     """A page of raw entries (``from``, ``limit``); clients verify the chain themselves."""
-    start = _int_param(req, "from", 1, 1, MAX_SEQUENCE)
-    limit = _int_param(req, "limit", 100, 1, MAX_PAGE)
+    start = int_param(req, "from", 1, 1, MAX_SEQUENCE)
+    limit = int_param(req, "limit", 100, 1, MAX_PAGE)
     ledger = get_fabric().ledger
     return json_response({"stream": ledger.stream, "entries": [e.to_dict() for e in ledger.read(start, limit)]})
 
@@ -90,10 +76,10 @@ def checkpoint_at(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def consistency(req: func.HttpRequest) -> func.HttpResponse:
     """Consistency proof from size ``from`` to size ``to`` (default: the newest checkpoint)."""
-    size1 = _int_param(req, "from", None, 0, MAX_SEQUENCE)
+    size1 = int_param(req, "from", None, 0, MAX_SEQUENCE)
     if size1 is None:
         raise InvalidInput("from (the older tree size) is required", field="from")
-    size2 = _int_param(req, "to", None, 0, MAX_SEQUENCE)
+    size2 = int_param(req, "to", None, 0, MAX_SEQUENCE)
     return json_response(get_fabric().ledger_index.consistency(size1, size2).to_dict())
 
 
