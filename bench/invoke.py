@@ -168,6 +168,7 @@ def main() -> None:
         key = secrets.token_urlsafe(24)
         env = dict(os.environ, AzureWebJobsStorage=azurite.connection_string,
                    FABRIC_SEALING_SECRET=base64.b64encode(os.urandom(32)).decode(), DEVHOST_FUNCTION_KEY=key,
+                   DEVHOST_MASTER_KEY=secrets.token_urlsafe(24),  # admin routes (policy) need one to start
                    FABRIC_TABLE_PREFIX="bench" + secrets.token_hex(4))
         for name, (default, _) in SETTINGS.items():
             if default is not None:

@@ -21,7 +21,7 @@ from shared.errors import InvalidInput
 @click.argument("name")
 @click.option("--kind", type=click.Choice(["utility", "contract"]), default="utility", show_default=True)
 @click.option("--runtime", type=click.Choice(["python", "exec"]), default="python", show_default=True,
-              help="exec is not implemented yet.")
+              help="exec: a Node.js program speaking the container protocol.")
 @click.option("--dir", "parent", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Folder to create the package folder NAME in.")
 def init(name: str, kind: str, runtime: str, parent: Path) -> None:
@@ -29,37 +29,60 @@ def init(name: str, kind: str, runtime: str, parent: Path) -> None:
     from shared.scaffold import scaffold
 
     target = scaffold(name, kind=kind, runtime=runtime, parent=parent)
-    click.echo(f"created {target}: cryptlet.json, main.py, test_{name}.py, pytest.ini")
-    click.echo(f"try: cryptlet simulate {target} hello --args '{{\"name\": \"Ada\"}}'")
+    files = ", ".join(sorted(p.name for p in target.iterdir()))
+    click.echo(f"created {target}: {files}")
+    click.echo(f"try: cryptlet simulate {target} hello Ada")
 
 
 @click.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("method")
-@click.option("--args", "args_json", default="{}", show_default=True, help="Named arguments as a JSON object.")
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds the call may take.")
+@click.argument("values", nargs=-1, metavar="[ARGS]...")
+@click.option("--args", "args_json", default=None, help="Named arguments as a JSON object (instead of ARGS).")
+@click.option("--state", "state_json", default=None, help="Contract kind: the state to run over (JSON object).")
+@click.option("--egress", multiple=True, help="Host pattern fetch may reach (repeat; default: the manifest's).")
+@click.option("--timeout", type=float, default=None, help="Seconds the call may take (default: the manifest's or 10).")
 @click.option("-o", "--output", default=None, help="Write the envelope to this file instead of stdout.")
-def simulate(path: Path, method: str, args_json: str, timeout: float, output: str | None) -> None:
+def simulate(path: Path, method: str, values: tuple[str, ...], args_json: str | None, state_json: str | None,
+             egress: tuple[str, ...], timeout: float | None, output: str | None) -> None:
     """Run METHOD of the package at PATH in a fresh process region, without storage or host.
 
-    Prints the signed envelope; its registration is marked simulated (stream "simulation",
+    ARGS are the method's arguments in declared order (or NAME=VALUE); each is read as JSON when
+    it parses and as a string otherwise. Prints the signed envelope (with ``events`` and, for a
+    contract, the new ``state``); its registration is marked simulated (stream "simulation",
     sequence 0, zero entry hash), so it never verifies against a ledger.
     """
     from cryptlet_cli.main import emit
-    from shared.simulate import simulate as run
+    from shared.manifest import load_manifest
+    from shared.simulate import positional_args, simulate as run
 
-    try:
-        args = json.loads(args_json)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"--args is not valid JSON: {exc.msg}", field="--args") from None
+    if args_json is not None and values:
+        raise InvalidInput("give the arguments either as ARGS or as --args, not both", field="--args")
+    args = _json_option(args_json, "--args") if args_json is not None else {}
+    if values:
+        manifest = load_manifest(path)
+        method_spec = manifest.methods.get(method)
+        if method_spec is None:
+            raise InvalidInput(f"{manifest.name} has no method {method!r} (methods: {', '.join(sorted(manifest.methods))})",
+                               field="METHOD")
+        args = positional_args(method_spec.get("inputs") or [], values)
+    state = _json_option(state_json, "--state") if state_json is not None else None
     logger = logging.getLogger("cryptlet.simulate")
-    if not logger.handlers:  # the cryptlet's fabric_host.log lines, on stderr
+    if not logger.handlers:  # the cryptlet's log call-outs, on stderr
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("log %(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
-    emit(run(path, method, args, timeout=timeout, logger=logger), output)
+    emit(run(path, method, args, timeout=timeout, logger=logger, egress=list(egress) if egress else None,
+             state=state), output)
+
+
+def _json_option(text: str, option: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{option} is not valid JSON: {exc.msg}", field=option) from None
 
 
 @click.command()

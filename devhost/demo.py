@@ -1,8 +1,9 @@
 """The fabric demo: ``make demo`` (run once and exit) and ``make run`` (then keep serving).
 
-Starts Azurite and the dev host, registers the sample ``customer_validator`` cryptlet, invokes it,
-verifies the signed envelope against the ledger, audits the ledger and prints a summary.
-Exit status 0 means the envelope verified. Everything it started is stopped on exit.
+Starts Azurite and the dev host, registers the samples ``customer_validator`` (Python) and
+``sla_monitor`` (JavaScript, exec runtime), invokes them, verifies every signed envelope (and
+event) against the ledger, audits the ledger and prints a summary. Exit status 0 means every
+envelope verified. Everything it started is stopped on exit.
 """
 from __future__ import annotations
 
@@ -59,40 +60,61 @@ class DevHostProcess:
                 self.process.wait()
 
 
-def run_demo(client: FabricClient, storage: str, table_prefix: str) -> bool:
-    """Register, invoke, verify; print a summary. Returns True when the envelope verified."""
-    print("\n== Cryptlet Fabric demo ==")
+def _registered(client: FabricClient, name: str) -> dict:
+    """Register sample ``name`` (or find it registered by an earlier run) and print its identity."""
     try:
-        registration = client.register("customer_validator")
-        print(f"registered  {registration['name']} v{registration['version']}")
+        registration = client.register(name)
+        print(f"registered  {registration['name']} v{registration['version']} ({registration['kind']})")
     except ApiError as exc:
         if exc.status != 409:
             raise
-        registration = client.get("customer_validator")
+        registration = client.get(name)
         print(f"found       {registration['name']} v{registration['version']} (registered earlier)")
     print(f"  address   {registration['address']}")
     print(f"  digest    {registration['digest']}")
     print(f"  ledger    {registration['ledger']['stream']}#{registration['ledger']['sequence']} "
           f"{registration['ledger']['entry_hash'][:18]}...")
+    return registration
+
+
+def run_demo(client: FabricClient, storage: str, table_prefix: str) -> bool:
+    """Register, invoke, verify (a Python and a JavaScript cryptlet); print a summary.
+    Returns True when every envelope verified."""
+    print("\n== Cryptlet Fabric demo ==")
+    # The dev host's evidence is software/debug (process provider): accept it explicitly, pinned
+    # to the platform key the host reports.
+    policy = SoftwarePolicy(allow_software=True, platform_keys=frozenset({client.attestation()["platform_key"]}))
+
+    def verify(envelope: dict) -> None:
+        entry = client.ledger_entry(envelope["registration"]["sequence"])
+        try:
+            print(f"{verify_against_registration(envelope, entry, evidence_policy=policy).summary()}")
+        except VerificationError:
+            print("note: if .devdata holds data from an older version of the fabric, `make clean` starts over",
+                  file=sys.stderr)
+            raise
+
+    _registered(client, "customer_validator")
     envelope = client.invoke("customer_validator", "validate",
                              {"customer": SAMPLE_CUSTOMER, "salt": "0x" + secrets.token_hex(32)})
     print(f"invoked     customer_validator.validate -> approved={envelope['payload']['approved']} "
           f"failed_rules={envelope['payload']['failed_rules']}")
     print(f"  envelope  sequence {envelope['sequence']}, signature {envelope['signature'][:22]}...")
-    entry = client.ledger_entry(envelope["registration"]["sequence"])
-    # The dev host's evidence is software/debug (process provider): accept it explicitly, pinned
-    # to the platform key the host reports.
-    policy = SoftwarePolicy(allow_software=True, platform_keys=frozenset({client.attestation()["platform_key"]}))
-    try:
-        verified = verify_against_registration(envelope, entry, evidence_policy=policy)
-        print(f"{verified.summary()}")
-        head = Ledger(table_client(storage, f"{table_prefix}ledger", create=False)).verify()
-    except VerificationError:
-        print("note: if .devdata holds data from an older version of the fabric, `make clean` starts over",
-              file=sys.stderr)
-        raise
-    print(f"ledger      {head.size} entries, chain intact, head {head.entry_hash[:16]}...")
+    verify(envelope)
     print("The customer record never left the region: the envelope carries only the verdict and a salted commitment.")
+
+    _registered(client, "sla_monitor")  # the same path for a cryptlet written in JavaScript (exec runtime)
+    envelope = client.invoke("sla_monitor", "evaluate", {
+        "observations": [{"at": 0, "up": True}, {"at": 86_000_000, "up": False}, {"at": 89_600_000, "up": True}],
+        "period_end": 2_592_000_000, "target_bp": 9995, "penalty_per_bp": "100"})
+    print(f"invoked     sla_monitor.evaluate (Node.js) -> availability {envelope['payload']['availability_bp']} bp, "
+          f"breached={envelope['payload']['breached']}, penalty {envelope['payload']['penalty']}")
+    verify(envelope)
+    for event in envelope.get("events", []):
+        print(f"  event     {event['topic']} {event['payload']}")
+        verify(event)
+    head = Ledger(table_client(storage, f"{table_prefix}ledger", create=False)).verify()
+    print(f"ledger      {head.size} entries, chain intact, head {head.entry_hash[:16]}...")
     return True
 
 

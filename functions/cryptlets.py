@@ -1,5 +1,7 @@
 """Registration and invocation: /api/cryptlets."""
 
+import logging
+
 import azure.functions as func
 
 from functions.http import handle_errors, json_body, json_response
@@ -29,6 +31,21 @@ def list_cryptlets(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def get_cryptlet(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(get_fabric().describe(req.route_params["name"]))
+
+
+@bp.route(route="cryptlets/{name}/state", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handle_errors
+def get_cryptlet_state(req: func.HttpRequest) -> func.HttpResponse:
+    """A contract cryptlet's stored state snapshot, version and hash."""
+    return json_response(get_fabric().state(req.route_params["name"]))
+
+
+@bp.timer_trigger(schedule="%FABRIC_WARM_SCHEDULE%", arg_name="timer", run_on_startup=True)
+def keep_warm(timer: func.TimerRequest) -> None:
+    """Start the warm regions each cryptlet's effective min_instances asks for (regions retire and hosts restart)."""
+    started = get_fabric().warm_pools()
+    if any(started.values()):
+        logging.getLogger("fabric").info("warm regions started: %s", started)
 
 
 @bp.route(route="cryptlets/{name}/invoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)

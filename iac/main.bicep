@@ -153,6 +153,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'FABRIC_MAX_PACKAGE_BYTES', value: '5242880' }
         { name: 'FABRIC_AUDIT_SCHEDULE', value: '0 0 * * * *' }
         { name: 'FABRIC_CHECKPOINT_SCHEDULE', value: '0 */5 * * * *' }
+        { name: 'FABRIC_WARM_SCHEDULE', value: '0 */1 * * * *' }
         { name: 'FABRIC_INVOKE_QUEUE', value: 'cryptlet-invocations' }
         { name: 'FABRIC_KEY_STORE', value: 'keyvault' }
         { name: 'FABRIC_KEY_VAULT_URL', value: vault.properties.vaultUri }

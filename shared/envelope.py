@@ -61,7 +61,16 @@ class Domain:
     def separator(self) -> bytes:
         return _separator(self.chain_id, self.verifying_contract)
 
+    @functools.cached_property
+    def signing_prefix(self) -> bytes:
+        """``0x19 || 0x01 || domainSeparator``: what every EIP-712 digest in this domain starts with."""
+        return b"\x19\x01" + self.separator()
+
     def to_dict(self) -> dict[str, Any]:
+        return dict(self._document)
+
+    @functools.cached_property
+    def _document(self) -> dict[str, Any]:
         return {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": self.chain_id,
                 "verifyingContract": to_checksum_address(self.verifying_contract)}
 
@@ -99,7 +108,20 @@ def to_checksum_address(address: str | bytes) -> str:
 
 
 def _address_word(address: str) -> bytes:
-    return b"\x00" * 12 + from_hex(address, length=20, field="address")
+    return b"\x00" * 12 + _parsed_hex(address, 20, "address")
+
+
+def _parsed_hex(text: Any, length: int, field: str) -> bytes:
+    """``from_hex(text, length=length, field=field)``, remembered for strings: the address, registration and
+    evidence hashes a region signs are the same on every envelope."""
+    if type(text) is str:
+        return _remembered_hex(text, length, field)
+    return from_hex(text, length=length, field=field)  # raises InvalidInput naming the field
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_hex(text: str, length: int, field: str) -> bytes:
+    return from_hex(text, length=length, field=field)
 
 
 def payload_hash(payload: Any) -> bytes:
@@ -118,7 +140,7 @@ def address_of(public_key: bytes) -> str:
     return to_checksum_address(keccak256(uncompressed[1:])[12:])
 
 
-@dataclass(frozen=True)
+@dataclass
 class Envelope:
     """One signed cryptlet output. ``signature`` is empty until :func:`sign_envelope`."""
 
@@ -142,22 +164,22 @@ class Envelope:
     @property
     def evidence_hash(self) -> bytes:
         value = self.evidence.get("hash") if self.evidence else None
-        return from_hex(value, length=32, field="evidence.hash") if value else ZERO32
+        return _parsed_hex(value, 32, "evidence.hash") if value else ZERO32
 
     @property
     def registration_hash(self) -> bytes:
-        return from_hex(self.registration.get("entry_hash", ""), length=32, field="registration.entry_hash")
+        return _parsed_hex(self.registration.get("entry_hash", ""), 32, "registration.entry_hash")
 
     def struct_hash(self, payload_hash: bytes | None = None) -> bytes:
         """keccak256 of the encoded struct; ``payload_hash`` if the caller already has it."""
-        return keccak256(
-            ENVELOPE_TYPEHASH + _address_word(self.cryptlet) + self.digest + topic_hash(self.topic)
-            + self.request_id + self.sequence.to_bytes(32, "big") + self.timestamp_ms.to_bytes(32, "big")
-            + (payload_hash or self.payload_hash) + self.evidence_hash + self.registration_hash)
+        return keccak256(b"".join((
+            ENVELOPE_TYPEHASH, _address_word(self.cryptlet), self.digest, topic_hash(self.topic), self.request_id,
+            self.sequence.to_bytes(32, "big"), self.timestamp_ms.to_bytes(32, "big"),
+            payload_hash or self.payload_hash, self.evidence_hash, self.registration_hash)))
 
     def signing_hash(self, payload_hash: bytes | None = None) -> bytes:
         """The EIP-712 digest ``keccak256(0x1901 || domainSeparator || structHash)``."""
-        return keccak256(b"\x19\x01" + self.domain.separator() + self.struct_hash(payload_hash))
+        return keccak256(self.domain.signing_prefix + self.struct_hash(payload_hash))
 
     def typed_data(self) -> dict[str, Any]:
         """The EIP-712 ``eth_signTypedData_v4`` document of this envelope."""
@@ -172,13 +194,16 @@ class Envelope:
 
     def to_dict(self, payload_hash: bytes | None = None) -> dict[str, Any]:
         """The envelope document; ``payload_hash`` if the caller already has it."""
+        return self._document(payload_hash or self.payload_hash, self.signature)
+
+    def _document(self, payload_hash: bytes, signature: bytes) -> dict[str, Any]:
         return {
             "version": ENVELOPE_VERSION, "cryptlet": to_checksum_address(self.cryptlet), "name": self.name,
-            "digest": to_hex(self.digest), "topic": self.topic, "request_id": to_hex(self.request_id),
+            "digest": "0x" + self.digest.hex(), "topic": self.topic, "request_id": "0x" + self.request_id.hex(),
             "sequence": self.sequence, "timestamp": self.timestamp_ms, "payload": self.payload,
-            "payload_hash": to_hex(payload_hash or self.payload_hash), "evidence": self.evidence,
+            "payload_hash": "0x" + payload_hash.hex(), "evidence": self.evidence,
             "registration": self.registration, "domain": self.domain.to_dict(),
-            "signature": to_hex(self.signature),
+            "signature": "0x" + signature.hex(),
         }
 
     @classmethod
@@ -254,9 +279,9 @@ def sign_envelope(envelope: Envelope, private_key: PrivateKeyLike) -> Envelope:
 
 def signed_document(envelope: Envelope, private_key: PrivateKeyLike) -> dict[str, Any]:
     """``sign_envelope(envelope, private_key).to_dict()``, hashing the payload once (the container's path)."""
-    payload_hash = envelope.payload_hash
-    signature = sign_digest(private_key, envelope.signing_hash(payload_hash))
-    return {**envelope.to_dict(payload_hash), "signature": to_hex(signature)}
+    payload_hash = keccak256(canonical_json(envelope.payload))
+    digest = keccak256(envelope.domain.signing_prefix + envelope.struct_hash(payload_hash))  # = signing_hash()
+    return envelope._document(payload_hash, sign_digest(private_key, digest))
 
 
 def verify_envelope(envelope: Envelope, expected_address: str | None = None) -> str:

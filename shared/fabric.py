@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import logging
 import os
 import platform
 import shutil
@@ -14,16 +15,16 @@ import threading
 import time
 from typing import Any
 
-from azure.core.exceptions import AzureError
-
+from cryptlet_sdk import MAX_EVENTS
 import shared
 from shared.encoding import from_hex, to_hex
-from shared.envelope import Domain
+from shared.envelope import Domain, payload_hash
 from shared.errors import Conflict, FabricError, InvalidInput, RegionError
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider
 from shared.isolation.provider import Region
 from shared.checkpoint import CheckpointSigner, origin_of
+from shared.contract_state import StateStore
 from shared.checkpoint_store import CheckpointStore
 from shared.key_lifecycle import KeyLifecycle
 from shared.keystore import open_key_store
@@ -39,11 +40,14 @@ from shared.requests import QueuedRequest, RequestStore
 from shared.settings import Settings
 from shared.storage import table_client
 
+log = logging.getLogger("fabric")
 LEDGER_STREAM = "registry"
 #: How long an invocation may reuse a registration read from the catalog. Changes made on this host
 #: (register, rotate, revoke, retire) drop it at once; a key changed on another host is noticed
 #: within this time (its regions are then replaced, see :meth:`Fabric._pool`).
 REGISTRATION_TTL_S = 2.0
+#: Sequence numbers reserved per invocation: its envelope and the events it may emit.
+SEQUENCE_BLOCK = 1 + MAX_EVENTS
 
 
 class Fabric:
@@ -65,8 +69,11 @@ class Fabric:
         self.requests = RequestStore(table_client(settings.storage, settings.table("requests")))
         self.sequences = SequenceClock()
         self.policies = PolicyStore(table_client(settings.storage, settings.table("cryptlets")))
+        self.states = StateStore(table_client(settings.storage, settings.table("cryptlets")))
+        self._state_locks: dict[str, threading.Lock] = {}
         self._pools: dict[str, RegionPool] = {}
         self._pool_keys: dict[str, Registration] = {}  # the registration (key) each pool's regions hold
+        self._pool_settings: dict[str, dict[str, Any]] = {}  # the effective settings each pool was built with
         self._rotating: set[str] = set()  # names whose key this process is changing right now
         self._pools_lock = threading.Condition()
         self._registrations: dict[str, tuple[float, Registration]] = {}  # name -> (expires, registration)
@@ -110,17 +117,52 @@ class Fabric:
 
     # -- invocation -------------------------------------------------------------------------------
     def invoke(self, name: str, body: Any) -> dict[str, Any]:
-        """Run ``method(**args)`` of cryptlet ``name`` in a region; return the signed envelope."""
+        """Run ``method(**args)`` of cryptlet ``name`` in a region; return the signed envelope.
+
+        Events the call emitted come back as ``events`` (each its own signed envelope). A contract
+        cryptlet's call runs over its stored state, one call at a time per host, and its new state
+        is stored as the envelope reports it.
+        """
         registration, method, args, request_id = self._parse_call(name, body)
+        if registration.kind == "contract":
+            return self._invoke_contract(registration, method, args, request_id)
+        return _response(self._call_region(registration, method, args=args, request_id=to_hex(request_id)))
+
+    def _call_region(self, registration: Registration, method: str, **params: Any) -> dict[str, Any]:
         with self._pool(registration).lease() as region:
             try:
-                result = region.call("invoke", method=method, args=args, request_id=to_hex(request_id),
-                                     sequence=self.sequences.next())
+                return region.call("invoke", method=method, sequence=self.sequences.next(SEQUENCE_BLOCK),
+                                   sequences=SEQUENCE_BLOCK, **params)
             except RegionError as exc:
                 if exc.extra.get("region_code") == "bad_arguments":
-                    raise InvalidInput(f"{name}.{method} rejected its arguments: {exc.detail}", field="args") from None
+                    raise InvalidInput(f"{registration.name}.{method} rejected its arguments: {exc.detail}",
+                                       field="args") from None
                 raise
-        return result["envelope"]
+
+    def _invoke_contract(self, registration: Registration, method: str, args: dict[str, Any],
+                         request_id: bytes) -> dict[str, Any]:
+        with self._state_lock(registration.name):
+            record = self.states.get(registration.name)
+            result = self._call_region(registration, method, args=args, request_id=to_hex(request_id),
+                                       state=record.state, state_version=record.version)
+            if "state" in result:
+                summary = result["envelope"]["payload"]["state"]
+                if to_hex(payload_hash(result["state"])) != summary["hash"]:
+                    raise RegionError("region returned a state that does not match the hash it signed",
+                                      region_code="state_mismatch")
+                self.states.put(registration.name, record, result["state"], summary["version"], summary["hash"])
+        return _response(result)
+
+    def _state_lock(self, name: str) -> threading.Lock:
+        with self._registrations_lock:
+            return self._state_locks.setdefault(name, threading.Lock())
+
+    def state(self, name: str) -> dict[str, Any]:
+        """A contract cryptlet's stored state, version and hash (``GET /api/cryptlets/{name}/state``)."""
+        registration = self.registry.get(name)
+        if registration.kind != "contract":
+            raise InvalidInput(f"{name} is a {registration.kind} cryptlet: it has no state", field="name")
+        return {"name": name, **self.states.get(name).to_dict()}
 
     def _parse_call(self, name: str, body: Any) -> tuple[Registration, str, dict[str, Any], bytes]:
         """Validate an invocation body against the cryptlet's interface: (registration, method, args, request id)."""
@@ -194,12 +236,15 @@ class Fabric:
                 pool = RegionPool(lambda: self._start_region(registration), settings["max_instances"])
                 self._pools[registration.name] = pool
                 self._pool_keys[registration.name] = registration
+                self._pool_settings[registration.name] = settings
             return pool
 
     def _start_region(self, registration: Registration) -> Region:
         package_dir = self.registry.package_dir(registration.package)
+        settings = self.effective(registration)
         region = self.provider.create_region(package_dir, digest_bytes(registration), domain=self.domain,
-                                             call_out=HostCallOuts(registration.name))
+                                             call_out=HostCallOuts(registration.name, egress=settings["egress"]),
+                                             timeout=settings["timeout_s"])
         try:
             sealed = self.keystore.get(registration.address)
             region.call("unseal", address=registration.address, sealed_key=base64.b64encode(sealed.blob).decode())
@@ -208,6 +253,25 @@ class Fabric:
             region.close()
             raise
         return region
+
+    def warm_pools(self) -> dict[str, int]:
+        """Keep pools current: replace a pool whose effective settings changed (a policy set on
+        another host), then start the warm regions each ``min_instances`` asks for (after a host
+        start, and on a timer since regions retire); return how many started per cryptlet."""
+        started: dict[str, int] = {}
+        for registration in self.registry.list():
+            try:
+                settings = self.effective(registration)
+                with self._pools_lock:
+                    stale = registration.name in self._pools and self._pool_settings.get(registration.name) != settings
+                    pool = self._pools.pop(registration.name) if stale else None
+                if pool is not None:
+                    pool.close()
+                if settings["min_instances"] > 0:
+                    started[registration.name] = self._pool(registration).warm(settings["min_instances"])
+            except FabricError as exc:  # one cryptlet's failure must not keep the others cold
+                log.warning("could not warm %s: %s", registration.name, exc.detail)
+        return started
 
     # -- key lifecycle ----------------------------------------------------------------------------
     def rotate_key(self, name: str, body: Any) -> dict[str, Any]:
@@ -242,7 +306,8 @@ class Fabric:
             self._pool_keys.pop(name, None)
         if pool is not None:
             pool.close()
-        self.policies.delete(name)  # the name is free: a new registration starts without a policy
+        self.policies.delete(name)  # the name is free: a new registration starts without a policy or state
+        self.states.delete(name)
         return {"entry": entry.to_dict()}
 
     # -- policy -----------------------------------------------------------------------------------
@@ -262,15 +327,19 @@ class Fabric:
         return effective_settings(self._defaults(), self.manifest_settings(registration), policy)
 
     def _defaults(self) -> dict[str, Any]:
-        return {"isolation": False, "egress": [], "min_instances": 0, "max_instances": self.settings.regions_per_cryptlet}
+        return {"isolation": False, "egress": [], "min_instances": 0, "max_instances": self.settings.regions_per_cryptlet,
+                "timeout_s": self.settings.region_timeout}
 
     def policy(self, name: str) -> dict[str, Any]:
         """Manifest settings, policy (with its ledger entry) and effective settings of ``name``."""
         registration = self.registry.get(name)
         policy, entry = self.policies.get(name)
         manifest = self.manifest_settings(registration)
+        with self._pools_lock:
+            pool = self._pools.get(name)
         return {"name": name, "provider": self.provider.name, "manifest": manifest, "policy": policy,
-                "ledger": entry, "effective": effective_settings(self._defaults(), manifest, policy)}
+                "ledger": entry, "effective": effective_settings(self._defaults(), manifest, policy),
+                "running_regions": pool.size if pool is not None else 0}
 
     def set_policy(self, name: str, body: Any) -> dict[str, Any]:
         """Replace the policy of ``name``: a ``policy.set`` ledger entry, then the catalog row; the
@@ -284,13 +353,12 @@ class Fabric:
             payload["note"] = policy["note"]
         entry = self.ledger.append(POLICY_SET, payload)
         self.policies.put(name, policy, entry.reference())
-        with self._pools_lock:
-            pool = self._pools.get(name)
-        if pool is not None:
-            pool.resize(settings["max_instances"])
-        else:
-            pool = self._pool(registration)
-        pool.warm(settings["min_instances"])
+        with self._pools_lock:  # running regions hold the old egress list and timeout: replace them
+            old = self._pools.pop(name, None)
+            self._pool_keys.pop(name, None)
+        if old is not None:
+            old.close()
+        self._pool(registration).warm(settings["min_instances"])
         return {**self.policy(name), "entry": entry.to_dict()}
 
     def _check_isolation(self, name: str, settings: dict[str, Any]) -> None:
@@ -321,10 +389,12 @@ class Fabric:
         return {"registration": registration.to_dict(), "entries": [e.to_dict() for e in entries]}
 
     def _pool_for(self, registration: Registration) -> RegionPool:
+        settings = self.effective(registration)
         with self._pools_lock:
-            pool = RegionPool(lambda: self._start_region(registration), self.effective(registration)["max_instances"])
+            pool = RegionPool(lambda: self._start_region(registration), settings["max_instances"])
             self._pools[registration.name] = pool
             self._pool_keys[registration.name] = registration
+            self._pool_settings[registration.name] = settings
             return pool
 
     def key_entries(self, address: str) -> dict[str, Any]:
@@ -357,6 +427,13 @@ class Fabric:
         for pool in pools:
             pool.close()
         self.provider.close()
+
+
+def _response(result: dict[str, Any]) -> dict[str, Any]:
+    """An invocation's answer: the envelope document, plus ``events`` when the call emitted any."""
+    if result.get("events"):
+        return {**result["envelope"], "events": result["events"]}
+    return result["envelope"]
 
 
 def versions() -> dict[str, str]:

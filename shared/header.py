@@ -2,7 +2,9 @@
 "header file" a contract developer compiles against).
 
 The Solidity header holds ``interface I<CamelName>Cryptlet`` with one ``external`` function per
-manifest method (parameters and returns with their ABI types), and ``library <CamelName>Cryptlet``
+manifest method (parameters and returns with their ABI types) and one ``event`` per manifest
+event (``indexed`` as declared; the fabric signs each emitted event as an envelope with topic
+``<name>.<Event>``), and ``library <CamelName>Cryptlet``
 with constants: the cryptlet's name, version and package digest (when known), its signing address
 (registered cryptlets only), and the EIP-712 type strings and type hashes of the envelope and its
 domain (:mod:`shared.envelope`), so a contract can verify envelopes with ``ecrecover``.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ class HeaderSource:
 
     name: str
     methods: dict[str, dict[str, Any]]
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
     version: str = ""
     kind: str = ""
     description: str = ""
@@ -65,7 +68,8 @@ class HeaderSource:
     def from_package(cls, package_dir: Path) -> "HeaderSource":
         """Read and validate a package folder's manifest; its digest is measured here."""
         manifest = load_manifest(Path(package_dir))
-        return cls(name=manifest.name, methods=manifest.methods, version=manifest.version, kind=manifest.kind,
+        return cls(name=manifest.name, methods=manifest.methods, events=manifest.events, version=manifest.version,
+                   kind=manifest.kind,
                    description=manifest.description, digest=to_hex(package_digest(Path(package_dir))))
 
     @classmethod
@@ -86,7 +90,10 @@ class HeaderSource:
         version = str(document.get("version") or "")
         if not _VERSION.match(version):
             raise InvalidInput(f"registration version {version!r} is not a semantic version", field="version")
-        return cls(name=document["name"], methods=methods, version=version,
+        events = document.get("events") or {}
+        if not isinstance(events, dict):
+            raise InvalidInput("registration events must be an object", field="events")
+        return cls(name=document["name"], methods=methods, events=events, version=version,
                    kind=str(document.get("kind") or ""), description=str(document.get("description") or ""),
                    digest=digest, address=address)
 
@@ -169,6 +176,30 @@ def _functions(source: HeaderSource) -> list[_Function]:
     return functions
 
 
+@dataclass(frozen=True)
+class _Event:
+    name: str
+    description: str
+    inputs: list[tuple[str, str, bool]]  # (name, ABI type, indexed)
+
+
+def _events(source: HeaderSource) -> list[_Event]:
+    events = []
+    for name in sorted(source.events):
+        path = f"$.interface.events.{name}"
+        event = source.events[name] if isinstance(source.events[name], dict) else {}
+        params = _params(event, "inputs", path)
+        raw = event.get("inputs") or []
+        indexed = [bool(p.get("indexed")) for p in raw]
+        if sum(indexed) > 3:
+            raise InvalidInput(f"{path}: at most 3 parameters may be indexed", field=f"{path}.inputs")
+        if len({n for n, _ in params}) != len(params):
+            raise InvalidInput(f"{path}: a parameter name is used twice", field=f"{path}.inputs")
+        events.append(_Event(_identifier(name, field=path), str(event.get("description") or ""),
+                             [(n, t, i) for (n, t), i in zip(params, indexed)]))
+    return events
+
+
 def camel_name(name: str) -> str:
     """``customer_validator`` -> ``CustomerValidator``."""
     return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
@@ -188,8 +219,12 @@ def json_abi(source: HeaderSource) -> list[dict[str, Any]]:
     def params(items: list[tuple[str, str]]) -> list[dict[str, str]]:
         return [{"internalType": t, "name": n, "type": t} for n, t in items]
 
-    return [{"inputs": params(f.inputs), "name": f.name, "outputs": params(f.outputs),
-             "stateMutability": "nonpayable", "type": "function"} for f in _functions(source)]
+    functions = [{"inputs": params(f.inputs), "name": f.name, "outputs": params(f.outputs),
+                  "stateMutability": "nonpayable", "type": "function"} for f in _functions(source)]
+    events = [{"anonymous": False, "inputs": [{"indexed": i, "internalType": t, "name": n, "type": t}
+                                              for n, t, i in e.inputs], "name": e.name, "type": "event"}
+              for e in _events(source)]
+    return events + functions
 
 
 def _comment(text: str) -> str:
@@ -234,6 +269,11 @@ def solidity_header(source: HeaderSource) -> str:
         lines.append(f"/// @notice {description}")
     lines.append("/// @dev Manifest type json is written as string (the JSON text).")
     lines.append(f"interface {iface} {{")
+    for e in _events(source):
+        lines.append("    /// @notice " + (_comment(e.description) if e.description else
+                                           f"Signed by the cryptlet as an envelope with topic {source.name}.{e.name}."))
+        params = ", ".join(f"{t}{' indexed' if i else ''} {n}" for n, t, i in e.inputs)
+        lines.append(f"    event {e.name}({params});")
     for f in functions:
         if f.description:
             lines.append(f"    /// @notice {_comment(f.description)}")

@@ -6,7 +6,7 @@ the offending value (e.g. ``$.interface.methods``), or of the missing property.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -37,10 +37,17 @@ class Manifest:
     entry: str
     methods: dict[str, dict[str, Any]]
     document: dict[str, Any]
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    interpreter: str | None = None
 
     @property
     def description(self) -> str:
         return self.document.get("config", {}).get("description", "")
+
+    @property
+    def timeout_s(self) -> float | None:
+        """The per-call time limit the package asks for (``config.timeoutSeconds``), if any."""
+        return self.document.get("config", {}).get("timeoutSeconds")
 
 
 def _error_field(error) -> str:
@@ -70,8 +77,14 @@ def validate_manifest(document: Any, *, check_schema: bool = True) -> Manifest:
         import jsonschema
 
         error = jsonschema.exceptions.best_match(errors)
-        field = _error_field(error)
-        raise ManifestError(f"{MANIFEST_FILE}: {field}: {error.message}", field=field)
+        path = _error_field(error)
+        message = error.message
+        if error.validator == "pattern" and str(error.schema.get("description", "")).startswith("ABI type"):
+            message = f"{error.instance!r} is not an ABI type (or json)"
+        elif error.validator == "not":  # the kind/runtime rules of the schema's allOf
+            message = (f"not allowed with kind {document.get('kind')!r} and runtime {document.get('runtime')!r} "
+                       "(instance counts are for kind contract, interpreter for runtime exec)")
+        raise ManifestError(f"{MANIFEST_FILE}: {path}: {message}", field=path)
     if document.get("publicKey"):
         raise ManifestError(f"{MANIFEST_FILE}: $.publicKey is filled by the fabric at registration; leave it empty",
                             field="$.publicKey")
@@ -81,7 +94,8 @@ def validate_manifest(document: Any, *, check_schema: bool = True) -> Manifest:
 def _to_manifest(document: dict[str, Any]) -> Manifest:
     return Manifest(name=document["name"], version=document["version"], kind=document["kind"],
                     runtime=document["runtime"], entry=document["entry"],
-                    methods=dict(document["interface"]["methods"]), document=document)
+                    methods=dict(document["interface"]["methods"]), document=document,
+                    events=dict(document["interface"].get("events") or {}), interpreter=document.get("interpreter"))
 
 
 def load_manifest(package_dir: Path, *, check_schema: bool = True) -> Manifest:

@@ -141,9 +141,18 @@ def _paths() -> dict[str, Any]:
                     "type": "object", "properties": {"entry": _ref("LedgerEntry")}}]})},
                 params=[NAME], body=_body(_ref("Policy")), admin=True, errors=("400", "404", "409", "502"))},
         "/api/cryptlets/{name}/invoke": {"post": _operation(
-            "invoke_cryptlet", "Run a method in the cryptlet's region; the signed envelope", "invocations",
-            {"200": _ok("signed EIP-712 envelope", envelope)}, params=[NAME], body=_body(INVOKE_BODY),
-            errors=("400", "404", "502"))},
+            "invoke_cryptlet", "Run a method in the cryptlet's region; the signed envelope (plus `events`, one "
+            "signed envelope per event the call emitted). Contract kind: the payload is `{result, state: {version, "
+            "hash, previous}}` and the new state is stored", "invocations",
+            {"200": _ok("signed EIP-712 envelope", {"allOf": [envelope, {"type": "object", "properties": {
+                "events": {"type": "array", "items": envelope}}}]})}, params=[NAME], body=_body(INVOKE_BODY),
+            errors=("400", "404", "409", "502"))},
+        "/api/cryptlets/{name}/state": {"get": _operation(
+            "get_cryptlet_state", "A contract cryptlet's stored state snapshot, its version and keccak256 hash "
+            "(as its last envelope signed them)", "invocations",
+            {"200": _ok("state", {"type": "object", "properties": {
+                "name": {"type": "string"}, "state": OBJECT, "version": {"type": "integer"},
+                "hash": {"type": ["string", "null"]}}})}, params=[NAME], errors=("400", "404"))},
         "/api/cryptlets/{name}/requests": {"post": _operation(
             "request_invocation", "Queue an invocation; poll its Location", "invocations",
             {"202": _ok("accepted", {"type": "object", "properties": {
@@ -237,7 +246,9 @@ def _components() -> dict[str, Any]:
             "Registration": {"type": "object", "properties": {
                 "name": {"type": "string"}, "version": {"type": "string"}, "address": {"type": "string"},
                 "public_key": {"type": "string"}, "digest": {"type": "string"},
-                "ledger": {"type": "object"}, "evidence": {"type": "object"}}},
+                "ledger": {"type": "object"}, "evidence": {"type": "object"},
+                "kind": {"enum": ["utility", "contract"]}, "methods": {"type": "object"},
+                "events": {"type": "object"}}},
             "Envelope": {"type": "object", "description": "EIP-712 signed envelope (docs/envelope.md)",
                          "properties": {"payload": {}, "sequence": {"type": "integer"},
                                         "signature": {"type": "string"}, "registration": {"type": "object"}}},
@@ -247,12 +258,14 @@ def _components() -> dict[str, Any]:
                                   "properties": {
                 "isolation": {"type": "boolean"}, "egress": {"type": "array", "items": {"type": "string"}},
                 "min_instances": {"type": "integer"}, "max_instances": {"type": "integer"},
-                "egress_enforced": {"type": "boolean", "description": "false: egress is recorded, not enforced yet"}}},
+                "timeout_s": {"type": "number", "description": "per-call time limit of the cryptlet's regions"},
+                "egress_enforced": {"type": "boolean", "description": "true: the fetch call-out reaches only egress hosts"}}},
             "PolicyView": {"type": "object", "properties": {
                 "name": {"type": "string"}, "provider": {"type": "string"}, "manifest": OBJECT,
                 "policy": _ref("Policy"), "ledger": {"type": ["object", "null"],
                                                      "description": "reference of the policy.set entry"},
-                "effective": _ref("EffectiveSettings")}},
+                "effective": _ref("EffectiveSettings"),
+                "running_regions": {"type": "integer", "description": "regions of this cryptlet on the answering host"}}},
             "Receipt": {"type": "object", "description": "entry, RFC 9162 inclusion proof and signed checkpoint "
                                                          "(docs/ledger.md)", "properties": {
                 "version": {"type": "integer"}, "entry": _ref("LedgerEntry"), "inclusion_proof": OBJECT,

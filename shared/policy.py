@@ -19,7 +19,7 @@ from shared.errors import InvalidInput, StorageError
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "policy.schema.json"
 POLICY_PARTITION = "policy"
-SETTING_KEYS = ("isolation", "egress", "min_instances", "max_instances")
+SETTING_KEYS = ("isolation", "egress", "min_instances", "max_instances", "timeout_s")
 
 
 @lru_cache(maxsize=1)
@@ -55,9 +55,11 @@ def validate_policy(document: Any) -> dict[str, Any]:
 def manifest_settings(manifest: dict[str, Any]) -> dict[str, Any]:
     """The settings a ``cryptlet.json`` asks for (absent ones are omitted)."""
     found: dict[str, Any] = {}
-    isolation = manifest.get("config", {}).get("isolation")
-    if isolation is not None:
-        found["isolation"] = isolation
+    config = manifest.get("config", {})
+    if config.get("isolation") is not None:
+        found["isolation"] = config["isolation"]
+    if config.get("timeoutSeconds") is not None:
+        found["timeout_s"] = config["timeoutSeconds"]
     for key, name in (("egress", "egress"), ("minimumInstances", "min_instances"),
                       ("maximumInstances", "max_instances")):
         if manifest.get(key) is not None:
@@ -70,7 +72,7 @@ def effective_settings(defaults: dict[str, Any], manifest: dict[str, Any], polic
     merged = {**defaults, **{k: v for k, v in manifest.items() if k in SETTING_KEYS},
               **{k: v for k, v in policy.items() if k in SETTING_KEYS}}
     merged["min_instances"] = min(merged["min_instances"], merged["max_instances"])
-    merged["egress_enforced"] = False  # egress is recorded, not yet enforced in regions
+    merged["egress_enforced"] = True  # the fetch call-out reaches only hosts in egress (shared/egress.py)
     return merged
 
 

@@ -166,7 +166,9 @@ class SequenceClock:
         self._last = 0
         self._lock = threading.Lock()
 
-    def next(self) -> int:
+    def next(self, count: int = 1) -> int:
+        """Reserve ``count`` consecutive numbers (a call and the events it may emit); return the first."""
         with self._lock:
-            self._last = max(self._last + 1, time.time_ns() // 1000)
-            return self._last
+            first = max(self._last + 1, time.time_ns() // 1000)
+            self._last = first + count - 1
+            return first

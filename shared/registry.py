@@ -49,12 +49,14 @@ class Registration:
     ledger: dict[str, Any]
     registered_at: str
     evidence: dict[str, Any] = field(default_factory=dict)  # {"kind", "hash"} of the key's evidence
+    events: dict[str, Any] = field(default_factory=dict)  # the manifest's interface.events
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "kind": self.kind, "description": self.description,
                 "address": self.address, "public_key": self.public_key, "digest": self.digest,
                 "package": self.package, "provider": self.provider, "methods": self.methods,
-                "ledger": self.ledger, "registered_at": self.registered_at, "evidence": self.evidence}
+                "ledger": self.ledger, "registered_at": self.registered_at, "evidence": self.evidence,
+                "events": self.events}
 
 
 class Registry:
@@ -86,8 +88,11 @@ class Registry:
         digest = self.provider.digest(package_dir)
         self._reserve(manifest.name)
         try:
+            # no policy exists yet (retire deletes it): the manifest's egress and timeout apply
             region = self.provider.create_region(package_dir, digest, domain=self.domain,
-                                                 call_out=HostCallOuts(manifest.name))
+                                                 call_out=HostCallOuts(manifest.name,
+                                                                       egress=manifest.document.get("egress", ())),
+                                                 timeout=manifest.timeout_s)
             try:
                 key = region.call("generate_key")
                 evidence = attest_key(region, key["public_key"])
@@ -102,7 +107,7 @@ class Registry:
                     name=manifest.name, version=manifest.version, kind=manifest.kind, description=manifest.description,
                     address=key["address"], public_key=key["public_key"], digest=to_hex(digest), package=package,
                     provider=self.provider.name, methods=manifest.methods, ledger=entry.reference(),
-                    registered_at=entry.time, evidence=evidence_reference(evidence))
+                    registered_at=entry.time, evidence=evidence_reference(evidence), events=manifest.events)
                 region.call("bind", registration=registration.ledger, evidence=registration.evidence)
             except BaseException:
                 region.close()

@@ -37,6 +37,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "FABRIC_AUDIT_SCHEDULE": ("0 0 * * * *", "NCRONTAB schedule of the ledger audit timer (six fields, seconds first)."),
     "FABRIC_CHECKPOINT_SCHEDULE": ("0 */5 * * * *", "NCRONTAB schedule of the signed ledger checkpoint timer "
                                                     "(a checkpoint is written only when the ledger grew)."),
+    "FABRIC_WARM_SCHEDULE": ("0 */1 * * * *", "NCRONTAB schedule of the timer that keeps each cryptlet's "
+                                              "min_instances regions warm (also run at host start)."),
     "FABRIC_INVOKE_QUEUE": ("cryptlet-invocations", "Queue of asynchronous invocation requests."),
     "FABRIC_KEY_STORE": ("table", "Where sealed cryptlet keys are stored: `table` (the `<prefix>keys` table; "
                                   "Azurite locally) or `keyvault` (Key Vault secrets at FABRIC_KEY_VAULT_URL)."),

@@ -10,11 +10,14 @@ registration (``cryptlet verify`` refuses it). Use it to test a package before r
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cryptlet_sdk import MAX_EVENTS
 from shared.digest import package_digest
 from shared.encoding import to_hex
 from shared.envelope import ZERO_ADDRESS, Domain
@@ -29,12 +32,16 @@ SIMULATED_REGISTRATION: dict[str, Any] = {"stream": "simulation", "sequence": 0,
                                           "entry_hash": "0x" + "00" * 32, "simulated": True}
 
 
-def simulate(package_dir: Path, method: str, args: Any = None, *, timeout: float = 10.0, chain_id: int = 0,
-             verifying_contract: str = ZERO_ADDRESS, logger: logging.Logger | None = None) -> dict[str, Any]:
+def simulate(package_dir: Path, method: str, args: Any = None, *, timeout: float | None = None, chain_id: int = 0,
+             verifying_contract: str = ZERO_ADDRESS, logger: logging.Logger | None = None,
+             egress: Sequence[str] | None = None, state: dict[str, Any] | None = None) -> dict[str, Any]:
     """Invoke ``method`` of the package at ``package_dir`` with named ``args`` in a fresh region.
 
-    Returns the signed envelope document. Errors: :class:`~shared.errors.ManifestError` (naming
-    the JSON path), :class:`InvalidInput` (unknown method, args not an object),
+    Returns what the fabric's invoke returns: the signed envelope document, with ``events`` when
+    the call emitted any; for a contract cryptlet (run over ``state``, default ``{}``) also the new
+    ``state`` when the call changed it. ``egress`` overrides the manifest's allow-list for
+    ``fetch``; ``timeout`` its per-call limit. Errors: :class:`~shared.errors.ManifestError`
+    (naming the JSON path), :class:`InvalidInput` (unknown method, args not an object),
     :class:`~shared.errors.RegionError` (the cryptlet failed or refused its arguments).
     """
     package_dir = Path(package_dir)
@@ -47,18 +54,56 @@ def simulate(package_dir: Path, method: str, args: Any = None, *, timeout: float
     args = {} if args is None else args
     if not isinstance(args, dict):
         raise InvalidInput("args must be a JSON object of named arguments", field="args")
+    if state is not None and not isinstance(state, dict):
+        raise InvalidInput("state must be a JSON object", field="state")
     digest = package_digest(package_dir)
-    provider = ProcessProvider(os.urandom(32), timeout=timeout)  # ephemeral platform secret
+    allowed = manifest.document.get("egress", ()) if egress is None else egress
+    provider = ProcessProvider(os.urandom(32), timeout=timeout or manifest.timeout_s or 10.0)  # ephemeral secret
     try:
         region = provider.create_region(package_dir, digest, domain=Domain(chain_id, verifying_contract),
-                                        call_out=HostCallOuts(manifest.name, logger))
+                                        call_out=HostCallOuts(manifest.name, logger, egress=allowed))
         try:
             key = region.call("generate_key")
             evidence = evidence_reference(attest_key(region, key["public_key"]))
             region.call("bind", registration=dict(SIMULATED_REGISTRATION), evidence=evidence)
-            reply = region.call("invoke", method=method, args=args, sequence=1, request_id=to_hex(os.urandom(32)))
+            params: dict[str, Any] = {}
+            if manifest.kind == "contract":
+                params = {"state": state or {}, "state_version": 0}
+            reply = region.call("invoke", method=method, args=args, sequence=1, sequences=1 + MAX_EVENTS,
+                                request_id=to_hex(os.urandom(32)), **params)
         finally:
             region.close()
     finally:
         provider.close()
-    return reply["envelope"]
+    document = dict(reply["envelope"])
+    if reply.get("events"):
+        document["events"] = reply["events"]
+    if "state" in reply:
+        document["state"] = reply["state"]
+    return document
+
+
+def positional_args(manifest_inputs: list[dict[str, Any]], values: Sequence[str]) -> dict[str, Any]:
+    """Named arguments from command-line ``values``: ``name=value`` or, in declared order, ``value``.
+
+    Each value is read as JSON when it parses (``5``, ``true``, ``{"a": 1}``) and as a string
+    otherwise (``alice``).
+    """
+    names = [p["name"] for p in manifest_inputs]
+    args: dict[str, Any] = {}
+    for position, raw in enumerate(values):
+        name, sep, text = raw.partition("=")
+        if sep and name in names:
+            key = name
+        else:
+            if position >= len(names):
+                raise InvalidInput(f"too many arguments: the method takes {len(names)} ({', '.join(names)})",
+                                   field="ARGS")
+            key, text = names[position], raw
+        if key in args:
+            raise InvalidInput(f"argument {key!r} is given twice", field="ARGS")
+        try:
+            args[key] = json.loads(text)
+        except json.JSONDecodeError:
+            args[key] = text
+    return args

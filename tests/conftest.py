@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import shutil
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -82,6 +83,7 @@ class FabricHost:
     packages_dir: Path
     log_path: Path
     process: subprocess.Popen
+    env: dict[str, str] = field(default_factory=dict)
     responses: list[str] = field(default_factory=list)
 
     def client(self, key: str | None = "default") -> httpx.Client:
@@ -100,6 +102,44 @@ class FabricHost:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    @contextlib.contextmanager
+    def twin(self) -> Iterator["FabricHost"]:
+        """A second host process with the same settings and storage (a restart, or a scale-out instance)."""
+        port = free_port()
+        log_path = self.log_path.with_name(f"twin-{port}.log")
+        process = start_host(self.env, port, log_path)
+        twin = replace(self, url=f"http://127.0.0.1:{port}", log_path=log_path, process=process, responses=[])
+        try:
+            wait_for_port(port, 60, process)
+            yield twin
+        finally:
+            stop_host(twin)
+
+
+def start_host(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen:
+    with open(log_path, "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "devhost", "serve", "--app-dir", str(PROJECT_ROOT),
+                                 "--port", str(port)], env=env, cwd=PROJECT_ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_host(host: FabricHost) -> None:
+    """SIGTERM the host; it must exit 0 within 30 s and leave no region running."""
+    process = host.process
+    regions = children_of(process.pid)
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        pytest.fail("dev host did not stop within 30 s of SIGTERM")
+    leftovers = [pid for pid in regions if pid_alive(pid)]
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    assert code == 0, f"dev host exited with {code}:\n{host.log()[-3000:]}"
+    assert not leftovers, f"region processes left running after the host stopped: {leftovers}"
 
 
 @pytest.fixture(scope="module")
@@ -129,27 +169,12 @@ def fabric_host(request: pytest.FixtureRequest, storage: str,
     for name, (default, _) in SETTINGS.items():
         if default is not None:
             env.setdefault(name, default)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "devhost", "serve", "--app-dir", str(PROJECT_ROOT),
-                                    "--port", str(port)], env=env, cwd=PROJECT_ROOT, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+    process = start_host(env, port, log_path)
     host = FabricHost(url=f"http://127.0.0.1:{port}", key=key, storage=storage, admin_key=admin_key,
-                      table_prefix=prefix,
-                      sealing_secret=secret, packages_dir=packages, log_path=log_path, process=process)
+                      table_prefix=prefix, sealing_secret=secret, packages_dir=packages, log_path=log_path,
+                      process=process, env=env)
     try:
         wait_for_port(port, 60, process)
         yield host
     finally:
-        regions = children_of(process.pid)
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            pytest.fail("dev host did not stop within 30 s of SIGTERM")
-        leftovers = [pid for pid in regions if pid_alive(pid)]
-        for pid in leftovers:
-            os.kill(pid, signal.SIGKILL)
-        assert code == 0, f"dev host exited with {code}:\n{host.log()[-3000:]}"
-        assert not leftovers, f"region processes left running after the host stopped: {leftovers}"
+        stop_host(host)

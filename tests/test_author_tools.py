@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from shared.digest import package_digest
-from shared.encoding import to_hex
+from shared.encoding import canonical_json, keccak256, to_hex
 from shared.envelope import DOMAIN_TYPEHASH, ENVELOPE_TYPE, ENVELOPE_TYPEHASH, Envelope, verify_envelope
 from shared.errors import InvalidInput
 from shared.header import HeaderSource, abi_type, interface_name, json_abi, library_name, solidity_header
@@ -59,10 +59,14 @@ def by_name(abi: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(abi, key=lambda item: (item["type"], item.get("name", "")))
 
 
-@pytest.fixture(scope="module")
-def scaffold_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+SCAFFOLDS = [("utility", "python"), ("utility", "exec"), ("contract", "python"), ("contract", "exec")]
+
+
+@pytest.fixture(scope="module", params=SCAFFOLDS, ids=lambda p: "-".join(p))
+def scaffold_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    kind, runtime = request.param
     parent = tmp_path_factory.mktemp("scaffold")
-    result = cli("init", "price_quote", "--kind", "utility", "--runtime", "python", "--dir", str(parent))
+    result = cli("init", "price_quote", "--kind", kind, "--runtime", runtime, "--dir", str(parent))
     assert result.returncode == 0, result.stderr
     return parent / "price_quote"
 
@@ -70,18 +74,30 @@ def scaffold_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # -- cryptlet init -------------------------------------------------------------------------------
 def test_init_scaffolds_a_valid_package(scaffold_dir):
     manifest = load_manifest(scaffold_dir)
-    assert (manifest.name, manifest.kind, manifest.runtime, manifest.entry) == \
-        ("price_quote", "utility", "python", "main:PriceQuoteCryptlet")
-    assert sorted(p.name for p in scaffold_dir.iterdir()) == ["cryptlet.json", "main.py", "pytest.ini",
-                                                              "test_price_quote.py"]
+    files = sorted(p.name for p in scaffold_dir.iterdir())
+    if manifest.runtime == "python":
+        assert (manifest.name, manifest.entry) == ("price_quote", "main:PriceQuoteCryptlet")
+        assert files == ["cryptlet.json", "main.py", "pytest.ini", "test_price_quote.py"]
+    else:
+        assert (manifest.name, manifest.entry, manifest.interpreter) == ("price_quote", "main.js", "node")
+        assert files == ["cryptlet.js", "cryptlet.json", "main.js", "pytest.ini", "test_price_quote.py"]
+        assert (scaffold_dir / "cryptlet.js").read_bytes() == (ROOT / "cryptlet_sdk" / "js" / "cryptlet.js").read_bytes()
+    assert list(manifest.events) == ["Greeted"]
 
 
-def test_scaffold_simulates(scaffold_dir):
-    result = cli("simulate", str(scaffold_dir), "hello", "--args", '{"name": "Ada"}')
+def test_scaffold_simulates_with_positional_args(scaffold_dir):
+    result = cli("simulate", str(scaffold_dir), "hello", "Ada")
     assert result.returncode == 0, result.stderr
     envelope = json.loads(result.stdout)
-    assert envelope["payload"] == {"greeting": "Hello, Ada!"}
-    assert verify_envelope(Envelope.from_dict(envelope)) == envelope["cryptlet"]
+    contract = load_manifest(scaffold_dir).kind == "contract"
+    result_payload = envelope["payload"]["result"] if contract else envelope["payload"]
+    assert result_payload["greeting"] == "Hello, Ada!"
+    assert [e["payload"] for e in envelope["events"]] == [{"name": "Ada"}]
+    for document in (envelope, *envelope["events"]):
+        assert verify_envelope(Envelope.from_dict(document)) == envelope["cryptlet"]
+    if contract:
+        assert envelope["state"] == {"greetings": 1}
+        assert envelope["payload"]["state"]["hash"] == "0x" + keccak256(canonical_json({"greetings": 1})).hex()
 
 
 def test_scaffold_own_test_passes_and_leaves_the_package_unchanged(scaffold_dir):
@@ -93,12 +109,23 @@ def test_scaffold_own_test_passes_and_leaves_the_package_unchanged(scaffold_dir)
     assert package_digest(scaffold_dir) == digest  # no .pytest_cache; __pycache__ is not measured
 
 
-def test_init_contract_kind(tmp_path):
-    result = cli("init", "escrow_book", "--kind", "contract", "--dir", str(tmp_path))
+def test_contract_simulation_runs_over_the_given_state(tmp_path):
+    assert cli("init", "escrow_book", "--kind", "contract", "--dir", str(tmp_path)).returncode == 0
+    result = cli("simulate", str(tmp_path / "escrow_book"), "hello", "name=B", "--state", '{"greetings": 41}')
     assert result.returncode == 0, result.stderr
-    assert load_manifest(tmp_path / "escrow_book").kind == "contract"
-    envelope = json.loads(cli("simulate", str(tmp_path / "escrow_book"), "hello", "--args", '{"name": "B"}').stdout)
-    assert envelope["payload"] == {"greeting": "Hello, B!"}
+    envelope = json.loads(result.stdout)
+    assert envelope["payload"]["result"] == {"greeting": "Hello, B!", "greetings": 42}
+    assert envelope["state"] == {"greetings": 42}
+    assert envelope["payload"]["state"]["previous"] == "0x" + keccak256(canonical_json({"greetings": 41})).hex()
+
+
+def test_simulate_argument_errors_are_one_line(tmp_path):
+    assert cli("init", "args_check", "--dir", str(tmp_path)).returncode == 0
+    package = str(tmp_path / "args_check")
+    one_line_error(cli("simulate", package, "hello", "a", "b"), "too many arguments")
+    one_line_error(cli("simulate", package, "hello", "Ada", "--args", "{}"), "either as ARGS or as --args")
+    one_line_error(cli("simulate", package, "hello", "--state", "{nope"), "--state is not valid JSON")
+    one_line_error(cli("simulate", package, "wave", "x"), "has no method 'wave'")
 
 
 def test_init_into_an_empty_existing_folder(tmp_path):
@@ -122,9 +149,9 @@ def test_init_refuses_invalid_names(tmp_path, name):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_init_exec_runtime_is_not_implemented(tmp_path):
-    one_line_error(cli("init", "node_thing", "--runtime", "exec", "--dir", str(tmp_path)),
-                   "exec runtime is not implemented yet")
+def test_init_refuses_an_unknown_runtime(tmp_path):
+    result = cli("init", "rusty", "--runtime", "wasm", "--dir", str(tmp_path))
+    assert result.returncode != 0 and "wasm" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
@@ -197,7 +224,9 @@ def check_header(package: Path, tmp_path: Path) -> dict[str, Any]:
 def test_header_of_sample_packages_compiles(package, tmp_path):
     header = check_header(package, tmp_path)
     manifest = load_manifest(package)
-    assert sorted(f["name"] for f in header["abi"]) == sorted(manifest.methods)
+    assert sorted(f["name"] for f in header["abi"]) == sorted([*manifest.methods, *manifest.events])
+    for event in manifest.events:
+        assert f"    event {event}(" in header["source"]
     assert f"bytes32 internal constant DIGEST = {to_hex(package_digest(package))};" in header["source"]
     assert f"bytes32 internal constant ENVELOPE_TYPEHASH = {to_hex(ENVELOPE_TYPEHASH)};" in header["source"]
     assert f'string internal constant ENVELOPE_TYPE = "{ENVELOPE_TYPE}";' in header["source"]
@@ -214,7 +243,9 @@ def test_header_of_customer_validator_types(tmp_path):
 def test_header_of_a_scaffold_compiles(scaffold_dir, tmp_path):
     header = check_header(scaffold_dir, tmp_path)
     assert "interface IPriceQuoteCryptlet {" in header["source"]
-    assert "function hello(string calldata name) external returns (string memory greeting);" in header["source"]
+    assert "function hello(string calldata name) external returns (string memory greeting" in header["source"]
+    assert "    event Greeted(string name);" in header["source"]
+    assert [f["type"] for f in header["abi"] if f["name"] == "Greeted"] == ["event"]
 
 
 def test_header_type_mapping_compiles(tmp_path):

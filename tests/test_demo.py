@@ -14,6 +14,8 @@ def test_demo_verifies_an_envelope_and_stops_everything(tmp_path):
                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "verified: customer_validator" in result.stdout
+    assert "verified: sla_monitor" in result.stdout  # the JavaScript (exec runtime) sample, and its event
+    assert "event     sla_monitor.SlaBreached" in result.stdout
     assert "stopped the dev host and Azurite." in result.stdout
     assert "Traceback" not in result.stderr
     assert (data / "sealing-secret").stat().st_mode & 0o077 == 0  # dev secrets are private to the user

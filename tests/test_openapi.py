@@ -14,7 +14,7 @@ from shared.openapi import document
 HOST_JSON = json.loads((Path(function_app.__file__).parent / "host.json").read_text())
 ROUTE_PREFIX = HOST_JSON["extensions"]["http"]["routePrefix"]
 SETTINGS = {"FABRIC_INVOKE_QUEUE": "q", "FABRIC_AUDIT_SCHEDULE": "0 0 * * * *",
-            "FABRIC_CHECKPOINT_SCHEDULE": "0 0 * * * *"}  # binding expressions of the non-HTTP triggers
+            "FABRIC_CHECKPOINT_SCHEDULE": "0 0 * * * *", "FABRIC_WARM_SCHEDULE": "0 0 * * * *"}  # binding expressions of the non-HTTP triggers
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
 

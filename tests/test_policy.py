@@ -128,7 +128,7 @@ def test_policy_is_a_verified_ledger_entry_and_overrides_the_manifest(fabric_hos
     assert view["policy"] == policy
     assert view["ledger"]["sequence"] == entry.sequence
     effective = {"isolation": True, "egress": policy["egress"], "min_instances": 1, "max_instances": 2,
-                 "egress_enforced": False}
+                 "egress_enforced": True, "timeout_s": 10.0}
     assert view["effective"] == effective
     assert described["effective"] == effective
     assert fabric_host.cli("ledger", "verify").returncode == 0

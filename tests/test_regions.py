@@ -196,7 +196,7 @@ class C:
         fabric_host.log("hello from the region")
         now = fabric_host.now_ms()
         errors = []
-        for op in ("fetch", "explode"):
+        for op in ("teleport", "explode"):
             try:
                 fabric_host.call(op, url="https://example.com")
             except fabric_host.CallOutError as exc:
@@ -214,7 +214,7 @@ def test_call_outs_reach_the_host_handler_interleaved_with_the_call(tmp_path, pr
             payload = run(region)["envelope"]["payload"]
         assert before <= payload["now"] <= int(datetime.now(timezone.utc).timestamp() * 1000)
         assert payload["errors"] == ["invalid_input", "host_error"]  # unknown call-out; failing handler
-        assert [op for op, _ in calls.seen] == ["log", "log", "time", "fetch", "explode"]
+        assert [op for op, _ in calls.seen] == ["log", "log", "time", "teleport", "explode"]
         assert "cryptlet callouts: hello from the region" in caplog.text
         assert region.alive
     finally:

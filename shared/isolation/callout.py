@@ -6,7 +6,8 @@ for is what the host's call-out handler answers. Messages ride the container pro
 (:mod:`shared.isolation.protocol`), interleaved with call-in replies.
 
 Host side: a :data:`CallOutHandler` is ``handler(op, params) -> result`` and is given to
-``IsolationProvider.create_region``; :class:`HostCallOuts` is the default (``log`` and ``time``).
+``IsolationProvider.create_region``; :class:`HostCallOuts` is the default (``log``, ``time`` and
+``fetch``, an HTTP request through the cryptlet's egress allow-list: :mod:`shared.egress`).
 Raising a :class:`~shared.errors.FabricError` refuses the call-out with its ``code``; any other
 exception is logged on the host and reported to the region as ``host_error``.
 
@@ -16,31 +17,44 @@ Region side: the container installs a module named ``fabric_host`` for cryptlet 
     fabric_host.log("fetched 3 quotes")            # host log, tagged with the cryptlet name
     fabric_host.now_ms()                           # the host's clock (unix ms)
     fabric_host.call("time")                       # any call-out by name -> result dict
+    fabric_host.fetch("https://api.example.com/q")  # HTTP through the host -> status, url, headers, body
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import re
 import threading
 import time
 import types
-from collections.abc import Callable
-from typing import Any, BinaryIO
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import urlsplit
 
-from shared.errors import InvalidInput
+from shared.errors import FabricError, InvalidInput
 from shared.isolation import protocol
+
+if TYPE_CHECKING:  # the region imports this module too: httpx stays on the host
+    from shared.egress import EgressPolicy
 
 CallOutHandler = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 MAX_LOG_CHARS = 4000
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+FETCH_PARAMS = frozenset({"url", "method", "headers", "body_b64", "timeout_s"})
+_LOGGABLE = re.compile(r"^[A-Za-z0-9._:%-]{1,255}$")
 
 
 class HostCallOuts:
-    """The default call-out handler: ``log`` (to the host log) and ``time`` (the host clock)."""
+    """The default call-out handler: ``log`` (to the host log), ``time`` (the host clock) and
+    ``fetch`` (HTTP through ``egress``, the cryptlet's allow-list of host patterns; empty: none)."""
 
-    def __init__(self, name: str, logger: logging.Logger | None = None) -> None:
+    def __init__(self, name: str, logger: logging.Logger | None = None, *, egress: Sequence[str] = ()) -> None:
         self.name = name
         self.logger = logger or logging.getLogger("fabric.region")
+        self._egress = tuple(egress)
+        self._policy: EgressPolicy | None = None
 
     def __call__(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
         if op == "log":
@@ -55,7 +69,77 @@ class HostCallOuts:
             return {}
         if op == "time":
             return {"unix_ms": time.time_ns() // 1_000_000}
+        if op == "fetch":
+            return self.fetch(params)
         raise InvalidInput(f"unknown call-out {op!r}", field="op")
+
+    def fetch(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{url, method?, headers?, body_b64?, timeout_s?}`` -> ``{status, url, headers, body_b64}``.
+
+        Logs each fetch (info) and each refusal (warning) with the method and host only: never
+        bodies, header values or the URL's path and query.
+        """
+        from shared import egress
+
+        method = _loggable(params.get("method", "GET"))
+        host = _host_of(params.get("url"))
+        try:
+            request = _fetch_request(params)
+            if self._policy is None:
+                self._policy = egress.EgressPolicy(self._egress)
+            result = egress.fetch(self._policy, timeout_s=request.pop("timeout_s", egress.MAX_TIMEOUT_S), **request)
+        except FabricError as exc:
+            self.logger.warning("cryptlet %s: fetch %s %s refused (%s): %s", self.name, method.upper(), host,
+                                exc.code, exc.detail)
+            raise
+        self.logger.info("cryptlet %s: fetch %s %s -> %d (%d bytes)", self.name, request["method"], host,
+                         result.status, len(result.body))
+        return {"status": result.status, "url": result.url, "headers": result.headers,
+                "body_b64": base64.b64encode(result.body).decode("ascii")}
+
+
+def _loggable(value: Any) -> str:
+    """``value`` if it is a short plain token (nothing a region could forge log lines with), else ``?``."""
+    return value if isinstance(value, str) and _LOGGABLE.match(value) else "?"
+
+
+def _host_of(url: Any) -> str:
+    """The host of ``url`` for the log (never its path, query or user information)."""
+    try:
+        return _loggable(urlsplit(url).hostname) if isinstance(url, str) else "?"
+    except ValueError:
+        return "?"
+
+
+def _fetch_request(params: dict[str, Any]) -> dict[str, Any]:
+    """The ``fetch`` call-out's parameters, type-checked (:class:`InvalidInput` names the field)."""
+    unknown = sorted(set(params) - FETCH_PARAMS)
+    if unknown:
+        raise InvalidInput(f"fetch takes url, method, headers, body_b64 and timeout_s, not {unknown[0]!r}",
+                           field=unknown[0])
+    url = params.get("url")
+    if not isinstance(url, str) or not url:
+        raise InvalidInput("fetch needs a url string", field="url")
+    method = params.get("method", "GET")
+    if not isinstance(method, str):
+        raise InvalidInput("method must be a string", field="method")
+    headers = params.get("headers") or {}
+    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise InvalidInput("headers must be an object of strings", field="headers")
+    body_b64 = params.get("body_b64") or ""
+    if not isinstance(body_b64, str):
+        raise InvalidInput("body_b64 must be a base64 string", field="body_b64")
+    try:
+        body = base64.b64decode(body_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("body_b64 is not valid base64", field="body_b64") from None
+    request: dict[str, Any] = {"url": url, "method": method.upper(), "headers": headers, "body": body}
+    timeout_s = params.get("timeout_s")
+    if timeout_s is not None:
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
+            raise InvalidInput("timeout_s must be a positive number of seconds", field="timeout_s")
+        request["timeout_s"] = timeout_s
+    return request
 
 
 # -- region side -------------------------------------------------------------------------------
@@ -94,7 +178,7 @@ class HostChannel:
 
 def host_module(channel: HostChannel) -> types.ModuleType:
     """The ``fabric_host`` module cryptlet code imports inside a region."""
-    module = types.ModuleType("fabric_host", "Call-outs from a cryptlet to its host (log, time, ...).")
+    module = types.ModuleType("fabric_host", "Call-outs from a cryptlet to its host (log, time, fetch, ...).")
 
     def log(message: str, level: str = "info") -> None:
         """Write ``message`` to the host log (levels: debug, info, warning, error)."""
@@ -104,8 +188,29 @@ def host_module(channel: HostChannel) -> types.ModuleType:
         """The host's clock, in unix milliseconds."""
         return int(channel.call("time")["unix_ms"])
 
+    def fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None,
+              body: bytes | str | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+        """HTTP through the host, only to hosts in the cryptlet's egress allow-list (docs/egress.md).
+
+        Returns ``{"status", "url" (after redirects), "headers" (lower-case names), "body" (bytes)}``;
+        refusals raise :class:`CallOutError` (``egress_denied``, ``egress_too_large``, ``fetch_failed``,
+        ``invalid_input``).
+        """
+        params: dict[str, Any] = {"url": url, "method": method}
+        if headers:
+            params["headers"] = dict(headers)
+        if body:
+            raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+            params["body_b64"] = base64.b64encode(raw).decode("ascii")
+        if timeout_s is not None:
+            params["timeout_s"] = timeout_s
+        reply = channel.call("fetch", **params)
+        return {"status": int(reply["status"]), "url": reply["url"], "headers": dict(reply.get("headers") or {}),
+                "body": base64.b64decode(reply.get("body_b64") or "")}
+
     module.call = channel.call
     module.log = log
     module.now_ms = now_ms
+    module.fetch = fetch
     module.CallOutError = CallOutError
     return module

@@ -50,7 +50,8 @@ log = logging.getLogger("fabric.region")
 _PLATFORM_KEY_SALT = b"cryptlet-fabric/platform-key/v1"
 _PLATFORM_KEY_INFO = b"process provider software evidence signing key (Ed25519)"
 #: Faults after which a region is not trusted to keep serving: it is stopped after replying.
-RETIRE_CODES = frozenset({"out_of_memory", "process_limit", "container_error"})
+RETIRE_CODES = frozenset({"out_of_memory", "process_limit", "container_error", "cryptlet_exited",
+                          "cryptlet_protocol"})
 MAX_CALLOUTS_PER_CALL = 10_000
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _SIGNAL_NAMES = {signal.SIGKILL: "SIGKILL", signal.SIGXCPU: "SIGXCPU (CPU time limit)",
@@ -102,6 +103,8 @@ class ProcessRegion(Region):
         self.timeout = timeout
         self.limits = limits
         self.digest = b""
+        #: Processes the container started for the cryptlet (an ``exec`` program): not strays.
+        self.companions: frozenset[int] = frozenset()
         self._pidfd = spawned.pidfd
         try:
             self._stat = os.open(f"/proc/{self.pid}/stat", os.O_RDONLY | os.O_CLOEXEC)  # bound to this process
@@ -181,6 +184,8 @@ class ProcessRegion(Region):
             last_pid = _last_pid()
             self._send(protocol.encode({"id": request_id, "op": op, **params}), op)
             reply = self._await_reply(request_id, deadline, op)
+            if op == "load" and reply.get("ok"):
+                self.companions = frozenset(int(pid) for pid in (reply.get("result") or {}).get("companions") or [])
             self._after_call(op, last_pid, reply)
         if not reply.get("ok"):
             error = reply.get("error") or {}
@@ -285,7 +290,7 @@ class ProcessRegion(Region):
         """Live processes of this region other than its main process (by uid, else by session)."""
         found = []
         for entry in os.scandir("/proc"):
-            if not entry.name.isdigit() or int(entry.name) == self.pid:
+            if not entry.name.isdigit() or int(entry.name) == self.pid or int(entry.name) in self.companions:
                 continue
             try:
                 if self.uid is not None:
@@ -354,10 +359,10 @@ class ProcessProvider(IsolationProvider):
                 "limits": self.limits.to_dict()}
 
     def create_region(self, package_dir: Path, expected_digest: bytes, *, domain: Domain,
-                      call_out: CallOutHandler | None = None) -> ProcessRegion:
+                      call_out: CallOutHandler | None = None, timeout: float | None = None) -> ProcessRegion:
         spawned = self._zygote.spawn(Path(package_dir).resolve(), self.limits)
-        region = ProcessRegion(spawned, self._zygote, timeout=self.timeout, limits=self.limits, call_out=call_out,
-                               platform=self._platform)
+        region = ProcessRegion(spawned, self._zygote, timeout=timeout or self.timeout, limits=self.limits,
+                               call_out=call_out, platform=self._platform)
         try:
             loaded = region.call("load", expected_digest=to_hex(expected_digest), domain=domain.to_dict(),
                                  seal_key=base64.b64encode(sealing.seal_key(self._sealing_secret, expected_digest)).decode())

@@ -77,8 +77,9 @@ class IsolationProvider(abc.ABC):
 
     @abc.abstractmethod
     def create_region(self, package_dir: Path, expected_digest: bytes, *, domain: Domain,
-                      call_out: CallOutHandler | None = None) -> Region:
-        """Start a region for a package, signing under ``domain``; ``call_out`` answers its call-outs.
+                      call_out: CallOutHandler | None = None, timeout: float | None = None) -> Region:
+        """Start a region for a package, signing under ``domain``; ``call_out`` answers its call-outs;
+        ``timeout`` bounds each call (default: the provider's).
 
         The region refuses to load if the package no longer measures ``expected_digest``.
         """

@@ -19,17 +19,21 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import coincurve
 
+from cryptlet_sdk import MAX_EVENTS, MAX_STATE_BYTES, Context, Cryptlet, CryptletError, State, is_method
+from cryptlet_sdk.context import Emitted, check_event
 from shared import sealing
 from shared.digest import package_digest
-from shared.encoding import from_hex, to_hex
-from shared.envelope import Domain, Envelope, address_of, signed_document
+from shared.encoding import canonical_json, from_hex, keccak256, to_hex
+from shared.envelope import Domain, Envelope, address_of, payload_hash, signed_document
 from shared.errors import FabricError
 from shared.isolation import protocol
+from shared.isolation import exec_runtime
 from shared.isolation.callout import HostChannel, host_module
 from shared.manifest import load_manifest
 
@@ -40,6 +44,22 @@ class RegionFault(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+@dataclass
+class Outcome:
+    """What one call produced before signing: its result, emitted events, and new state (if changed)."""
+
+    result: Any
+    events: list[Emitted]
+    state: dict[str, Any] | None
+
+
+class _NoHost:
+    """Call-outs when the region has no host channel (never in a served region)."""
+
+    def call(self, op: str, **params: Any) -> dict[str, Any]:
+        raise CryptletError(f"no host to answer call-out {op!r}")
 
 
 class Container:
@@ -60,6 +80,7 @@ class Container:
         self.registration: dict[str, Any] = {}
         self.evidence: dict[str, Any] = {}
         self.last_sequence = -1
+        self.program: exec_runtime.ExecCryptlet | None = None
         self.fork_attempts = 0
         os.register_at_fork(before=self._count_fork)
 
@@ -79,6 +100,8 @@ class Container:
         self._seal_key = base64.b64decode(msg["seal_key"])
         self.domain = Domain.from_dict(msg["domain"])
         self.manifest = load_manifest(self.package_dir, check_schema=False)
+        if self.manifest.runtime == "exec":
+            return self._load_program(measured)
         if self.channel is not None:
             sys.modules["fabric_host"] = host_module(self.channel)
         module_name, _, class_name = self.manifest.entry.partition(":")
@@ -93,10 +116,37 @@ class Container:
             cls = getattr(module, class_name, None)
             if cls is None:
                 raise RegionFault("entry_not_found", f"entry class {class_name!r} not found in {module_name}")
+            self._check_sdk_class(cls)
             self.instance = self._run_cryptlet(cls)
+            if isinstance(self.instance, Cryptlet):
+                self._run_cryptlet(self.instance.setup)
         except (TypeError, ValueError, KeyError) as exc:
             raise RegionFault("load_failed", f"{type(exc).__name__}: {exc}") from None
-        return {"digest": to_hex(measured), "name": self.manifest.name}
+        return {"digest": to_hex(measured), "name": self.manifest.name, "companions": []}
+
+    def _check_sdk_class(self, cls: Any) -> None:
+        """An SDK cryptlet must match its manifest: same kind, every method present and marked."""
+        if not (isinstance(cls, type) and issubclass(cls, Cryptlet)):
+            return
+        if cls.kind != self.manifest.kind:
+            raise RegionFault("load_failed", f"{cls.__name__} is a {cls.kind} cryptlet but the manifest says "
+                                             f"kind {self.manifest.kind!r}")
+        for name in self.manifest.methods:
+            if not is_method(getattr(cls, name, None)):
+                raise RegionFault("load_failed", f"{cls.__name__}.{name} is in interface.methods but is not a "
+                                                 "method marked with @method")
+
+    def _load_program(self, measured: bytes) -> dict[str, Any]:
+        """``exec`` runtime: start the package's program and hand it its interface."""
+        init = {"name": self.manifest.name, "kind": self.manifest.kind, "methods": sorted(self.manifest.methods),
+                "events": sorted(self.manifest.events), "config": self.manifest.document.get("config", {})}
+        try:
+            self.program = exec_runtime.start(self.package_dir, self.manifest.entry, self.manifest.interpreter,
+                                              self.channel, init)
+        except exec_runtime.CryptletFault as fault:
+            raise RegionFault("entry_not_found" if fault.code == "entry_not_found" else "load_failed",
+                              str(fault)) from None
+        return {"digest": to_hex(measured), "name": self.manifest.name, "companions": [self.program.pid]}
 
     def op_generate_key(self, msg: dict[str, Any]) -> dict[str, Any]:
         self._require_loaded()
@@ -132,6 +182,12 @@ class Container:
         return {}
 
     def op_invoke(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Run a method; sign its result, each event it emitted and (contract kind) its new state.
+
+        ``sequence`` numbers the result's envelope; events take the following numbers, up to
+        ``sequences`` in all (the block the host reserved). A contract call gets the current
+        ``state`` and ``state_version`` and returns the new state when it changed.
+        """
         self._require_loaded()
         if self._key is None:
             raise RegionFault("no_key", "region holds no key: generate or unseal first")
@@ -141,20 +197,91 @@ class Container:
         if method not in self.manifest.methods:
             raise RegionFault("unknown_method", f"{self.manifest.name} has no method {method!r}")
         sequence = int(msg["sequence"])
+        block = max(1, int(msg.get("sequences", 1)))
         if sequence <= self.last_sequence:
             raise RegionFault("sequence_reused", f"sequence {sequence} is not above {self.last_sequence}")
-        args = msg.get("args") or {}
-        try:
-            payload = self._run_cryptlet(lambda: getattr(self.instance, method)(**args))
-        except (TypeError, ValueError, KeyError) as exc:
-            raise RegionFault("bad_arguments", f"{type(exc).__name__}: {exc}") from None
-        self.last_sequence = sequence
+        contract = self.manifest.kind == "contract"
+        before = dict(msg.get("state") or {}) if contract else None
+        outcome = self._call(method, msg.get("args") or {}, msg["request_id"], before)
+        self.last_sequence = sequence + block - 1
+        if len(outcome.events) > block - 1:
+            raise RegionFault("too_many_events", f"{method} emitted {len(outcome.events)} events; this call "
+                                                 f"allows {block - 1}")
+        reply: dict[str, Any] = {}
+        payload = outcome.result
+        if contract:
+            version = int(msg.get("state_version", 0))
+            after = outcome.state if outcome.state is not None else before
+            encoded = canonical_json(after)
+            if len(encoded) > MAX_STATE_BYTES:
+                raise RegionFault("state_too_large", f"state is {len(encoded)} bytes; the limit is {MAX_STATE_BYTES}")
+            changed = outcome.state is not None and after != before
+            if changed:
+                version += 1
+                reply["state"] = after
+            payload = {"result": outcome.result,
+                       "state": {"version": version, "hash": to_hex(keccak256(encoded)),
+                                 "previous": to_hex(payload_hash(before))}}
+        request_id = from_hex(msg["request_id"], length=32)
+        reply["envelope"] = self._sign(f"{self.manifest.name}.{method}", request_id, sequence, payload)
+        if outcome.events:
+            reply["events"] = [self._sign(f"{self.manifest.name}.{e.event}", request_id, sequence + i + 1, e.fields)
+                               for i, e in enumerate(outcome.events)]
+        return reply
+
+    def _sign(self, topic: str, request_id: bytes, sequence: int, payload: Any) -> dict[str, Any]:
         envelope = Envelope(
-            cryptlet=self.address, name=self.manifest.name, digest=self.digest,
-            topic=f"{self.manifest.name}.{method}", request_id=from_hex(msg["request_id"], length=32),
+            cryptlet=self.address, name=self.manifest.name, digest=self.digest, topic=topic, request_id=request_id,
             sequence=sequence, timestamp_ms=int(time.time() * 1000), payload=payload, domain=self.domain,
             registration=self.registration, evidence=self.evidence)
-        return {"envelope": signed_document(envelope, self._key)}
+        return signed_document(envelope, self._key)
+
+    def _call(self, method: str, args: Any, request_id: str, state: dict[str, Any] | None) -> Outcome:
+        """Run the method in the cryptlet (in this process, or the exec program) -> result, events, state."""
+        if not isinstance(args, dict):
+            raise RegionFault("bad_arguments", "args must be an object")
+        if self.program is not None:
+            return self._call_program(method, args, request_id, state)
+        sdk = isinstance(self.instance, Cryptlet)
+        context = None
+        if sdk:
+            context = Context(self.channel or _NoHost(), name=self.manifest.name, method=method,
+                              request_id=request_id, events=self.manifest.events,
+                              state=State(state) if state is not None else None)
+            self.instance._context = context
+        try:
+            result = self._run_cryptlet(lambda: getattr(self.instance, method)(**args))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise RegionFault("bad_arguments", f"{type(exc).__name__}: {exc}") from None
+        finally:
+            if sdk:
+                self.instance._context = None
+        if context is None:
+            return Outcome(result, [], None)
+        changed = context._state is not None and context._state.changed
+        return Outcome(result, context.emitted, context._state.snapshot() if changed else None)
+
+    def _call_program(self, method: str, args: dict[str, Any], request_id: str,
+                      state: dict[str, Any] | None) -> Outcome:
+        params: dict[str, Any] = {"method": method, "args": args, "request_id": request_id}
+        if state is not None:
+            params["state"] = state
+        try:
+            reply = self.program.request("invoke", **params)
+        except exec_runtime.CryptletFault as fault:
+            raise RegionFault(fault.code, str(fault)) from None
+        events = reply.get("events") or []
+        if not isinstance(events, list) or len(events) > MAX_EVENTS:
+            raise RegionFault("cryptlet_error", f"events must be a list of at most {MAX_EVENTS}")
+        try:
+            emitted = [check_event(self.manifest.events, e.get("event"), e.get("fields"))
+                       if isinstance(e, dict) else check_event({}, None, None) for e in events]
+        except CryptletError as exc:
+            raise RegionFault("cryptlet_error", str(exc)) from None
+        new_state = reply.get("state") if state is not None else None
+        if new_state is not None and not isinstance(new_state, dict):
+            raise RegionFault("cryptlet_error", "state must be a JSON object")
+        return Outcome(reply.get("result"), emitted, new_state)
 
     def _run_cryptlet(self, fn: Callable[[], Any]) -> Any:
         """Run cryptlet code; turn resource exhaustion into faults with clear codes."""
@@ -177,6 +304,8 @@ class Container:
             raise RegionFault("cryptlet_error", f"{type(exc).__name__}: {exc}") from None
         except RegionFault:
             raise
+        except CryptletError as exc:
+            raise RegionFault("cryptlet_error", str(exc)) from None
         except Exception as exc:
             traceback.print_exc(file=sys.stderr)
             raise RegionFault("cryptlet_error", f"{type(exc).__name__}: {exc}") from None
@@ -202,6 +331,8 @@ def serve(reader: BinaryIO, write: Callable[[bytes], None], package_dir: Path) -
         op = message.get("op")
         reply: dict[str, Any] = {"id": message.get("id")}
         if op == "shutdown":
+            if container.program is not None:
+                container.program.close()
             write(protocol.encode({**reply, "ok": True, "result": {}}))
             return
         handler = getattr(container, f"op_{op}", None) if isinstance(op, str) else None
@@ -211,6 +342,9 @@ def serve(reader: BinaryIO, write: Callable[[bytes], None], package_dir: Path) -
             reply.update(ok=True, result=handler(message))
         except RegionFault as fault:
             reply.update(ok=False, error={"code": fault.code, "message": str(fault)})
+            if fault.code in exec_runtime.FATAL_CODES:  # the program is gone or broken: so is this region
+                write(protocol.encode(reply))
+                return
         except FabricError as exc:
             reply.update(ok=False, error={"code": exc.code, "message": exc.detail})
         except MemoryError:

@@ -125,12 +125,15 @@ def _kill_uid(uid: int) -> None:
 
 
 def _snapshot(package_dir: str, target: Path) -> None:
-    """Copy the package (regular files only) read-only into the region's working directory."""
+    """Copy the package (regular files only) read-only into the region's working directory
+    (executable files stay executable, for the ``exec`` runtime)."""
     shutil.copytree(package_dir, target, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     for current, dirs, files in os.walk(target):
         os.chmod(current, 0o755)
         for name in files:
-            os.chmod(os.path.join(current, name), 0o644)
+            path = os.path.join(current, name)
+            executable = os.stat(path).st_mode & 0o111  # an exec runtime's program keeps its x bit
+            os.chmod(path, 0o755 if executable else 0o644)
 
 
 class _Server:
