@@ -13,8 +13,10 @@ import click
 
 from cryptlet_cli.author import header, init, simulate
 from cryptlet_cli.client import FabricClient
+from cryptlet_cli.history import history
 from cryptlet_cli.ledger import ledger, signer_key_record
 from cryptlet_cli.policy import policy
+from cryptlet_cli.subscriptions import COMMANDS as SUBSCRIPTION_COMMANDS
 from shared.errors import FabricError, InvalidInput, VerificationError
 
 DEFAULT_URL = "http://127.0.0.1:7071"
@@ -175,7 +177,10 @@ def verify(obj: Context, envelope, allow_software_evidence: bool, platform_key: 
 
 cli.add_command(ledger)
 cli.add_command(policy)
+cli.add_command(history)
 for _command in (init, simulate, header):
+    cli.add_command(_command)
+for _command in SUBSCRIPTION_COMMANDS:
     cli.add_command(_command)
 
 

@@ -4,8 +4,9 @@ A :class:`Context` is made by the container for each call and handed to SDK cryp
 ``self.context``. Everything it does goes through the region's host channel (the region has no
 network and no other way out): ``fetch`` is performed by the host and only to hosts in the
 cryptlet's egress allow-list (docs/egress.md); ``log`` writes to the host log; ``now`` reads the
-host clock. Events and state changes are collected here and signed by the container after the
-method returns; the cryptlet never sees a private key.
+host clock; ``progress`` reports how far a long call has come. Events and state changes are
+collected here and signed by the container after the method returns; the cryptlet never sees a
+private key.
 """
 from __future__ import annotations
 
@@ -142,6 +143,17 @@ class Context:
     def now(self) -> dt.datetime:
         """The host clock as an aware UTC datetime."""
         return dt.datetime.fromtimestamp(self.now_ms() / 1000, tz=dt.timezone.utc)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far this call has come (``fraction`` from 0 to 1, and a short ``message``).
+
+        The host records it per request id (``GET /api/requests/{request_id}/progress``); the
+        recorded fraction never goes down. Report at most every percent or so: each report is a
+        call-out the call waits for.
+        """
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            raise CryptletError(f"progress fraction must be a number from 0 to 1, not {fraction!r}")
+        self._host.call("progress", request_id=self.request_id, fraction=float(fraction), message=str(message))
 
     def fetch(self, url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None,
               body: bytes | str | None = None, timeout_s: float | None = None) -> Response:

@@ -87,6 +87,9 @@ class RouteTable(Generic[T]):
         self.prefix = prefix.strip("/")
         self._routes: list[Route[T]] = []
         self._literal: dict[str, list[Route[T]]] = {}
+        # Templates with parameters, in precedence order, each with the lower-cased literal path its
+        # matches must start with (a cheap test before the regex).
+        self._patterned: list[tuple[str, Route[T]]] = []
 
     def add(self, template: str, methods: Iterable[str] | None, target: T) -> Route[T]:
         """Compile and add ``template`` (relative to the prefix) for ``methods`` (None: all)."""
@@ -98,9 +101,13 @@ class RouteTable(Generic[T]):
         self._routes.append(route)
         self._routes.sort(key=lambda r: r.precedence)          # stable: ties keep declaration order
         self._literal.clear()
+        self._patterned.clear()
         for r in self._routes:
-            if r.literal_key is not None:
-                self._literal.setdefault(r.literal_key, []).append(r)
+            key = r.literal_key
+            if key is not None:
+                self._literal.setdefault(key, []).append(r)
+            else:
+                self._patterned.append((_literal_head(r.template), r))
         return route
 
     def full_template(self, template: str) -> str:
@@ -120,8 +127,9 @@ class RouteTable(Generic[T]):
             if not route.methods or method in route.methods:
                 return Match(route.target, {})
             allowed |= route.methods
-        for route in self._routes:
-            if route.literal_key is not None:
+        ascii_path = path.lower() if path.isascii() else None  # IGNORECASE folds some non-ASCII to ASCII
+        for head, route in self._patterned:
+            if ascii_path is not None and not ascii_path.startswith(head):
                 continue
             values = route.bind(path)
             if values is None:
@@ -130,6 +138,17 @@ class RouteTable(Generic[T]):
                 return Match(route.target, values)
             allowed |= route.methods
         return Match(None, {}, frozenset(allowed))
+
+
+def _literal_head(template: str) -> str:
+    """The lower-cased leading whole-literal segments of ``template`` (``/api/cryptlets`` for
+    ``/api/cryptlets/{name}/invoke``): every path the template matches starts with them."""
+    literal = []
+    for segment in template.strip("/").split("/"):
+        if not segment or "{" in segment or "}" in segment:
+            break
+        literal.append(segment.lower())
+    return "/" + "/".join(literal) if literal else ""
 
 
 def compile_route(template: str, methods: Iterable[str] | None, target: T) -> Route[T]:

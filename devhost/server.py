@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
+import uvloop
 
 from devhost.auth import Keys
 from devhost.catalog import HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER, FunctionInfo, index
@@ -131,7 +132,7 @@ class DevHost:
         self.stop()
 
     def _serve(self, sock: socket.socket) -> None:
-        loop = asyncio.new_event_loop()
+        loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         self.invoker.loop = loop
         assert self._server is not None

@@ -8,15 +8,18 @@ RFC 9457 ``application/problem+json`` documents; user exceptions become a generi
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import azure.functions as func
 from azure.functions import _abc as abc_types
-from starlette.requests import Request
+from starlette.datastructures import URL
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -70,14 +73,18 @@ def to_response(value: Any) -> Response:
     """Convert a function's HTTP output (``func.HttpResponse``, ``str`` or None) to a response."""
     if isinstance(value, abc_types.HttpResponse):
         response = Response(value.get_body(), status_code=value.status_code)
-        headers = value.headers
-        if "content-type" not in headers:
+        raw: list[tuple[bytes, bytes]] = []
+        typed = False
+        for name, val in value.headers.items():  # one pass (``in`` on these headers raises and catches a KeyError)
+            name = name.lower()
+            typed = typed or name == "content-type"
+            if name not in _DROPPED_RESPONSE_HEADERS:
+                raw.append((name.encode("latin-1"), str(val).encode("latin-1")))
+        if not typed:
             mimetype = value.mimetype
             content_type = f"{mimetype}; charset={value.charset}" if mimetype.startswith("text/") else mimetype
             response.raw_headers.append((b"content-type", content_type.encode("latin-1")))
-        response.raw_headers.extend(
-            (name.lower().encode("latin-1"), str(val).encode("latin-1"))
-            for name, val in headers.items() if name.lower() not in _DROPPED_RESPONSE_HEADERS)
+        response.raw_headers.extend(raw)
         return response
     if isinstance(value, str):
         return Response(value, media_type="text/plain; charset=utf-8")
@@ -121,18 +128,19 @@ class WebApp:
                 return problem(405, "Method Not Allowed", f"{method} is not allowed on this route.",
                                {"Allow": ", ".join(sorted(match.allowed))})
             return problem(404, "Not Found", "No function matches this route.")
-        request = Request(scope, receive)
+        headers, key = _joined(scope["headers"])
+        query: bytes = scope.get("query_string", b"")
+        params, code = _query(query)
         if ep.auth_level != ANONYMOUS:
-            key = request.headers.get("x-functions-key") or request.query_params.get("code")
-            if not self.keys.allows(ep.auth_level, key):
+            if not self.keys.allows(ep.auth_level, key or code):
                 detail = "A valid key is required in the x-functions-key header or the code query parameter."
                 return problem(401, "Unauthorized", detail)
         http_request = func.HttpRequest(
-            method, str(request.url),
-            headers=_joined(scope["headers"]),
-            params=_query(request),
+            method, _url(scope),
+            headers=headers,
+            params=params,
             route_params=match.params,
-            body=await request.body(),
+            body=await _body(receive),
         )
         try:
             return to_response(await self.invoker.invoke(ep.function, http_request))
@@ -141,18 +149,69 @@ class WebApp:
             return problem(500, "Internal Server Error", "The function failed. See the dev host log for details.")
 
 
-def _joined(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Request headers with repeated names joined by ', ' (as the Functions host does)."""
+def _joined(raw: Iterable[tuple[bytes, bytes]]) -> tuple[dict[str, str], str | None]:
+    """Request headers with repeated names joined by ', ' (as the Functions host does), and the first
+    ``x-functions-key`` value."""
     headers: dict[str, str] = {}
+    key = None
     for name_b, value_b in raw:
         name, value = name_b.decode("latin-1").lower(), value_b.decode("latin-1")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return headers
+        if name in headers:
+            headers[name] = f"{headers[name]}, {value}"
+        else:
+            headers[name] = value
+            if name == "x-functions-key":
+                key = value
+    return headers, key
 
 
-def _query(request: Request) -> dict[str, str]:
-    """Query parameters with repeated names joined by ','."""
+def _query(query_string: bytes) -> tuple[dict[str, str], str | None]:
+    """Query parameters with repeated names joined by ',', and the last ``code`` value (what
+    ``starlette``'s ``QueryParams.get`` returns)."""
     params: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        params[name] = f"{params[name]},{value}" if name in params else value
-    return params
+    code = None
+    if query_string:
+        for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            params[name] = f"{params[name]},{value}" if name in params else value
+            if name == "code":
+                code = value
+    return params, code
+
+
+def _url(scope: Scope) -> str:
+    """``str(starlette.datastructures.URL(scope=scope))``, with the scheme and authority worked out once
+    per host header rather than on every request."""
+    host = next((value for name, value in scope["headers"] if name == b"host"), None)
+    server = scope.get("server")
+    origin = _origin(scope.get("scheme", "http"), host, tuple(server) if server is not None else None)
+    path: str = scope["path"]
+    if origin is None or not path.startswith("/"):
+        return str(URL(scope=scope))
+    path = path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+    query: bytes = scope.get("query_string", b"")
+    return f"{origin}{path}?{query.decode()}" if query else origin + path
+
+
+@functools.lru_cache(maxsize=256)
+def _origin(scheme: str, host: bytes | None, server: tuple[str, int] | None) -> str | None:
+    """``scheme://authority`` as starlette derives it from the host header (else the server address);
+    None when there is neither."""
+    scope = {"scheme": scheme, "server": server, "path": "/", "query_string": b"",
+             "headers": [(b"host", host)] if host is not None else []}
+    root = str(URL(scope=scope))
+    return root[:-1] if root != "/" and root.endswith("/") else None
+
+
+async def _body(receive: Receive) -> bytes:
+    """The whole request body (as ``starlette``'s ``Request.body``; a disconnect raises ``ClientDisconnect``)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            body = message.get("body", b"")
+            if body:
+                chunks.append(body)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()

@@ -4,7 +4,7 @@ import logging
 
 import azure.functions as func
 
-from functions.http import handle_errors, json_body, json_response
+from functions.http import document_response, handle_errors, json_body, json_response
 from shared.fabric import get_fabric
 
 bp = func.Blueprint()
@@ -51,4 +51,4 @@ def keep_warm(timer: func.TimerRequest) -> None:
 @bp.route(route="cryptlets/{name}/invoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def invoke_cryptlet(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(get_fabric().invoke(req.route_params["name"], json_body(req)))
+    return document_response(get_fabric().invoke(req.route_params["name"], json_body(req)))

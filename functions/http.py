@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import azure.functions as func
+import msgspec
 
+from shared.encoding import parse_json
 from shared.errors import FabricError, InvalidInput
 
 log = logging.getLogger("fabric.http")
@@ -19,6 +21,12 @@ MAX_SEQUENCE = 2**62  #: the largest ledger sequence or tree size a query may na
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body, separators=(",", ":")), status_code=status,
                              mimetype="application/json", headers=headers)
+
+
+def document_response(document: Any, status: int = 200) -> func.HttpResponse:
+    """:func:`json_response` for a document read from JSON (a signed envelope): the same JSON value,
+    written by ``msgspec`` (~8x faster than ``json.dumps``; characters beyond ASCII are not escaped)."""
+    return func.HttpResponse(msgspec.json.encode(document), status_code=status, mimetype="application/json")
 
 
 def problem_response(error: FabricError) -> func.HttpResponse:
@@ -32,7 +40,7 @@ def json_body(req: func.HttpRequest) -> Any:
     if not raw:
         raise InvalidInput("request body must be JSON", field="$")
     try:
-        return json.loads(raw)
+        return parse_json(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}",
                            field="$") from None

@@ -1,5 +1,6 @@
 """Asynchronous invocations: POST /api/cryptlets/{name}/requests enqueues, a queue trigger runs it,
-GET /api/requests/{request_id} reports the status and the signed envelope."""
+GET /api/requests/{request_id} reports the status and the signed envelope,
+GET /api/requests/{request_id}/progress how far the call has come (the cryptlet's progress reports)."""
 
 import logging
 
@@ -27,6 +28,12 @@ def request_invocation(req: func.HttpRequest, queue: func.Out[str]) -> func.Http
 @handle_errors
 def get_request(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(get_fabric().requests.get(req.route_params["request_id"]))
+
+
+@bp.route(route="requests/{request_id}/progress", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handle_errors
+def get_request_progress(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(get_fabric().progress(req.route_params["request_id"]))
 
 
 @bp.queue_trigger(arg_name="message", queue_name="%FABRIC_INVOKE_QUEUE%", connection="AzureWebJobsStorage")

@@ -155,6 +155,9 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'FABRIC_CHECKPOINT_SCHEDULE', value: '0 */5 * * * *' }
         { name: 'FABRIC_WARM_SCHEDULE', value: '0 */1 * * * *' }
         { name: 'FABRIC_INVOKE_QUEUE', value: 'cryptlet-invocations' }
+        { name: 'FABRIC_FIRE_QUEUE', value: 'cryptlet-fires' }
+        { name: 'FABRIC_SCHEDULER_SCHEDULE', value: '* * * * * *' }
+        { name: 'FABRIC_DELIVERY_BACKOFF_MAX_S', value: '60' }
         { name: 'FABRIC_KEY_STORE', value: 'keyvault' }
         { name: 'FABRIC_KEY_VAULT_URL', value: vault.properties.vaultUri }
       ]

@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
+import msgspec
 import orjson
 import rfc8785
 from sha3 import keccak_256 as _keccak_256
@@ -60,8 +62,22 @@ def canonical_json(value: Any) -> bytes:
         raise InvalidInput(f"value cannot be canonicalised as JSON: {exc}") from None
 
 
+_JSON_DECODER = msgspec.json.Decoder()
+
+
+def parse_json(data: bytes | str) -> Any:
+    """``json.loads(data)``, through ``msgspec``'s faster parser when it accepts ``data`` (standard JSON:
+    both then give the same value, big integers included); what it refuses (``NaN``, lone surrogates,
+    a byte order mark, malformed text) goes to ``json.loads``, which accepts or rejects it as before."""
+    try:
+        return _JSON_DECODER.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec.ValidationError is a DecodeError
+        return json.loads(data)
+
+
 def keccak256(data: bytes) -> bytes:
-    """Ethereum Keccak-256 of ``data`` (``safe-pysha3``'s C implementation, ~0.3 µs for 32 bytes)."""
+    """Ethereum Keccak-256 of ``data`` (``safe-pysha3``, in C: ~0.8 µs for 32 bytes; pycryptodome through
+    cffi took ~2 µs)."""
     return _keccak_256(data).digest()
 
 

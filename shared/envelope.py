@@ -67,10 +67,10 @@ class Domain:
         return b"\x19\x01" + self.separator()
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self._document)
+        return dict(self._dict)
 
     @functools.cached_property
-    def _document(self) -> dict[str, Any]:
+    def _dict(self) -> dict[str, Any]:
         return {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": self.chain_id,
                 "verifyingContract": to_checksum_address(self.verifying_contract)}
 
@@ -107,21 +107,17 @@ def to_checksum_address(address: str | bytes) -> str:
     return "0x" + "".join(c.upper() if int(h, 16) >= 8 else c for c, h in zip(lower, hashed))
 
 
+@functools.lru_cache(maxsize=4096)
 def _address_word(address: str) -> bytes:
-    return b"\x00" * 12 + _parsed_hex(address, 20, "address")
-
-
-def _parsed_hex(text: Any, length: int, field: str) -> bytes:
-    """``from_hex(text, length=length, field=field)``, remembered for strings: the address, registration and
-    evidence hashes a region signs are the same on every envelope."""
-    if type(text) is str:
-        return _remembered_hex(text, length, field)
-    return from_hex(text, length=length, field=field)  # raises InvalidInput naming the field
+    """The ABI word of an address, parsed once per address (a region signs for one)."""
+    return b"\x00" * 12 + from_hex(address, length=20, field="address")
 
 
 @functools.lru_cache(maxsize=4096)
-def _remembered_hex(text: str, length: int, field: str) -> bytes:
-    return from_hex(text, length=length, field=field)
+def _hash_word(text: str, field: str) -> bytes:
+    """A bytes32 hex string, parsed once: the registration and evidence hashes a region cites are the
+    same on every envelope."""
+    return from_hex(text, length=32, field=field)
 
 
 def payload_hash(payload: Any) -> bytes:
@@ -142,7 +138,12 @@ def address_of(public_key: bytes) -> str:
 
 @dataclass
 class Envelope:
-    """One signed cryptlet output. ``signature`` is empty until :func:`sign_envelope`."""
+    """One signed cryptlet output. ``signature`` is empty until :func:`sign_envelope`.
+
+    Treat it as a value: derive changed copies with ``dataclasses.replace``. It is not a frozen
+    dataclass because a frozen one sets each field through ``object.__setattr__``, which made
+    building an envelope cost a tenth of the container's whole non-signature signing path.
+    """
 
     cryptlet: str
     name: str
@@ -164,11 +165,18 @@ class Envelope:
     @property
     def evidence_hash(self) -> bytes:
         value = self.evidence.get("hash") if self.evidence else None
-        return _parsed_hex(value, 32, "evidence.hash") if value else ZERO32
+        if not value:
+            return ZERO32
+        if type(value) is not str:
+            return from_hex(value, length=32, field="evidence.hash")  # raises: not a hex string
+        return _hash_word(value, "evidence.hash")
 
     @property
     def registration_hash(self) -> bytes:
-        return _parsed_hex(self.registration.get("entry_hash", ""), 32, "registration.entry_hash")
+        value = self.registration.get("entry_hash", "")
+        if type(value) is not str:
+            return from_hex(value, length=32, field="registration.entry_hash")  # raises: not a hex string
+        return _hash_word(value, "registration.entry_hash")
 
     def struct_hash(self, payload_hash: bytes | None = None) -> bytes:
         """keccak256 of the encoded struct; ``payload_hash`` if the caller already has it."""
@@ -194,9 +202,9 @@ class Envelope:
 
     def to_dict(self, payload_hash: bytes | None = None) -> dict[str, Any]:
         """The envelope document; ``payload_hash`` if the caller already has it."""
-        return self._document(payload_hash or self.payload_hash, self.signature)
+        return self._render(payload_hash or self.payload_hash, self.signature)
 
-    def _document(self, payload_hash: bytes, signature: bytes) -> dict[str, Any]:
+    def _render(self, payload_hash: bytes, signature: bytes) -> dict[str, Any]:
         return {
             "version": ENVELOPE_VERSION, "cryptlet": to_checksum_address(self.cryptlet), "name": self.name,
             "digest": "0x" + self.digest.hex(), "topic": self.topic, "request_id": "0x" + self.request_id.hex(),
@@ -239,6 +247,7 @@ class Envelope:
 
 
 PrivateKeyLike = bytes | coincurve.PrivateKey
+_V_BYTE = (b"\x1b", b"\x1c", b"\x1d", b"\x1e")  # recovery id 0-3 -> v = 27-30
 
 
 def sign_digest(private_key: PrivateKeyLike, digest: bytes) -> bytes:
@@ -249,7 +258,7 @@ def sign_digest(private_key: PrivateKeyLike, digest: bytes) -> bytes:
     """
     key = private_key if isinstance(private_key, coincurve.PrivateKey) else coincurve.PrivateKey(private_key)
     raw = key.sign_recoverable(digest, hasher=None)
-    return raw[:64] + bytes([raw[64] + 27])
+    return raw[:64] + _V_BYTE[raw[64]]
 
 
 def recover_address(digest: bytes, signature: bytes) -> str:
@@ -281,7 +290,7 @@ def signed_document(envelope: Envelope, private_key: PrivateKeyLike) -> dict[str
     """``sign_envelope(envelope, private_key).to_dict()``, hashing the payload once (the container's path)."""
     payload_hash = keccak256(canonical_json(envelope.payload))
     digest = keccak256(envelope.domain.signing_prefix + envelope.struct_hash(payload_hash))  # = signing_hash()
-    return envelope._document(payload_hash, sign_digest(private_key, digest))
+    return envelope._render(payload_hash, sign_digest(private_key, digest))
 
 
 def verify_envelope(envelope: Envelope, expected_address: str | None = None) -> str:

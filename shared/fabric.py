@@ -23,6 +23,7 @@ from shared.errors import Conflict, FabricError, InvalidInput, RegionError
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider
 from shared.isolation.provider import Region
+from shared.jobs import JobStore, ProgressRouting
 from shared.checkpoint import CheckpointSigner, origin_of
 from shared.contract_state import StateStore
 from shared.checkpoint_store import CheckpointStore
@@ -61,10 +62,12 @@ class Fabric:
         self.ledger_index = LedgerIndex(self.ledger, CheckpointStore(self.ledger.table, LEDGER_STREAM),
                                         CheckpointSigner.from_secret(settings.sealing_secret, origin_of(LEDGER_STREAM)))
         self.keystore = open_key_store(settings)
+        self.jobs = JobStore(table_client(settings.storage, settings.table("jobs")))  # progress of long calls
+        # regions made at registration and key rotation join the pools too: they report progress here as well
         self.registry = Registry(packages_dir=settings.packages_dir,
                                  catalog=table_client(settings.storage, settings.table("cryptlets")),
-                                 ledger=self.ledger, keystore=self.keystore, provider=self.provider,
-                                 domain=self.domain)
+                                 ledger=self.ledger, keystore=self.keystore,
+                                 provider=ProgressRouting(self.provider, self.jobs.report), domain=self.domain)
         self.keys = KeyLifecycle(self.registry, self.ledger_index)
         self.requests = RequestStore(table_client(settings.storage, settings.table("requests")))
         self.sequences = SequenceClock()
@@ -243,7 +246,8 @@ class Fabric:
         package_dir = self.registry.package_dir(registration.package)
         settings = self.effective(registration)
         region = self.provider.create_region(package_dir, digest_bytes(registration), domain=self.domain,
-                                             call_out=HostCallOuts(registration.name, egress=settings["egress"]),
+                                             call_out=HostCallOuts(registration.name, egress=settings["egress"],
+                                                                   progress=self.jobs.report),
                                              timeout=settings["timeout_s"])
         try:
             sealed = self.keystore.get(registration.address)
@@ -253,6 +257,11 @@ class Fabric:
             region.close()
             raise
         return region
+
+    def progress(self, request_id: str) -> dict[str, Any]:
+        """How far the call ``request_id`` has come, as its cryptlet reported it (``GET
+        /api/requests/{request_id}/progress``); a queued request that has not reported yet is at 0."""
+        return self.jobs.progress(request_id, known=self.requests.get)
 
     def warm_pools(self) -> dict[str, int]:
         """Keep pools current: replace a pool whose effective settings changed (a policy set on
@@ -417,9 +426,12 @@ class Fabric:
 
     def attestation(self) -> dict[str, Any]:
         """What this host's evidence is and which platform key signs it (``GET /api/attestation``)."""
+        from shared.delivery import DeliveryKey  # the event engine's delivery key (docs/events.md)
+
         software = self.provider.evidence_kind == "process"
         return {"provider": self.provider.name, "evidence_kind": self.provider.evidence_kind,
-                "software": software, "debug": software, "platform_key": to_hex(self.provider.platform_public_key)}
+                "software": software, "debug": software, "platform_key": to_hex(self.provider.platform_public_key),
+                "delivery_address": DeliveryKey(self.settings.sealing_secret).address}  # signs event deliveries
 
     def close(self) -> None:
         with self._pools_lock:

@@ -91,6 +91,38 @@ REVOKE = {"type": "object", "required": ["reason"], "properties": {
     "note": {"type": "string"}}}
 
 
+# -- subscribers and subscriptions (docs/events.md) ---------------------------------------------------
+SIGNATURE_HEADER = {"name": "X-Subscriber-Signature", "in": "header", "required": True,
+                    "description": "0x + 65 bytes (r || s || v): EIP-191 personal_sign of the RFC 8785 canonical JSON "
+                                   "of the body, by the subscriber's registered key",
+                    "schema": {"type": "string", "pattern": "^0x[0-9a-fA-F]{130}$"}}
+SIGNED_REQUEST = {"type": "object", "required": ["subscriber", "nonce", "expires_ms", "action", "body"],
+                  "additionalProperties": False, "properties": {
+    "subscriber": {"type": "string"}, "nonce": {"type": "string", "pattern": "^0x[0-9a-fA-F]{32,64}$"},
+    "expires_ms": {"type": "integer", "description": "unix ms; in the future, at most 10 minutes ahead"},
+    "action": {"enum": ["subscribe", "cancel", "list", "job"]}, "body": {}}}
+SUBSCRIBER = {"type": "object", "properties": {
+    "name": {"type": "string"}, "address": {"type": "string"}, "public_key": {"type": "string"},
+    "created_ms": {"type": "integer"}}}
+SUBSCRIPTION = {"type": "object", "description": "a subscription (docs/events.md); never its webhook secret",
+                "properties": {
+    "id": {"type": "string", "pattern": "^sub_[0-9a-f]{24}$"}, "subscriber": {"type": "string"},
+    "cryptlet": {"type": "string"}, "method": {"type": "string"}, "args": OBJECT, "trigger": OBJECT,
+    "target": OBJECT, "deadline_ms": {"type": "integer"}, "created_ms": {"type": "integer"},
+    "status": {"enum": ["active", "cancelled", "expired", "done"]}, "observe": {"type": ["object", "null"]},
+    "missed": OBJECT, "last_fired_ms": {"type": ["integer", "null"]}}}
+SUBSCRIPTION_ID = _path_param("id", "subscription id (sub_ + 24 hex digits)")
+
+
+def _signed(op: dict[str, Any]) -> dict[str, Any]:
+    """A signed subscriber request: 401 also for a bad signature, 403 and 409 (replayed nonce)."""
+    op["parameters"] = [*op.get("parameters", []), SIGNATURE_HEADER]
+    op["responses"]["401"] = _problem("missing function key, or the request signature is missing, malformed, "
+                                      "expired or not by a registered subscriber (`reason` says which)")
+    op["responses"]["409"] = _problem("conflict; `reason: replayed_nonce` for a nonce used before")
+    return op
+
+
 def _paths() -> dict[str, Any]:
     envelope = _ref("Envelope")
     registration = _ref("Registration")
@@ -162,6 +194,15 @@ def _paths() -> dict[str, Any]:
             "get_request", "Status of a queued invocation: pending, done (envelope) or failed (problem)",
             "invocations", {"200": _ok("request status")},
             params=[_path_param("request_id", "0x-prefixed 32-byte request id")])},
+        "/api/requests/{request_id}/progress": {"get": _operation(
+            "get_request_progress", "How far a call has come: the fraction (0..1, never decreasing) and message its "
+            "cryptlet last reported with the progress call-out; 0 for a queued request that has not reported yet",
+            "invocations", {"200": _ok("progress", {"type": "object", "properties": {
+                "request_id": HEX32, "cryptlet": {"type": ["string", "null"]},
+                "fraction": {"type": "number", "minimum": 0, "maximum": 1}, "message": {"type": "string"},
+                "started_at": {"type": ["string", "null"]}, "updated_at": {"type": ["string", "null"]},
+                "reported": {"type": "boolean"}}})},
+            params=[_path_param("request_id", "0x-prefixed 32-byte request id")])},
         "/api/cryptlets/{name}/keys/rotate": {"post": _operation(
             "rotate_key", "Generate a new key in a region (ledger: cryptlet.key_rotated)", "keys",
             {"200": _ok("new registration and ledger entries", key_change)}, params=[NAME],
@@ -214,6 +255,67 @@ def _paths() -> dict[str, Any]:
             "key_status", "A key's life and the ledger entries that say so", "ledger",
             {"200": _ok("key record and entries")},
             params=[_path_param("address", "0x-prefixed Ethereum address of the key")])},
+        # -- event engine: webhooks, dead letters, delivery history (docs/events.md) --
+        "/api/webhooks/{subscription_id}": {"post": {**_operation(
+            "webhook", "Fire a webhook subscription: the JSON body becomes `args.event`; authenticated by "
+            "`X-Webhook-Signature: t=<unix s>,v1=<hex HMAC-SHA256 of \"<t>.\" + body>` with the subscription's "
+            "secret (no function key)", "events",
+            {"202": _ok("accepted: the fire's sequence", {"type": "object", "properties": {
+                "subscription": {"type": "string"}, "sequence": {"type": "integer"}, "status": {"const": "accepted"}}}),
+             "401": _problem("webhook signature missing, stale or wrong (`reason` says which); nothing was enqueued")},
+            params=[_path_param("subscription_id", "subscription id (sub_ + 24 hex digits)"),
+                    {"name": "X-Webhook-Signature", "in": "header", "required": True,
+                     "schema": {"type": "string", "pattern": "^t=[0-9]+,v1=[0-9a-f]{64}$"}}],
+            body=_body(OBJECT), anonymous=True, errors=("400", "404", "409", "413"))}},
+        "/api/deadletters": {"get": _operation(
+            "deadletters", "Fires that exhausted their delivery attempts (the fire queue's poison queue, peeked, "
+            "at most 32), each with its fire and history status", "events",
+            {"200": _ok("dead letters", {"type": "object", "properties": {
+                "queue": {"type": "string"}, "messages": {"type": "array", "items": OBJECT}}})}, errors=())},
+        "/api/subscriptions/{id}/history": {"get": _operation(
+            "subscription_history", "Recorded deliveries of a subscription in sequence order: fire, status, "
+            "envelope or error, payload hash, signatures, attempts, times", "events",
+            {"200": _ok("deliveries", {"type": "object", "properties": {
+                "subscription": {"type": "string"}, "deliveries": {"type": "array", "items": OBJECT},
+                "next": {"type": "integer", "description": "`from` of the next page, if there may be one"}}})},
+            params=[_path_param("id", "subscription id (sub_ + 24 hex digits)"),
+                    _query("from", "first sequence (default 0)"), _query("limit", "1..1000 (default 100)")],
+            errors=("400", "404"))},
+        # -- subscribers and subscriptions (docs/events.md) --
+        "/api/subscribers": {
+            "post": _operation("register_subscriber", "Register a subscriber with its secp256k1 public key. "
+                               "Admin (master) key", "subscriptions",
+                               {"201": _ok("registered", SUBSCRIBER)},
+                               body=_body({"type": "object", "required": ["name", "public_key"], "properties": {
+                                   "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{1,62}$"},
+                                   "public_key": {"type": "string", "description": "SEC1 hex, 65 or 33 bytes"}}}),
+                               admin=True, errors=("400", "409")),
+            "get": _operation("list_subscribers", "Registered subscribers", "subscriptions",
+                              {"200": _ok("subscribers", {"type": "object", "properties": {
+                                  "subscribers": {"type": "array", "items": SUBSCRIBER}}})}, errors=())},
+        "/api/subscriptions": {
+            "post": _signed(_operation(
+                "create_subscription", "Signed `subscribe` request: run a cryptlet method on a trigger and deliver "
+                "each signed result until a deadline; a webhook trigger's secret is in this answer only",
+                "subscriptions", {"201": _ok("created", {"type": "object", "properties": {
+                    "subscription": SUBSCRIPTION, "webhook_secret": {"type": "string"},
+                    "webhook_url": {"type": "string"}}}, LOCATION)},
+                body=_body(SIGNED_REQUEST), errors=("400", "404"))),
+            "get": _operation("list_subscriptions", "Subscriptions, optionally of one subscriber / in one status",
+                              "subscriptions", {"200": _ok("subscriptions", {"type": "object", "properties": {
+                                  "subscriptions": {"type": "array", "items": SUBSCRIPTION}}})},
+                              params=[_query("subscriber", "subscriber name", integer=False),
+                                      _query("status", "active, cancelled, expired or done", integer=False)],
+                              errors=("400",))},
+        "/api/subscriptions/{id}": {"get": _operation(
+            "get_subscription", "One subscription", "subscriptions", {"200": _ok("subscription", SUBSCRIPTION)},
+            params=[SUBSCRIPTION_ID], errors=("404",))},
+        "/api/subscriptions/{id}/cancel": {"post": _signed(_operation(
+            "cancel_subscription", "Signed `cancel` request (body `{\"subscription\": id}`) by the subscription's "
+            "own subscriber", "subscriptions",
+            {"200": _ok("cancelled", {"type": "object", "properties": {"subscription": SUBSCRIPTION}}),
+             "403": _problem("the subscription belongs to another subscriber")},
+            params=[SUBSCRIPTION_ID], body=_body(SIGNED_REQUEST), errors=("400", "404")))},
     }
 
 

@@ -40,6 +40,13 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "FABRIC_WARM_SCHEDULE": ("0 */1 * * * *", "NCRONTAB schedule of the timer that keeps each cryptlet's "
                                               "min_instances regions warm (also run at host start)."),
     "FABRIC_INVOKE_QUEUE": ("cryptlet-invocations", "Queue of asynchronous invocation requests."),
+    "FABRIC_FIRE_QUEUE": ("cryptlet-fires", "Queue of subscription fires (event engine; poison: `<queue>-poison`, "
+                                            "listed by GET /api/deadletters)."),
+    "FABRIC_SCHEDULER_SCHEDULE": ("* * * * * *", "NCRONTAB schedule of the event scheduler tick (every second: it "
+                                                 "enqueues the fires due within the next 2 s)."),
+    "FABRIC_DELIVERY_BACKOFF_MAX_S": ("60", "Longest wait in seconds between two delivery attempts of a fire "
+                                            "(exponential from host.json visibilityTimeout; after maxDequeueCount "
+                                            "attempts the fire goes to the poison queue)."),
     "FABRIC_KEY_STORE": ("table", "Where sealed cryptlet keys are stored: `table` (the `<prefix>keys` table; "
                                   "Azurite locally) or `keyvault` (Key Vault secrets at FABRIC_KEY_VAULT_URL)."),
     "FABRIC_KEY_VAULT_URL": ("", "Key Vault URL (https://<name>.vault.azure.net) for FABRIC_KEY_STORE=keyvault; "

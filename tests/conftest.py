@@ -164,7 +164,8 @@ def fabric_host(request: pytest.FixtureRequest, storage: str,
     env = dict(os.environ, AzureWebJobsStorage=storage, FABRIC_SEALING_SECRET=base64.b64encode(secret).decode(),
                FABRIC_PACKAGES_DIR=str(packages), FABRIC_TABLE_PREFIX=prefix, DEVHOST_FUNCTION_KEY=key,
                DEVHOST_MASTER_KEY=admin_key,
-               FABRIC_REGION_TIMEOUT_S="10", FABRIC_INVOKE_QUEUE=f"{prefix}-invocations")
+               FABRIC_REGION_TIMEOUT_S="10", FABRIC_INVOKE_QUEUE=f"{prefix}-invocations",
+               FABRIC_FIRE_QUEUE=f"{prefix}-fires")
     env.update(getattr(request.module, "FABRIC_HOST_SETTINGS", {}))
     for name, (default, _) in SETTINGS.items():
         if default is not None:

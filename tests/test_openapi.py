@@ -14,7 +14,8 @@ from shared.openapi import document
 HOST_JSON = json.loads((Path(function_app.__file__).parent / "host.json").read_text())
 ROUTE_PREFIX = HOST_JSON["extensions"]["http"]["routePrefix"]
 SETTINGS = {"FABRIC_INVOKE_QUEUE": "q", "FABRIC_AUDIT_SCHEDULE": "0 0 * * * *",
-            "FABRIC_CHECKPOINT_SCHEDULE": "0 0 * * * *", "FABRIC_WARM_SCHEDULE": "0 0 * * * *"}  # binding expressions of the non-HTTP triggers
+            "FABRIC_CHECKPOINT_SCHEDULE": "0 0 * * * *", "FABRIC_WARM_SCHEDULE": "0 0 * * * *",
+            "FABRIC_FIRE_QUEUE": "f", "FABRIC_SCHEDULER_SCHEDULE": "* * * * * *"}  # binding expressions of the non-HTTP triggers
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
 
@@ -66,7 +67,8 @@ def test_anonymous_routes_match_auth_levels() -> None:
                  if fn.kind == HTTP_TRIGGER and str(fn.trigger.get("authLevel")).lower() == "anonymous"}
     documented = {path for path, item in document()["paths"].items()
                   if all(op.get("security") == [] for op in item.values())}
-    assert anonymous == documented == {"/api/health", "/api/ping", "/api/openapi.json"}
+    # webhooks are authenticated by their HMAC, not by a function key (docs/events.md)
+    assert anonymous == documented == {"/api/health", "/api/ping", "/api/openapi.json", "/api/webhooks/{subscription_id}"}
 
 
 def test_served_by_the_dev_host_without_a_key(fabric_host) -> None:

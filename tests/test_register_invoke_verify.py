@@ -245,8 +245,11 @@ def test_registration_records_evidence_binding_the_key(fabric_host, registered, 
         attestation = http.get("/api/attestation").json()
         entry = http.get(f"/api/ledger/entries/{registered['ledger']['sequence']}").json()
     expected_key = "0x" + platform_public_key(platform_key(fabric_host.sealing_secret)).hex()
+    from shared.delivery import DeliveryKey  # the event engine's delivery key (docs/events.md)
+
     assert attestation == {"provider": "process", "evidence_kind": "process", "software": True, "debug": True,
-                           "platform_key": expected_key}
+                           "platform_key": expected_key,
+                           "delivery_address": DeliveryKey(fabric_host.sealing_secret).address}
     record = entry["payload"]["evidence"]
     assert registered["evidence"] == {"kind": "process", "hash": record["hash"]} == envelope["evidence"]
     evidence = Evidence.from_dict(record)

@@ -49,6 +49,14 @@ class Context {
     return (await this._io.callout('time', {})).unix_ms;
   }
 
+  /** Report how far this call has come: fraction 0..1 and a short message (GET /api/requests/{id}/progress). */
+  progress(fraction, message = '') {
+    if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) {
+      return Promise.reject(new CryptletError('cryptlet_error', `progress fraction must be a number from 0 to 1, not ${fraction}`));
+    }
+    return this._io.callout('progress', { request_id: this.requestId, fraction, message: String(message) });
+  }
+
   /** HTTP through the host, only to the cryptlet's egress allow-list. */
   async fetch(url, { method = 'GET', headers = {}, body, timeoutS } = {}) {
     const params = { url, method, headers };

@@ -6,8 +6,9 @@ for is what the host's call-out handler answers. Messages ride the container pro
 (:mod:`shared.isolation.protocol`), interleaved with call-in replies.
 
 Host side: a :data:`CallOutHandler` is ``handler(op, params) -> result`` and is given to
-``IsolationProvider.create_region``; :class:`HostCallOuts` is the default (``log``, ``time`` and
-``fetch``, an HTTP request through the cryptlet's egress allow-list: :mod:`shared.egress`).
+``IsolationProvider.create_region``; :class:`HostCallOuts` is the default (``log``, ``time``,
+``fetch``, an HTTP request through the cryptlet's egress allow-list: :mod:`shared.egress`, and
+``progress``, how far a long call has come, handed to a progress sink: :mod:`shared.jobs`).
 Raising a :class:`~shared.errors.FabricError` refuses the call-out with its ``code``; any other
 exception is logged on the host and reported to the region as ``host_error``.
 
@@ -18,6 +19,7 @@ Region side: the container installs a module named ``fabric_host`` for cryptlet 
     fabric_host.now_ms()                           # the host's clock (unix ms)
     fabric_host.call("time")                       # any call-out by name -> result dict
     fabric_host.fetch("https://api.example.com/q")  # HTTP through the host -> status, url, headers, body
+    fabric_host.progress(request_id, 0.5, "half")  # how far the call has come (the SDK's context.progress)
 """
 from __future__ import annotations
 
@@ -32,29 +34,38 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
-from shared.errors import FabricError, InvalidInput
+from shared.errors import FabricError, InvalidInput, StorageError
 from shared.isolation import protocol
 
 if TYPE_CHECKING:  # the region imports this module too: httpx stays on the host
     from shared.egress import EgressPolicy
 
 CallOutHandler = Callable[[str, dict[str, Any]], dict[str, Any]]
+#: ``sink(cryptlet name, request_id, fraction, message)``: where ``progress`` call-outs go.
+ProgressSink = Callable[[str, str, float, str], None]
 
 MAX_LOG_CHARS = 4000
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 FETCH_PARAMS = frozenset({"url", "method", "headers", "body_b64", "timeout_s"})
 _LOGGABLE = re.compile(r"^[A-Za-z0-9._:%-]{1,255}$")
+PROGRESS_PARAMS = frozenset({"request_id", "fraction", "message"})
+MAX_PROGRESS_MESSAGE = 500
+_REQUEST_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
 
 class HostCallOuts:
-    """The default call-out handler: ``log`` (to the host log), ``time`` (the host clock) and
-    ``fetch`` (HTTP through ``egress``, the cryptlet's allow-list of host patterns; empty: none)."""
+    """The default call-out handler: ``log`` (to the host log), ``time`` (the host clock),
+    ``fetch`` (HTTP through ``egress``, the cryptlet's allow-list of host patterns; empty: none) and
+    ``progress`` (handed to the ``progress`` sink as ``sink(name, request_id, fraction, message)``;
+    without a sink it is only logged at debug level)."""
 
-    def __init__(self, name: str, logger: logging.Logger | None = None, *, egress: Sequence[str] = ()) -> None:
+    def __init__(self, name: str, logger: logging.Logger | None = None, *, egress: Sequence[str] = (),
+                 progress: ProgressSink | None = None) -> None:
         self.name = name
         self.logger = logger or logging.getLogger("fabric.region")
         self._egress = tuple(egress)
         self._policy: EgressPolicy | None = None
+        self.progress = progress
 
     def __call__(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
         if op == "log":
@@ -71,6 +82,8 @@ class HostCallOuts:
             return {"unix_ms": time.time_ns() // 1_000_000}
         if op == "fetch":
             return self.fetch(params)
+        if op == "progress":
+            return self.report_progress(params)
         raise InvalidInput(f"unknown call-out {op!r}", field="op")
 
     def fetch(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +109,36 @@ class HostCallOuts:
                          result.status, len(result.body))
         return {"status": result.status, "url": result.url, "headers": result.headers,
                 "body_b64": base64.b64encode(result.body).decode("ascii")}
+
+
+    def report_progress(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{request_id, fraction, message?}`` -> ``{"recorded"}``: how far the call ``request_id`` has come.
+
+        ``recorded`` is false without a sink (only logged) or when the sink's storage failed (logged
+        as a warning: progress is best effort); a sink's other refusals (e.g. ``conflict``) are raised.
+        """
+        unknown = sorted(set(params) - PROGRESS_PARAMS)
+        if unknown:
+            raise InvalidInput(f"progress takes request_id, fraction and message, not {unknown[0]!r}", field=unknown[0])
+        request_id = params.get("request_id")
+        if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
+            raise InvalidInput("request_id must be the call's 0x-prefixed 32-byte request id", field="request_id")
+        fraction = params.get("fraction")
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            raise InvalidInput("fraction must be a number from 0 to 1", field="fraction")
+        message = params.get("message", "")
+        if not isinstance(message, str) or len(message) > MAX_PROGRESS_MESSAGE:
+            raise InvalidInput(f"message must be a string of at most {MAX_PROGRESS_MESSAGE} characters",
+                               field="message")
+        if self.progress is None:
+            self.logger.debug("cryptlet %s: progress %s %.4f", self.name, request_id[:18], fraction)
+            return {"recorded": False}
+        try:
+            self.progress(self.name, request_id.lower(), float(fraction), message)
+        except StorageError as exc:  # progress is best effort: a storage hiccup must not fail a long job
+            self.logger.warning("cryptlet %s: progress not recorded: %s", self.name, exc.detail)
+            return {"recorded": False}
+        return {"recorded": True}
 
 
 def _loggable(value: Any) -> str:
@@ -178,7 +221,7 @@ class HostChannel:
 
 def host_module(channel: HostChannel) -> types.ModuleType:
     """The ``fabric_host`` module cryptlet code imports inside a region."""
-    module = types.ModuleType("fabric_host", "Call-outs from a cryptlet to its host (log, time, fetch, ...).")
+    module = types.ModuleType("fabric_host", "Call-outs from a cryptlet to its host (log, time, fetch, progress, ...).")
 
     def log(message: str, level: str = "info") -> None:
         """Write ``message`` to the host log (levels: debug, info, warning, error)."""
@@ -208,7 +251,12 @@ def host_module(channel: HostChannel) -> types.ModuleType:
         return {"status": int(reply["status"]), "url": reply["url"], "headers": dict(reply.get("headers") or {}),
                 "body": base64.b64decode(reply.get("body_b64") or "")}
 
+    def progress(request_id: str, fraction: float, message: str = "") -> None:
+        """Report how far the call ``request_id`` has come (``fraction`` 0..1) to the host."""
+        channel.call("progress", request_id=request_id, fraction=fraction, message=str(message))
+
     module.call = channel.call
+    module.progress = progress
     module.log = log
     module.now_ms = now_ms
     module.fetch = fetch

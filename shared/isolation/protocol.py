@@ -24,16 +24,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shared.encoding import parse_json
+
 MAX_LINE = 4 * 1024 * 1024
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # built once, not per message
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+    return _ENCODER.encode(message).encode("utf-8") + b"\n"
 
 
 def decode(line: bytes) -> dict[str, Any]:
     """Parse one protocol line; raise ``ValueError`` when it is not a JSON object."""
-    message = json.loads(line)
+    message = parse_json(line)
     if not isinstance(message, dict):
         raise ValueError("protocol message is not a JSON object")
     return message

@@ -1,0 +1,62 @@
+"""Subscribers and subscriptions: /api/subscribers (register: admin key), /api/subscriptions (signed
+subscriber requests, header ``X-Subscriber-Signature``; docs/events.md)."""
+import time
+
+import azure.functions as func
+
+from functions.http import handle_errors, json_body, json_response
+from shared.subscribers import HEADER
+from shared.subscriptions import get_service
+
+bp = func.Blueprint()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@bp.route(route="subscribers", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+@handle_errors
+def register_subscriber(req: func.HttpRequest) -> func.HttpResponse:
+    """Register a subscriber with its secp256k1 public key -> 201 with its address."""
+    subscriber = get_service().register_subscriber(json_body(req), now_ms=_now_ms())
+    return json_response(subscriber, status=201)
+
+
+@bp.route(route="subscribers", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handle_errors
+def list_subscribers(req: func.HttpRequest) -> func.HttpResponse:
+    """Registered subscribers: name, address, public key."""
+    return json_response(get_service().list_subscribers())
+
+
+@bp.route(route="subscriptions", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@handle_errors
+def create_subscription(req: func.HttpRequest) -> func.HttpResponse:
+    """A signed ``subscribe`` request -> 201 with the subscription (and a webhook secret, shown once)."""
+    created = get_service().subscribe(req.get_body(), req.headers.get(HEADER), now_ms=_now_ms())
+    return json_response(created, status=201,
+                         headers={"Location": f"/api/subscriptions/{created['subscription']['id']}"})
+
+
+@bp.route(route="subscriptions", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handle_errors
+def list_subscriptions(req: func.HttpRequest) -> func.HttpResponse:
+    """Subscriptions, optionally of one ``subscriber`` and/or in one ``status``."""
+    return json_response(get_service().list(subscriber=req.params.get("subscriber"),
+                                            status=req.params.get("status")))
+
+
+@bp.route(route="subscriptions/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handle_errors
+def get_subscription(req: func.HttpRequest) -> func.HttpResponse:
+    """One subscription (never its sealed webhook secret)."""
+    return json_response(get_service().get(req.route_params["id"]))
+
+
+@bp.route(route="subscriptions/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@handle_errors
+def cancel_subscription(req: func.HttpRequest) -> func.HttpResponse:
+    """A signed ``cancel`` request by the subscription's own subscriber -> the cancelled subscription."""
+    return json_response(get_service().cancel(req.route_params["id"], req.get_body(), req.headers.get(HEADER),
+                                              now_ms=_now_ms()))
