@@ -27,7 +27,7 @@ def request_invocation(req: func.HttpRequest, queue: func.Out[str]) -> func.Http
 @bp.route(route="requests/{request_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def get_request(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(get_fabric().requests.get(req.route_params["request_id"]))
+    return json_response(get_fabric().request_status(req.route_params["request_id"]))
 
 
 @bp.route(route="requests/{request_id}/progress", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

@@ -17,8 +17,8 @@ import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from shared.encoding import canonical_json, keccak256, to_hex
-from shared.envelope import SECP256K1_N, address_of, recover_address, sign_digest
+from shared.encoding import canonical_json, to_hex
+from shared.envelope import SECP256K1_N, address_of, eip191_hash, recover_address, sign_digest
 
 log = logging.getLogger("fabric.delivery")
 if logging.getLogger("httpx").level == logging.NOTSET:  # one INFO line per callback would drown the host log
@@ -31,11 +31,6 @@ CALLBACK_TIMEOUT_S = 5.0
 
 class DeliveryFailed(Exception):
     """The target did not accept a delivery (non-2xx or unreachable); the queue retries it."""
-
-
-def personal_digest(message: bytes) -> bytes:
-    """The EIP-191 version 0x45 (``personal_sign``) digest of ``message``."""
-    return keccak256(b"\x19Ethereum Signed Message:\n" + str(len(message)).encode() + message)
 
 
 class DeliveryKey:
@@ -54,12 +49,12 @@ class DeliveryKey:
 
     def sign(self, body: dict[str, Any]) -> str:
         """``0x`` + r||s||v of the personal_sign of the body's canonical JSON."""
-        return to_hex(sign_digest(self._key, personal_digest(canonical_json(body))))
+        return to_hex(sign_digest(self._key, eip191_hash(canonical_json(body))))
 
 
 def signer_of(body: dict[str, Any], signature: bytes) -> str:
     """The address that signed a delivery body (for verifiers and tests)."""
-    return recover_address(personal_digest(canonical_json(body)), signature)
+    return recover_address(eip191_hash(canonical_json(body)), signature)
 
 
 class CallbackClient:

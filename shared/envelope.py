@@ -261,6 +261,15 @@ def sign_digest(private_key: PrivateKeyLike, digest: bytes) -> bytes:
     return raw[:64] + _V_BYTE[raw[64]]
 
 
+EIP191_PREFIX = b"\x19Ethereum Signed Message:\n"
+
+
+def eip191_hash(message: bytes) -> bytes:
+    """The EIP-191 version 0x45 (``personal_sign``) hash of ``message``:
+    ``keccak256("\\x19Ethereum Signed Message:\\n" + decimal length + message)``."""
+    return keccak256(EIP191_PREFIX + str(len(message)).encode() + message)
+
+
 def recover_address(digest: bytes, signature: bytes) -> str:
     """Recover the signer's address; raises :class:`VerificationError` on malformed or high-S input."""
     if len(signature) != 65:

@@ -26,6 +26,7 @@ from shared.isolation.provider import Region
 from shared.jobs import JobStore, ProgressRouting
 from shared.checkpoint import CheckpointSigner, origin_of
 from shared.contract_state import StateStore
+from shared.delivery import DeliveryKey
 from shared.checkpoint_store import CheckpointStore
 from shared.key_lifecycle import KeyLifecycle
 from shared.keystore import open_key_store
@@ -37,7 +38,7 @@ from shared.policy import PolicyStore, effective_settings, manifest_settings, va
 from shared.package_upload import UPLOADS_FOLDER, extract_package
 from shared.regions import RegionPool, SequenceClock
 from shared.registry import Registration, Registry, digest_bytes
-from shared.requests import QueuedRequest, RequestStore
+from shared.requests import QueuedRequest, RequestStore, deadline_of
 from shared.settings import Settings
 from shared.storage import table_client
 
@@ -73,6 +74,7 @@ class Fabric:
         self.sequences = SequenceClock()
         self.policies = PolicyStore(table_client(settings.storage, settings.table("cryptlets")))
         self.states = StateStore(table_client(settings.storage, settings.table("cryptlets")))
+        self.delivery_key = DeliveryKey(settings.sealing_secret)  # signs deliveries and expiry results
         self._state_locks: dict[str, threading.Lock] = {}
         self._pools: dict[str, RegionPool] = {}
         self._pool_keys: dict[str, Registration] = {}  # the registration (key) each pool's regions hold
@@ -204,9 +206,25 @@ class Fabric:
     def accept_request(self, name: str, body: Any) -> QueuedRequest:
         """Validate an asynchronous invocation and record it as pending; the caller enqueues it."""
         _, method, args, request_id = self._parse_call(name, body)
-        request = QueuedRequest(to_hex(request_id), name, method, args)
+        request = QueuedRequest(to_hex(request_id), name, method, args, deadline_of(body, _now_ms()))
         self.requests.pending(request)
         return request
+
+    def request_status(self, request_id: str) -> dict[str, Any]:
+        """A request's status; one still pending past its deadline is expired now (signed failure)."""
+        status = self.requests.get(request_id)
+        deadline = status.get("deadline_ms")
+        if status["status"] == "pending" and deadline is not None and _now_ms() > deadline:
+            self.requests.expired(status["request_id"], self._expiry(status["request_id"], deadline))
+            status = self.requests.get(request_id)
+        return status
+
+    def _expiry(self, request_id: str, deadline_ms: int) -> dict[str, Any]:
+        """The explicit failure of an expired request, signed by the fabric's delivery key."""
+        result = {"request_id": request_id, "status": "expired", "deadline_ms": deadline_ms, "expired_ms": _now_ms()}
+        return {"type": "about:blank", "title": "Request expired", "status": 410, "code": "expired",
+                "detail": "the request reached its deadline before it ran", "result": result,
+                "signature": self.delivery_key.sign(result), "signer": self.delivery_key.address}
 
     def run_request(self, message: bytes | str) -> None:
         """Execute a queued request and record its outcome.
@@ -215,6 +233,9 @@ class Fabric:
         queue retries the message and finally moves it to the poison queue.
         """
         request = QueuedRequest.from_message(message)
+        if request.deadline_ms is not None and _now_ms() > request.deadline_ms:
+            self.requests.expired(request.request_id, self._expiry(request.request_id, request.deadline_ms))
+            return
         try:
             envelope = self.invoke(request.name, {"method": request.method, "args": request.args,
                                                   "request_id": request.request_id})
@@ -426,12 +447,10 @@ class Fabric:
 
     def attestation(self) -> dict[str, Any]:
         """What this host's evidence is and which platform key signs it (``GET /api/attestation``)."""
-        from shared.delivery import DeliveryKey  # the event engine's delivery key (docs/events.md)
-
         software = self.provider.evidence_kind == "process"
         return {"provider": self.provider.name, "evidence_kind": self.provider.evidence_kind,
                 "software": software, "debug": software, "platform_key": to_hex(self.provider.platform_public_key),
-                "delivery_address": DeliveryKey(self.settings.sealing_secret).address}  # signs event deliveries
+                "delivery_address": self.delivery_key.address}  # signs deliveries and expiry results
 
     def close(self) -> None:
         with self._pools_lock:
@@ -439,6 +458,10 @@ class Fabric:
         for pool in pools:
             pool.close()
         self.provider.close()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _response(result: dict[str, Any]) -> dict[str, Any]:

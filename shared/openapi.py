@@ -85,7 +85,10 @@ def _operation(operation_id: str, summary: str, tag: str, responses: dict[str, A
 INVOKE_BODY = {"type": "object", "required": ["method"], "properties": {
     "method": {"type": "string", "description": "a method of the cryptlet's interface"},
     "args": {"type": "object", "description": "named arguments", "default": {}},
-    "request_id": {**HEX32, "description": "32-byte request id (random if absent)"}}}
+    "request_id": {**HEX32, "description": "32-byte request id (random if absent)"},
+    "deadline_ms": {"type": "integer", "description": "queued requests: unix ms (1 s .. 7 days ahead; default 15 "
+                                                      "minutes); a request still pending then is never run and "
+                                                      "ends `expired` with a failure signed by the delivery key"}}}
 REVOKE = {"type": "object", "required": ["reason"], "properties": {
     "reason": {"type": "string"}, "invalid_after": {"type": "integer", "minimum": 0},
     "note": {"type": "string"}}}

@@ -1,7 +1,10 @@
 """Asynchronous invocation requests: queued, executed by a queue trigger, results kept in a table.
 
-A request is ``pending`` when accepted, then ``done`` (with its signed envelope) or ``failed``
-(with the problem document). Failures that retrying cannot fix are recorded at once; others are
+A request is ``pending`` when accepted, then ``done`` (with its signed envelope), ``failed``
+(with the problem document) or ``expired``. Every request has a deadline (``deadline_ms``, default
+:data:`DEFAULT_DEADLINE_S` after acceptance): a request still pending at its deadline is never run
+and its result is an explicit failure signed by the fabric's delivery key (docs/events.md), never
+silence. Failures that retrying cannot fix are recorded at once; others are
 retried by the queue and end in the poison queue after ``maxDequeueCount`` attempts.
 """
 from __future__ import annotations
@@ -18,6 +21,8 @@ from shared.errors import FabricError, InvalidInput, NotFound, StorageError
 from shared.ledger import utc_now
 
 PARTITION = "request"
+DEFAULT_DEADLINE_S = 900
+MAX_DEADLINE_S = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -28,10 +33,11 @@ class QueuedRequest:
     name: str
     method: str
     args: dict[str, Any]
+    deadline_ms: int | None = None
 
     def to_message(self) -> str:
         return json.dumps({"request_id": self.request_id, "name": self.name, "method": self.method,
-                           "args": self.args}, separators=(",", ":"))
+                           "args": self.args, "deadline_ms": self.deadline_ms}, separators=(",", ":"))
 
     @classmethod
     def from_message(cls, body: bytes | str) -> "QueuedRequest":
@@ -45,7 +51,21 @@ class QueuedRequest:
         from_hex(data["request_id"], length=32, field="request_id")
         if not isinstance(data.get("args", {}), dict):
             raise InvalidInput("args must be an object", field="args")
-        return cls(data["request_id"], data["name"], data["method"], data.get("args", {}))
+        deadline = data.get("deadline_ms")
+        if deadline is not None and (not isinstance(deadline, int) or isinstance(deadline, bool)):
+            raise InvalidInput("deadline_ms must be an integer", field="deadline_ms")
+        return cls(data["request_id"], data["name"], data["method"], data.get("args", {}), deadline)
+
+
+def deadline_of(body: dict[str, Any], now_ms: int) -> int:
+    """The request's deadline: ``body["deadline_ms"]`` (1 s .. 7 days ahead) or the default."""
+    deadline = body.get("deadline_ms")
+    if deadline is None:
+        return now_ms + DEFAULT_DEADLINE_S * 1000
+    if not isinstance(deadline, int) or isinstance(deadline, bool) \
+            or not now_ms + 1000 <= deadline <= now_ms + MAX_DEADLINE_S * 1000:
+        raise InvalidInput("deadline_ms must be unix milliseconds between 1 s and 7 days ahead", field="deadline_ms")
+    return deadline
 
 
 class RequestStore:
@@ -63,7 +83,12 @@ class RequestStore:
             raise StorageError(f"request store unreachable: {type(exc).__name__}") from None
 
     def pending(self, request: QueuedRequest) -> None:
-        self._write(request.request_id, "pending", request={"name": request.name, "method": request.method})
+        self._write(request.request_id, "pending", request={"name": request.name, "method": request.method},
+                    deadline_ms=request.deadline_ms)
+
+    def expired(self, request_id: str, failure: dict[str, Any]) -> None:
+        """Record the signed failure of a request that reached its deadline unrun."""
+        self._write(request_id, "expired", error=failure)
 
     def done(self, request_id: str, envelope: dict[str, Any]) -> None:
         self._write(request_id, "done", envelope=envelope)
@@ -81,7 +106,7 @@ class RequestStore:
             raise StorageError(f"request store unreachable: {type(exc).__name__}") from None
         result: dict[str, Any] = {"request_id": request_id.lower(), "status": row["status"],
                                   "updated_at": row["updated_at"]}
-        for key in ("request", "envelope", "error"):
+        for key in ("request", "envelope", "error", "deadline_ms"):
             if key in row:
                 result[key] = json.loads(row[key])
         return result

@@ -34,8 +34,8 @@ import coincurve
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import EdmType, EntityProperty, TableClient
 
-from shared.encoding import canonical_json, keccak256, to_hex
-from shared.envelope import address_of, recover_address, sign_digest
+from shared.encoding import canonical_json, to_hex
+from shared.envelope import address_of, eip191_hash, recover_address, sign_digest
 from shared.errors import Conflict, FabricError, InvalidInput, NotFound, StorageError, VerificationError
 
 HEADER = "X-Subscriber-Signature"
@@ -48,7 +48,6 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,62}$")  # as cryptlet names
 _NONCE = re.compile(r"^0x[0-9a-fA-F]{32,64}$")
 _SIGNATURE = re.compile(r"^0x[0-9a-fA-F]{130}$")
 _MEMBERS = ("subscriber", "nonce", "expires_ms", "action", "body")
-_EIP191_PREFIX = b"\x19Ethereum Signed Message:\n"
 
 
 class Unauthorized(VerificationError):
@@ -61,12 +60,6 @@ class Forbidden(FabricError):
     """A correctly signed subscriber asked for something that is not theirs (403)."""
 
     status, code, title = 403, "forbidden", "Forbidden"
-
-
-def eip191_hash(message: bytes) -> bytes:
-    """The EIP-191 version 0x45 (``personal_sign``) hash of ``message``:
-    ``keccak256("\\x19Ethereum Signed Message:\\n" + decimal length + message)``."""
-    return keccak256(_EIP191_PREFIX + str(len(message)).encode() + message)
 
 
 def _parse_private_key(private_key: bytes | str | coincurve.PrivateKey) -> coincurve.PrivateKey:

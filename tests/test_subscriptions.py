@@ -23,7 +23,8 @@ from shared.encoding import canonical_json, to_hex
 from shared.errors import VerificationError
 from shared.envelope import SECP256K1_N, address_of, sign_digest
 from shared.storage import table_client
-from shared.subscribers import HEADER, eip191_hash, sign_request
+from shared.envelope import eip191_hash
+from shared.subscribers import HEADER, sign_request
 from shared.subscriptions import Subscription, SubscriptionStore, validate_spec
 
 ROOT = Path(__file__).resolve().parent.parent
