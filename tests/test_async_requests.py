@@ -15,16 +15,8 @@ from shared.encoding import from_hex
 from shared.envelope import Envelope, verify_envelope
 from shared.requests import QueuedRequest, RequestStore
 from shared.storage import table_client
+from tests.helpers import wait_for
 
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout}s")
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,8 @@ import datetime as dt
 import json
 import os
 import shutil
-import threading
 import time
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from shared.envelope import Domain, Envelope, verify_envelope
 from shared.errors import RegionError
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider
+from tests.helpers import QuietHandler, http_server
 
 ROOT = Path(__file__).resolve().parent.parent
 WATCHER = ROOT / "cryptlet_packages" / "market_watcher"
@@ -89,7 +88,7 @@ def regions():
 @pytest.fixture(scope="module")
 def provider_server():
     """A JSON price provider on 127.0.0.1: /q/<SYMBOL> -> {"data": {"price", "time", "market_open"}}."""
-    class Quotes(BaseHTTPRequestHandler):
+    class Quotes(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             symbol = self.path.rsplit("/", 1)[-1]
             prices = {"OIL": "41.0700", "GOLD": "1923.5"}
@@ -98,22 +97,10 @@ def provider_server():
                 return
             body = ('{"data": {"price": %s, "time": 1700000000, "market_open": %s}}'
                     % (prices[symbol], "true" if symbol == "GOLD" else "false")).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_json(200, body)
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Quotes)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with http_server(Quotes) as address:
+        yield address
 
 
 # -- replay: the CSV's values -------------------------------------------------------------------

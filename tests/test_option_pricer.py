@@ -22,6 +22,7 @@ from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider
 from shared.jobs import JobStore
 from shared.storage import table_client
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PRICER = ROOT / "cryptlet_packages" / "option_pricer"
@@ -219,15 +220,6 @@ def test_job_store_is_monotonic_and_owned_by_one_cryptlet(storage, unique_name):
 
 
 # -- through the dev host ---------------------------------------------------------------------------
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout}s")
-
 
 @pytest.fixture(scope="module")
 def registered(fabric_host):

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from shared.encoding import canonical_json, keccak256
 from shared.envelope import Envelope, verify_envelope
+from tests.helpers import QuietHandler, http_server
 
 #: The warm timer also refreshes pools whose policy changed on another host: run it often here.
 FABRIC_HOST_SETTINGS = {"FABRIC_WARM_SCHEDULE": "*/2 * * * * *"}
@@ -31,25 +31,12 @@ def registered(fabric_host):
 
 @pytest.fixture(scope="module")
 def status_server():
-    class Status(BaseHTTPRequestHandler):
+    class Status(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            body = b'{"status": "green"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_json(200, b'{"status": "green"}')
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Status)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with http_server(Status) as address:
+        yield address
 
 
 def test_node_sample_registers_invokes_and_verifies_like_python_ones(fabric_host, registered, tmp_path):
