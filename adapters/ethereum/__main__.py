@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="first retry delay, doubled per attempt up to 60 s (ADAPTER_BACKOFF_S)")
     parser.add_argument("--no-expire", action="store_true",
                         help="leave requests whose deadline passed pending instead of calling expire()")
+    parser.add_argument("--no-ledger", action="store_true",
+                        help="do not mirror the ledger's key events into the proxy's signer set (done only when "
+                             "the transaction account is the proxy's owner)")
+    parser.add_argument("--ledger-key", default=env("ADAPTER_LEDGER_KEY", env("CRYPTLET_LEDGER_KEY", "")),
+                        help="the fabric's checkpoint verifier key (GET /api/ledger public_key): each ledger page "
+                             "must then be in a checkpoint it signed (ADAPTER_LEDGER_KEY, CRYPTLET_LEDGER_KEY)")
     parser.add_argument("--once", action="store_true", help="one round, then exit")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -73,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                     subscriber=args.subscriber, subscriber_key=_key_file(args.subscriber_key_file),
                     subscriptions=json.loads(Path(args.subscriptions).read_text()) if args.subscriptions else {},
                     confirmations=args.confirmations, poll_s=args.poll, start_block=args.start_block,
-                    max_attempts=args.max_attempts, backoff_s=args.backoff, expire_late=not args.no_expire)
+                    max_attempts=args.max_attempts, backoff_s=args.backoff, expire_late=not args.no_expire,
+                    follow_ledger=not args.no_ledger, ledger_key=args.ledger_key)
     Adapter(config).run(once=args.once)
     return 0
 

@@ -17,6 +17,16 @@ One loop (``Adapter.run``), each round:
    subscriber request, target ``history``); the adapter reads its history and ``deliver``s every
    recorded envelope in order.
 
+0. **ledger** (only when the transaction key is the proxy's ``owner()``: the proxy is a ``SignerSet``):
+   read the fabric's ledger entries from the state's ``ledger.next`` sequence
+   (``GET /api/ledger/entries``), check every entry of the page — its ``entry_hash`` recomputed,
+   its ``prev_hash`` the previous entry's hash (the genesis hash for entry 1), consecutive
+   sequences, one stream — before acting on any of them, then mirror the proxy's cryptlet's key
+   events into its signer set: ``cryptlet.registered`` -> ``addSigner``, ``cryptlet.key_rotated``
+   -> ``rotateSigner(old, new, entryHash)``, ``cryptlet.key_revoked`` / ``cryptlet.retired`` ->
+   ``revokeSigner(key, entryHash)``. Each update reads ``signerStatus`` first (done already: skipped)
+   and is dry-run with ``eth_call``, so a repeat after a crash is harmless.
+
 Failures are logged with their reason, retried with exponential backoff up to ``max_attempts`` and
 then reported (``failed`` in the state file and an ``ERROR`` log line). Permanent ones (the request
 is no longer pending, the envelope was signed for another domain, ...) are not retried.
@@ -39,6 +49,10 @@ from web3 import Web3
 
 from shared.encoding import canonical_json
 from shared.envelope import Envelope, topic_hash
+from shared.checkpoint import VerifierKey
+from shared.errors import FabricError, InvalidInput
+from shared.ledger import LedgerEntry
+from shared.ledger_kinds import KEY_REVOKED, KEY_ROTATED, REGISTERED, RETIRED
 from shared.subscribers import sign_request
 
 from .state import State
@@ -46,6 +60,8 @@ from .state import State
 log = logging.getLogger("adapters.ethereum")
 
 PENDING = 1  # CryptletProxy.RequestStatus.Pending
+UNKNOWN, ACTIVE, REVOKED = 0, 1, 2  # SignerSet.Status
+STATUS_NAMES = {UNKNOWN: "unknown", ACTIVE: "active", REVOKED: "revoked"}
 #: Reverts that mean "someone already did it / it cannot be done any more": do not retry.
 PERMANENT = {"RequestNotPending", "UnknownRequest", "RequestExpired", "UnknownSubscription", "SubscriptionEnded",
              "ReplayedSequence", "WrongTopic", "WrongDigest", "WrongHost", "PayloadMismatch", "WrongChain",
@@ -82,6 +98,9 @@ class Config:
     batch_blocks: int = 1000
     expire_late: bool = True
     gas: int = 1_500_000
+    follow_ledger: bool = True
+    ledger_page: int = 500
+    ledger_key: str = ""
 
 
 class Fabric:
@@ -116,6 +135,17 @@ class Fabric:
     def subscriptions(self, subscriber: str) -> list[dict[str, Any]]:
         return self._check(self.http.get("/api/subscriptions", params={"subscriber": subscriber}))["subscriptions"]
 
+    def ledger_entries(self, start: int, limit: int) -> list[Any]:
+        """Raw ledger entries from ``start`` (unverified: :func:`verify_ledger_page` checks them)."""
+        answer = self._check(self.http.get("/api/ledger/entries", params={"from": str(start), "limit": str(limit)}))
+        entries = answer.get("entries") if isinstance(answer, dict) else None
+        if not isinstance(entries, list):
+            raise Failure("fabric GET /api/ledger/entries: no entries list in the answer")
+        return entries
+
+    def receipt(self, sequence: int) -> dict[str, Any]:
+        return self._check(self.http.get(f"/api/ledger/entries/{sequence}/receipt"))
+
     def history(self, subscription: str, start: int) -> dict[str, Any]:
         return self._check(self.http.get(f"/api/subscriptions/{subscription}/history",
                                          params={"from": str(start), "limit": "50"}))
@@ -128,6 +158,70 @@ def envelope_args(document: dict[str, Any]) -> tuple[tuple, int, tuple, bytes]:
     struct = (to_checksum_address(e.cryptlet), e.digest, topic_hash(e.topic), e.request_id, e.sequence,
               e.timestamp_ms, e.payload_hash, e.evidence_hash, e.registration_hash)
     return struct, e.domain.chain_id, (signature[64], signature[:32], signature[32:64]), canonical_json(e.payload)
+
+
+class LedgerVerificationError(Failure):
+    """A ledger entry the fabric served does not verify: it is not acted on."""
+
+    def __init__(self, sequence: int, code: str, detail: str):
+        super().__init__(f"ledger entry {sequence}: {code}: {detail}")
+        self.sequence, self.code = sequence, code
+
+
+def verify_ledger_page(documents: list[Any], *, next_sequence: int, prev_hash: str,
+                       stream: str | None) -> list[LedgerEntry]:
+    """Parse and check a page of ledger entries (JSON documents) that must continue a verified chain
+    ending in ``prev_hash`` at sequence ``next_sequence - 1`` (``GENESIS_HASH`` before entry 1).
+
+    Every entry's hash is recomputed from its content (``LedgerEntry.computed_hash``, the payload
+    canonicalised per RFC 8785 as the ledger stores it) and must be its ``entry_hash``; its
+    ``prev_hash`` must be the hash of the entry before it; sequences must be consecutive and the
+    stream the same throughout. The whole page is checked before any entry of it is returned, so
+    an entry followed by a mislinked one is not trusted either. Raises
+    :class:`LedgerVerificationError` naming the first bad entry (``malformed_entry``,
+    ``sequence_mismatch``, ``stream_mismatch``, ``entry_hash_mismatch``, ``prev_hash_mismatch``).
+    """
+    entries: list[LedgerEntry] = []
+    expected, previous = next_sequence, prev_hash
+    for document in documents:
+        try:
+            entry = LedgerEntry.from_dict(document)
+        except InvalidInput as exc:
+            raise LedgerVerificationError(expected, "malformed_entry", str(exc)) from None
+        except (TypeError, ValueError) as exc:  # e.g. a payload that is not canonical JSON
+            raise LedgerVerificationError(expected, "malformed_entry", f"{type(exc).__name__}: {exc}") from None
+        if entry.sequence != expected:
+            raise LedgerVerificationError(expected, "sequence_mismatch", f"the fabric served entry {entry.sequence}")
+        if stream is not None and entry.stream != stream:
+            raise LedgerVerificationError(expected, "stream_mismatch", f"stream {entry.stream!r}, not {stream!r}")
+        if entry.computed_hash() != entry.entry_hash:
+            raise LedgerVerificationError(expected, "entry_hash_mismatch",
+                                          "its content does not hash to its entry_hash")
+        if entry.prev_hash != previous:
+            raise LedgerVerificationError(expected, "prev_hash_mismatch",
+                                          f"does not link to entry {expected - 1} ({previous[:16]}…)")
+        entries.append(entry)
+        stream, previous, expected = entry.stream, entry.entry_hash, expected + 1
+    return entries
+
+
+def verify_anchor(receipt_document: Any, last: LedgerEntry, key: VerifierKey) -> int:
+    """Check that ``last`` (the newest entry of a verified page) is in a checkpoint signed by the pinned
+    ``key``: its receipt must verify (``Receipt.verify``: signature, inclusion proof) and name exactly
+    this entry. Every earlier entry of the page links to it, so the whole page is anchored. Returns
+    the checkpoint's size; :class:`LedgerVerificationError` otherwise."""
+    from shared.receipts import Receipt
+
+    try:
+        receipt = Receipt.from_dict(receipt_document)
+        checkpoint = receipt.verify(key)
+    except FabricError as exc:
+        raise LedgerVerificationError(last.sequence, getattr(exc, "reason", None) or "receipt_invalid",
+                                      f"its receipt does not verify: {exc}") from None
+    if receipt.entry.sequence != last.sequence or receipt.entry.entry_hash != last.entry_hash:
+        raise LedgerVerificationError(last.sequence, "receipt_mismatch",
+                                      f"the checkpointed entry {receipt.entry.sequence} is not the one served")
+    return checkpoint.size
 
 
 class Adapter:
@@ -148,6 +242,11 @@ class Adapter:
         self.topics: dict[bytes, str] = {}
         self.stopping = False
         self.event_topics = {self._event_topic(n): n for n in ("Requested", "Subscribed", "Unsubscribed")}
+        self.digest = bytes(self.proxy.functions.digest().call())
+        owner = self.proxy.functions.owner().call()
+        self.signer_owner = to_checksum_address(owner) == self.account.address
+        self.follows_ledger = config.follow_ledger and self.signer_owner
+        self.ledger_key = VerifierKey.parse(config.ledger_key, "ledger_key") if config.ledger_key else None
 
     def _event_topic(self, name: str) -> bytes:
         item = next(i for i in self.abi if i.get("type") == "event" and i["name"] == name)
@@ -162,9 +261,22 @@ class Adapter:
                  self.proxy.address, self.name, self.chain_id, self.state.data["next_block"],
                  f" after log {self.state.data['cursor']}" if self.state.data["cursor"] else "",
                  self.config.confirmations)
+        if self.follows_ledger:
+            ledger = self.state.ledger
+            log.info("signer set: following the fabric's ledger from entry %d for cryptlet %s, %s%s", ledger["next"],
+                     self.name, f"checkpoint key {self.ledger_key.name}+{self.ledger_key.key_id.hex()} pinned"
+                     if self.ledger_key else "no checkpoint key pinned (hash chain only)",
+                     f" (it had halted, trying again: {ledger['halted']})" if ledger.get("halted") else "")
+            ledger.update(halted=None, attempts=0, next_try=0.0)
+            self.state.save()
+        else:
+            log.info("signer set: not following the ledger (%s)", "--no-ledger" if not self.config.follow_ledger
+                     else f"the proxy's owner is not the transaction account {self.account.address}")
         while not self.stopping:
             try:
                 self.scan()
+                if self.follows_ledger:
+                    self.follow_ledger()
                 self.work_requests()
                 self.work_subscriptions()
             except (httpx.HTTPError, OSError, ConnectionError) as exc:  # the node or the fabric is unreachable
@@ -250,6 +362,120 @@ class Adapter:
             found = self.state.subscriptions.get(sid)
             if found and found["status"] != "ended":
                 self._end_subscription(sid, found, "unsubscribed on chain")
+
+    # -- ledger -> signer set -------------------------------------------------------------------------
+    def follow_ledger(self) -> None:
+        """Mirror the key events of the proxy's cryptlet, from verified ledger entries only, in ledger order.
+
+        The cursor (``ledger.next``, ``ledger.prev_hash``) moves only past an entry that verified and
+        was handled (mirrored, found mirrored already, not this cryptlet's, or reported as a
+        permanent failure such as adding a key the set has revoked); a page that does not verify, or
+        an update that may pass later, is retried with backoff from the same entry, and after
+        ``max_attempts`` it is reported and the ledger is no longer followed (``ledger.halted``)
+        until the adapter is restarted — so no later entry is applied past a revocation that was
+        not, and a ledger that does not verify is never acted on.
+        """
+        ledger = self.state.ledger
+        if ledger.get("halted") or ledger["next_try"] > time.time():
+            return
+        while not self.stopping:
+            try:
+                documents = self.fabric.ledger_entries(ledger["next"], self.config.ledger_page)
+                entries = verify_ledger_page(documents, next_sequence=ledger["next"], prev_hash=ledger["prev_hash"],
+                                             stream=ledger.get("stream"))
+                if entries and self.ledger_key is not None:
+                    verify_anchor(self.fabric.receipt(entries[-1].sequence), entries[-1], self.ledger_key)
+            except Failure as exc:
+                self._ledger_failed(exc, ledger["next"])
+                return
+            if not entries:
+                return
+            for entry in entries:
+                if self.stopping:
+                    return
+                try:
+                    self.mirror(entry)
+                except Failure as exc:
+                    if not exc.permanent:  # retried from this entry; after max_attempts: reported, halted
+                        self._ledger_failed(exc, entry.sequence)
+                        return
+                    self._report("ledger", str(entry.sequence), {"kind": entry.kind,
+                                                                 "entry_hash": "0x" + entry.entry_hash}, exc.reason)
+                ledger.update(next=entry.sequence + 1, prev_hash=entry.entry_hash, stream=entry.stream, attempts=0,
+                              next_try=0.0)
+                self.state.save()
+            if len(documents) < self.config.ledger_page:
+                return
+
+    def _ledger_failed(self, exc: Failure, sequence: int) -> None:
+        ledger = self.state.ledger
+        ledger["attempts"] += 1
+        if ledger["attempts"] >= self.config.max_attempts:
+            ledger["halted"] = exc.reason
+            self._report("ledger", str(sequence), {"attempts": ledger["attempts"]}, exc.reason)
+            log.error("signer set: no longer following the ledger (entry %d): restart the adapter once the "
+                      "cause is fixed", sequence)
+        else:
+            delay = min(self.config.backoff_max_s, self.config.backoff_s * 2 ** (ledger["attempts"] - 1))
+            ledger["next_try"] = time.time() + delay
+            log.warning("signer set: ledger from entry %d failed (attempt %d/%d), retrying in %.1f s: %s", sequence,
+                        ledger["attempts"], self.config.max_attempts, delay, exc.reason)
+        self.state.save()
+
+    def signer_status(self, address: str) -> int:
+        return int(self.proxy.functions.signerStatus(to_checksum_address(address)).call())
+
+    def mirror(self, entry: LedgerEntry) -> None:
+        """Apply one verified ledger entry to the proxy's signer set, if it is a key event of its cryptlet.
+
+        Idempotent: the on-chain status of the keys is read first and an update already made is
+        skipped, so repeating an entry (a crash before its cursor was saved) sends nothing.
+        """
+        payload = entry.payload
+        if entry.kind not in (REGISTERED, KEY_ROTATED, KEY_REVOKED, RETIRED) or payload.get("name") != self.name:
+            return
+        ledger_entry = bytes.fromhex(entry.entry_hash)
+        address = payload.get("address")
+        if not isinstance(address, str):
+            raise Failure(f"ledger entry {entry.sequence} ({entry.kind}) names no address", permanent=True)
+        where = f"ledger entry {entry.sequence} ({entry.kind} {self.name})"
+        if entry.kind in (REGISTERED, KEY_ROTATED):
+            digest = str(payload.get("digest", ""))
+            if digest.lower() != "0x" + self.digest.hex():
+                log.info("signer set: %s is for package %s, the proxy is bound to 0x%s: not mirrored", where,
+                         digest, self.digest.hex())
+                return
+        if entry.kind == REGISTERED:
+            status = self.signer_status(address)
+            if status != UNKNOWN:
+                log.info("signer set: %s: key %s is %s on chain already", where, address, STATUS_NAMES[status])
+                return
+            tx = self._transact("addSigner", to_checksum_address(address), ledger_entry)
+            log.info("signer set: %s mirrored: addSigner(%s) in tx %s", where, address, tx["hash"])
+        elif entry.kind == KEY_ROTATED:
+            old = payload.get("previous_address")
+            if not isinstance(old, str):
+                raise Failure(f"{where} names no previous_address", permanent=True)
+            old_status, new_status = self.signer_status(old), self.signer_status(address)
+            if new_status != UNKNOWN and old_status != ACTIVE:
+                log.info("signer set: %s: %s -> %s is on chain already (%s, %s)", where, old, address,
+                         STATUS_NAMES[old_status], STATUS_NAMES[new_status])
+                return
+            if old_status == UNKNOWN:  # the set never held the old key: the new one is still this cryptlet's key
+                tx = self._transact("addSigner", to_checksum_address(address), ledger_entry)
+                log.info("signer set: %s mirrored: addSigner(%s) (the old key %s was never in the set) in tx %s",
+                         where, address, old, tx["hash"])
+                return
+            tx = self._transact("rotateSigner", to_checksum_address(old), to_checksum_address(address), ledger_entry)
+            log.info("signer set: %s mirrored: rotateSigner(%s, %s) in tx %s", where, old, address, tx["hash"])
+        else:  # KEY_REVOKED, RETIRED
+            status = self.signer_status(address)
+            if status != ACTIVE:
+                log.info("signer set: %s: key %s is %s on chain: nothing to revoke", where, address,
+                         STATUS_NAMES[status])
+                return
+            tx = self._transact("revokeSigner", to_checksum_address(address), ledger_entry)
+            log.info("signer set: %s mirrored: revokeSigner(%s) in tx %s", where, address, tx["hash"])
 
     # -- requests -----------------------------------------------------------------------------------
     def work_requests(self) -> None:

@@ -12,9 +12,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from shared.ledger import GENESIS_HASH
+
 VERSION = 1
 #: Finished requests remembered (so a rescan after a deep reorg does not even ask the chain again).
 DONE_KEPT = 1000
+
+
+def new_ledger_cursor() -> dict[str, Any]:
+    """Where following the fabric's ledger stands: the next sequence to read, the hash of the last
+    verified entry (the genesis hash before entry 1) and its stream, retries, and why it halted."""
+    return {"next": 1, "prev_hash": GENESIS_HASH, "stream": None, "attempts": 0, "next_try": 0.0, "halted": None}
 
 
 class State:
@@ -32,10 +40,11 @@ class State:
             if data.get("chain_id") != chain_id or data.get("proxy", "").lower() != proxy.lower():
                 raise SystemExit(f"state file {path} belongs to chain {data.get('chain_id')} proxy "
                                  f"{data.get('proxy')}, not chain {chain_id} proxy {proxy}")
+            data.setdefault("ledger", new_ledger_cursor())
             return cls(path, data)
         data = {"version": VERSION, "chain_id": chain_id, "proxy": proxy, "next_block": start_block,
                 "cursor": None, "last_block_hash": None, "requests": {}, "subscriptions": {}, "done": [],
-                "failed": []}
+                "failed": [], "ledger": new_ledger_cursor()}
         state = cls(path, data)
         state.save()
         return state
@@ -53,6 +62,10 @@ class State:
     @property
     def requests(self) -> dict[str, dict[str, Any]]:
         return self.data["requests"]
+
+    @property
+    def ledger(self) -> dict[str, Any]:
+        return self.data["ledger"]
 
     @property
     def subscriptions(self) -> dict[str, dict[str, Any]]:
