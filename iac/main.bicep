@@ -145,6 +145,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identity.properties.clientId};Authorization=AAD' }
         { name: 'FABRIC_SEALING_SECRET', value: '@Microsoft.KeyVault(SecretUri=${sealingSecretEntry.properties.secretUri})' }
         { name: 'FABRIC_PACKAGES_DIR', value: 'cryptlet_packages' }
+        { name: 'FABRIC_UPLOADS_DIR', value: '/tmp/cryptlet-uploads' }  // the app package is read-only; uploads also live in blob storage
         { name: 'FABRIC_TABLE_PREFIX', value: 'fabric' }
         { name: 'FABRIC_CHAIN_ID', value: chainId }
         { name: 'FABRIC_VERIFYING_CONTRACT', value: verifyingContract }

@@ -33,7 +33,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError
-from azure.storage.queue import QueueClient
 
 from shared.delivery import CallbackClient, DeliveryFailed, DeliveryKey
 from shared.errors import Conflict, FabricError, InvalidInput, NotFound, StorageError
@@ -41,7 +40,7 @@ from shared.fabric import Fabric, get_fabric
 from shared.history import HistoryRow, HistoryStore
 from shared.scheduler import Scheduler, fire_message, now_ms
 from shared.settings import PROJECT_ROOT, SETTINGS
-from shared.storage import resolve_connection_string, table_client
+from shared.storage import queue_client, table_client
 from shared.subscriptions import Subscription, SubscriptionStore
 from shared import webhooks
 
@@ -90,15 +89,6 @@ def _visibility_base_s(host_json: os.PathLike | str = PROJECT_ROOT / "host.json"
 def request_id_of(subscription: str, sequence: int) -> str:
     """The deterministic invocation request id of a fire: SHA-256 of ``<subscription>:<sequence>``."""
     return "0x" + hashlib.sha256(f"{subscription}:{sequence}".encode()).hexdigest()
-
-
-def queue_client(storage: str, queue: str) -> QueueClient:
-    if storage.startswith("https://"):
-        from azure.identity import DefaultAzureCredential
-
-        account = storage.split("//", 1)[1].split(".", 1)[0]
-        return QueueClient(f"https://{account}.queue.core.windows.net", queue, credential=DefaultAzureCredential())
-    return QueueClient.from_connection_string(resolve_connection_string(storage), queue)
 
 
 class Events:

@@ -13,6 +13,7 @@ import platform
 import shutil
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from cryptlet_sdk import MAX_EVENTS
@@ -35,12 +36,13 @@ from shared.ledger_index import LedgerIndex
 from shared.ledger_kinds import POLICY_SET, REGISTERED
 from shared.manifest import load_manifest
 from shared.policy import PolicyStore, effective_settings, manifest_settings, validate_policy
+from shared.package_store import PackageStore
 from shared.package_upload import UPLOADS_FOLDER, extract_package
 from shared.regions import RegionPool, SequenceClock
 from shared.registry import Registration, Registry, digest_bytes
 from shared.requests import QueuedRequest, RequestStore, deadline_of
 from shared.settings import Settings
-from shared.storage import table_client
+from shared.storage import container_client, table_client
 
 log = logging.getLogger("fabric")
 LEDGER_STREAM = "registry"
@@ -65,10 +67,12 @@ class Fabric:
         self.keystore = open_key_store(settings)
         self.jobs = JobStore(table_client(settings.storage, settings.table("jobs")))  # progress of long calls
         # regions made at registration and key rotation join the pools too: they report progress here as well
-        self.registry = Registry(packages_dir=settings.packages_dir,
+        self.registry = Registry(packages_dir=settings.packages_dir, uploads_dir=settings.uploads_folder,
                                  catalog=table_client(settings.storage, settings.table("cryptlets")),
                                  ledger=self.ledger, keystore=self.keystore,
                                  provider=ProgressRouting(self.provider, self.jobs.report), domain=self.domain)
+        self.uploads = PackageStore(container_client(settings.storage, settings.table("packages").lower()))
+        self.registry.restore_upload = self._restore_upload
         self.keys = KeyLifecycle(self.registry, self.ledger_index)
         self.requests = RequestStore(table_client(settings.storage, settings.table("requests")))
         self.sequences = SequenceClock()
@@ -98,14 +102,21 @@ class Fabric:
 
     def register_upload(self, data: bytes) -> Registration:
         """Register an uploaded package zip: check it, extract it under ``.uploads/<digest>``, register it."""
-        folder, created = extract_package(data, self.settings.packages_dir / UPLOADS_FOLDER,
+        folder, created = extract_package(data, self.settings.uploads_folder,
                                           self.settings.max_package_bytes, self.provider.digest)
         try:
+            self.uploads.put(folder.name, data)  # before the catalog row: every host can restore it
             return self.register({"package": f"{UPLOADS_FOLDER}/{folder.name}"})
         except InvalidInput:  # e.g. an invalid manifest: drop what this call extracted (not on Conflict:
             if created:       # a concurrent upload of the same package may be using the folder)
                 shutil.rmtree(folder, ignore_errors=True)
+                self.uploads.delete(folder.name)
             raise
+
+    def _restore_upload(self, digest_hex: str) -> Path:
+        """An upload another host received: extract it here from the package store (same checks)."""
+        return self.uploads.restore(digest_hex, self.settings.uploads_folder,
+                                    self.settings.max_package_bytes, self.provider.digest)
 
     def get(self, name: str) -> Registration:
         return self.registry.get(name)

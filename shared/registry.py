@@ -11,6 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
@@ -63,21 +64,27 @@ class Registry:
     """Registers cryptlet packages and answers which cryptlets exist."""
 
     def __init__(self, *, packages_dir: Path, catalog: TableClient, ledger: Ledger, keystore: KeyStore,
-                 provider: IsolationProvider, domain: Domain) -> None:
+                 provider: IsolationProvider, domain: Domain, uploads_dir: Path | None = None) -> None:
         self.packages_dir = Path(packages_dir)
+        self.uploads_dir = Path(uploads_dir) if uploads_dir is not None else self.packages_dir / ".uploads"
         self.catalog = catalog
         self.ledger = ledger
         self.keystore = keystore
         self.provider = provider
         self.domain = domain
+        #: ``restore_upload(digest hex) -> folder``: bring an upload received by another host here.
+        self.restore_upload: Callable[[str], Path] | None = None
 
     def package_dir(self, package: Any) -> Path:
         """Resolve a package name (or an uploaded package's ``.uploads/<digest>``) to its folder."""
         if not isinstance(package, str) or not (PACKAGE_NAME.match(package) or UPLOADED_PACKAGE.match(package)):
             raise InvalidInput("package must be a package folder name (lowercase letters, digits, underscores)",
                                field="package")
-        path = self.packages_dir / package
+        path = self.uploads_dir / package.split("/", 1)[1] if UPLOADED_PACKAGE.match(package) \
+            else self.packages_dir / package
         if not path.is_dir():
+            if UPLOADED_PACKAGE.match(package) and self.restore_upload is not None:
+                return self.restore_upload(package.split("/", 1)[1])  # uploaded on another host
             raise NotFound(f"no package {package!r} in the packages folder", field="package")
         return path
 

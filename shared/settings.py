@@ -26,6 +26,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
                                     "Keys sealed under one secret cannot be opened under another."),
     "FABRIC_PACKAGES_DIR": ("cryptlet_packages", "Folder holding cryptlet packages that may be registered "
                                                  "(relative to the app root)."),
+    "FABRIC_UPLOADS_DIR": ("", "Writable folder where uploaded packages are extracted (`<digest>/` each); empty: "
+                               "FABRIC_PACKAGES_DIR/.uploads. Every upload is also kept in blob storage."),
     "FABRIC_MAX_PACKAGE_BYTES": ("5242880", "Largest uploaded package zip in bytes (compressed); it may unpack to "
                                             "at most four times this and hold at most 256 entries."),
     "FABRIC_TABLE_PREFIX": ("fabric", "Prefix of every table the fabric creates (letters and digits)."),
@@ -72,6 +74,12 @@ class Settings:
     key_store: str = "table"
     key_vault_url: str = ""
     max_package_bytes: int = 5 * 1024 * 1024
+    uploads_dir: Path | None = None  # None: packages_dir/.uploads
+
+    @property
+    def uploads_folder(self) -> Path:
+        """Where uploaded packages are extracted (``.uploads/<digest>`` package references resolve here)."""
+        return self.uploads_dir or self.packages_dir / ".uploads"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -95,9 +103,11 @@ class Settings:
             raise ConfigurationError("FABRIC_TABLE_PREFIX must be letters and digits, starting with a letter",
                                      field="FABRIC_TABLE_PREFIX")
         packages = Path(get("FABRIC_PACKAGES_DIR"))
+        packages = packages if packages.is_absolute() else PROJECT_ROOT / packages
+        uploads = Path(get("FABRIC_UPLOADS_DIR") or packages / ".uploads")
         return cls(
             storage=storage_setting(env), sealing_secret=secret,
-            packages_dir=packages if packages.is_absolute() else PROJECT_ROOT / packages,
+            packages_dir=packages, uploads_dir=uploads if uploads.is_absolute() else PROJECT_ROOT / uploads,
             table_prefix=prefix, chain_id=_int(get, "FABRIC_CHAIN_ID", 0),
             verifying_contract=get("FABRIC_VERIFYING_CONTRACT"),
             region_timeout=float(_int(get, "FABRIC_REGION_TIMEOUT_S", 1)),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.blob import ContainerClient
+from azure.storage.queue import QueueClient
 
 from shared.errors import ConfigurationError, StorageError
 
@@ -56,4 +58,37 @@ def table_client(connection_string: str, table: str, *, create: bool = True) -> 
             pass
         except AzureError as exc:
             raise StorageError(f"table storage unreachable: {type(exc).__name__}") from None
+    return client
+
+
+def _service_endpoint(storage: str, service: str) -> str:
+    """``https://<account>.<service>.core.windows.net`` for an identity-based setting (a service URL)."""
+    account = storage.split("//", 1)[1].split(".", 1)[0]
+    return f"https://{account}.{service}.core.windows.net"
+
+
+def queue_client(storage: str, queue: str) -> QueueClient:
+    """A client for ``queue`` (connection string, or the managed identity for a service URL)."""
+    if storage.startswith("https://"):
+        from azure.identity import DefaultAzureCredential
+
+        return QueueClient(_service_endpoint(storage, "queue"), queue, credential=DefaultAzureCredential())
+    return QueueClient.from_connection_string(resolve_connection_string(storage), queue)
+
+
+def container_client(storage: str, container: str, *, create: bool = True) -> ContainerClient:
+    """A client for blob ``container``, creating it on first use."""
+    if storage.startswith("https://"):
+        from azure.identity import DefaultAzureCredential
+
+        client = ContainerClient(_service_endpoint(storage, "blob"), container, credential=DefaultAzureCredential())
+    else:
+        client = ContainerClient.from_connection_string(resolve_connection_string(storage), container)
+    if create:
+        try:
+            client.create_container()
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            raise StorageError(f"blob storage unreachable: {type(exc).__name__}") from None
     return client

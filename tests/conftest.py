@@ -104,12 +104,15 @@ class FabricHost:
         return self.log_path.read_text(errors="replace")
 
     @contextlib.contextmanager
-    def twin(self) -> Iterator["FabricHost"]:
-        """A second host process with the same settings and storage (a restart, or a scale-out instance)."""
+    def twin(self, **overrides: str) -> Iterator["FabricHost"]:
+        """A second host process with the same settings (but ``overrides``) and storage: a restart, or
+        a scale-out instance."""
         port = free_port()
         log_path = self.log_path.with_name(f"twin-{port}.log")
-        process = start_host(self.env, port, log_path)
-        twin = replace(self, url=f"http://127.0.0.1:{port}", log_path=log_path, process=process, responses=[])
+        env = {**self.env, **overrides}
+        process = start_host(env, port, log_path)
+        twin = replace(self, url=f"http://127.0.0.1:{port}", log_path=log_path, process=process, responses=[],
+                       env=env, packages_dir=Path(env["FABRIC_PACKAGES_DIR"]))
         try:
             wait_for_port(port, 60, process)
             yield twin

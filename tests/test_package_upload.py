@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from azure.storage.blob import ContainerClient
 
 from shared.checkpoint import VerifierKey
 from shared.package_upload import zip_package
@@ -88,6 +89,41 @@ def test_uploaded_zip_registers_invokes_and_verifies(fabric_host, uploaded, tmp_
     verified = fabric_host.cli("verify", "--allow-software-evidence", str(out))
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.startswith("verified: uploaded_validator")
+
+
+def test_another_host_restores_an_upload_from_the_package_store(fabric_host, uploaded, tmp_path):
+    """A scale-out instance (its own, empty packages folder) serves a package uploaded to another host."""
+    empty = tmp_path / "packages"
+    empty.mkdir()
+    stored = ContainerClient.from_connection_string(fabric_host.storage, f"{fabric_host.table_prefix}packages")
+    assert f"{uploaded['digest'][2:]}.zip" in {b.name for b in stored.list_blobs()}
+    with fabric_host.twin(FABRIC_PACKAGES_DIR=str(empty)) as other, other.client() as http:
+        response = http.post("/api/cryptlets/uploaded_validator/invoke",
+                             json={"method": "validate", "args": {"customer": CUSTOMER, "salt": "0x" + "cd" * 32}})
+    assert response.status_code == 200, response.text
+    envelope = response.json()
+    assert envelope["digest"] == uploaded["digest"] and envelope["cryptlet"] == uploaded["address"]
+    assert sorted(p.name for p in (empty / uploaded["package"]).iterdir()) == ["cryptlet.json", "validator.py"]
+
+
+def test_a_package_changed_in_the_store_is_refused(fabric_host, uploaded, tmp_path):
+    empty = tmp_path / "packages"
+    empty.mkdir()
+    blob = ContainerClient.from_connection_string(
+        fabric_host.storage, f"{fabric_host.table_prefix}packages").get_blob_client(f"{uploaded['digest'][2:]}.zip")
+    original = blob.download_blob().readall()
+    folder = renamed_validator(tmp_path / "evil", "uploaded_validator")
+    (folder / "validator.py").write_text((folder / "validator.py").read_text() + "\n# changed\n")
+    blob.upload_blob(zip_package(folder), overwrite=True)
+    try:
+        with fabric_host.twin(FABRIC_PACKAGES_DIR=str(empty)) as other, other.client() as http:
+            response = http.post("/api/cryptlets/uploaded_validator/invoke", json={"method": "rules"})
+    finally:
+        blob.upload_blob(original, overwrite=True)
+    assert response.status_code >= 400, response.text
+    assert "changed in storage" in response.json()["detail"]
+    assert not (empty / uploaded["package"]).exists()
+
 
 
 @pytest.mark.parametrize("reason", sorted(HOSTILE))
