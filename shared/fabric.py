@@ -24,7 +24,7 @@ from shared.errors import Conflict, FabricError, InvalidInput, RegionError
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider
 from shared.isolation.provider import Region
-from shared.jobs import JobStore, ProgressRouting
+from shared.jobs import JobStore
 from shared.checkpoint import CheckpointSigner, origin_of
 from shared.contract_state import StateStore
 from shared.delivery import DeliveryKey
@@ -70,7 +70,8 @@ class Fabric:
         self.registry = Registry(packages_dir=settings.packages_dir, uploads_dir=settings.uploads_folder,
                                  catalog=table_client(settings.storage, settings.table("cryptlets")),
                                  ledger=self.ledger, keystore=self.keystore,
-                                 provider=ProgressRouting(self.provider, self.jobs.report), domain=self.domain)
+                                 provider=self.provider, domain=self.domain)
+        self.registry.region_options = self._region_options  # effective settings, progress sink
         self.uploads = PackageStore(container_client(settings.storage, settings.table("packages").lower()))
         self.registry.restore_upload = self._restore_upload
         self.keys = KeyLifecycle(self.registry, self.ledger_index)
@@ -274,13 +275,20 @@ class Fabric:
                 self._pool_settings[registration.name] = settings
             return pool
 
+    def _options(self, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """``create_region`` keyword arguments for effective ``settings``: call-outs (egress, progress), timeout."""
+        return {"call_out": HostCallOuts(name, egress=settings["egress"], progress=self.jobs.report),
+                "timeout": settings["timeout_s"]}
+
+    def _region_options(self, name: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Region options for registration and key rotation: defaults < ``manifest`` < the current policy."""
+        policy, _ = self.policies.get(name)
+        return self._options(name, effective_settings(self._defaults(), manifest_settings(manifest), policy))
+
     def _start_region(self, registration: Registration) -> Region:
         package_dir = self.registry.package_dir(registration.package)
-        settings = self.effective(registration)
         region = self.provider.create_region(package_dir, digest_bytes(registration), domain=self.domain,
-                                             call_out=HostCallOuts(registration.name, egress=settings["egress"],
-                                                                   progress=self.jobs.report),
-                                             timeout=settings["timeout_s"])
+                                             **self._options(registration.name, self.effective(registration)))
         try:
             sealed = self.keystore.get(registration.address)
             region.call("unseal", address=registration.address, sealed_key=base64.b64encode(sealed.blob).decode())

@@ -29,7 +29,6 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.encoding import from_hex
 from shared.errors import Conflict, NotFound, StorageError
-from shared.isolation.callout import HostCallOuts, ProgressSink
 from shared.ledger import utc_now
 
 PARTITION = "job"
@@ -100,22 +99,3 @@ class JobStore:
         known(request_id)  # raises NotFound for an unknown request
         return {"request_id": request_id.lower(), "cryptlet": None, "fraction": 0.0, "message": "",
                 "started_at": None, "updated_at": None, "reported": False}
-
-
-class ProgressRouting:
-    """An isolation provider as seen by code that creates regions itself (registration, key
-    rotation): regions created with a :class:`HostCallOuts` that has no progress sink get ``sink``,
-    so progress reported in any pooled region is recorded. Everything else is the provider's."""
-
-    def __init__(self, provider: Any, sink: ProgressSink) -> None:
-        self._provider = provider
-        self._sink = sink
-
-    def create_region(self, *args: Any, **kwargs: Any) -> Any:
-        call_out = kwargs.get("call_out")
-        if isinstance(call_out, HostCallOuts) and call_out.progress is None:
-            call_out.progress = self._sink
-        return self._provider.create_region(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._provider, name)

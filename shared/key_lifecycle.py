@@ -28,7 +28,7 @@ from azure.data.tables import UpdateMode
 
 from shared import ledger_kinds as kinds
 from shared.errors import Conflict, InvalidInput, StorageError
-from shared.isolation.callout import HostCallOuts
+from shared.manifest import load_manifest
 from shared.isolation.provider import Region
 from shared.key_history import KeyRecord
 from shared.keystore import SealedKey
@@ -65,8 +65,9 @@ class KeyLifecycle:
         ledger append (the host drains regions holding the old key there)."""
         current = self.registry.get(name)
         provider = self.registry.provider
-        region = provider.create_region(self.registry.package_dir(current.package), digest_bytes(current),
-                                        domain=self.registry.domain, call_out=HostCallOuts(name))
+        package_dir = self.registry.package_dir(current.package)
+        region = provider.create_region(package_dir, digest_bytes(current), domain=self.registry.domain,
+                                        **self.registry.region_options(name, load_manifest(package_dir).document))
         try:
             key = region.call("generate_key")
             evidence = attest_key(region, key["public_key"])

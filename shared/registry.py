@@ -60,6 +60,12 @@ class Registration:
                 "events": self.events}
 
 
+def manifest_region_options(name: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Region options from the manifest alone: its egress allow-list and per-call timeout."""
+    return {"call_out": HostCallOuts(name, egress=manifest.get("egress", ())),
+            "timeout": manifest.get("config", {}).get("timeoutSeconds")}
+
+
 class Registry:
     """Registers cryptlet packages and answers which cryptlets exist."""
 
@@ -74,6 +80,10 @@ class Registry:
         self.domain = domain
         #: ``restore_upload(digest hex) -> folder``: bring an upload received by another host here.
         self.restore_upload: Callable[[str], Path] | None = None
+        #: ``region_options(name, manifest document) -> create_region keyword arguments`` (call-out
+        #: handler, timeout) for the regions made here and at key rotation; the host sets its effective
+        #: settings (policy included), the default applies the manifest's egress and timeout.
+        self.region_options: Callable[[str, dict[str, Any]], dict[str, Any]] = manifest_region_options
 
     def package_dir(self, package: Any) -> Path:
         """Resolve a package name (or an uploaded package's ``.uploads/<digest>``) to its folder."""
@@ -95,11 +105,8 @@ class Registry:
         digest = self.provider.digest(package_dir)
         self._reserve(manifest.name)
         try:
-            # no policy exists yet (retire deletes it): the manifest's egress and timeout apply
             region = self.provider.create_region(package_dir, digest, domain=self.domain,
-                                                 call_out=HostCallOuts(manifest.name,
-                                                                       egress=manifest.document.get("egress", ())),
-                                                 timeout=manifest.timeout_s)
+                                                 **self.region_options(manifest.name, manifest.document))
             try:
                 key = region.call("generate_key")
                 evidence = attest_key(region, key["public_key"])

@@ -90,6 +90,19 @@ def test_egress_policy_opens_fetch_to_one_host(fabric_host, registered, status_s
     assert other.status_code == 502 and "egress_denied" in other.json()["detail"]
 
 
+def test_the_region_made_at_key_rotation_gets_the_policy_too(fabric_host, registered, status_server):
+    """The rotation region joins the pool first: it must have the same egress list as any other."""
+    probe = {"method": "probe", "args": {"url": f"http://{status_server}/status"}}
+    with fabric_host.client(fabric_host.admin_key) as admin:
+        assert admin.put("/api/cryptlets/sla_monitor/policy", json={"egress": [status_server]}).status_code == 200
+    with fabric_host.client() as http:
+        rotated = http.post("/api/cryptlets/sla_monitor/keys/rotate", json={})
+        assert rotated.status_code == 200, rotated.text
+        response = http.post("/api/cryptlets/sla_monitor/invoke", json=probe)
+    assert response.status_code == 200, response.text
+    assert response.json()["cryptlet"] == rotated.json()["registration"]["address"]
+
+
 def test_a_policy_set_on_another_host_reaches_this_one(fabric_host, registered, status_server):
     url = f"http://{status_server}/status"
     probe = {"method": "probe", "args": {"url": url}}
