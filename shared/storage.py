@@ -6,6 +6,8 @@ ports, as Core Tools does) or, in Azure, identity-based: ``AzureWebJobsStorage__
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import ContainerClient
@@ -52,13 +54,18 @@ def table_client(connection_string: str, table: str, *, create: bool = True) -> 
         service = TableServiceClient.from_connection_string(resolve_connection_string(connection_string))
     client = service.get_table_client(table)
     if create:
-        try:
-            client.create_table()
-        except ResourceExistsError:
-            pass
-        except AzureError as exc:
-            raise StorageError(f"table storage unreachable: {type(exc).__name__}") from None
+        _create(client.create_table, "table")
     return client
+
+
+def _create(make: Callable[[], object], service: str) -> None:
+    """Create a table or container that may exist already; unreachable storage is a StorageError."""
+    try:
+        make()
+    except ResourceExistsError:
+        pass
+    except AzureError as exc:
+        raise StorageError(f"{service} storage unreachable: {type(exc).__name__}") from None
 
 
 def _service_endpoint(storage: str, service: str) -> str:
@@ -85,10 +92,5 @@ def container_client(storage: str, container: str, *, create: bool = True) -> Co
     else:
         client = ContainerClient.from_connection_string(resolve_connection_string(storage), container)
     if create:
-        try:
-            client.create_container()
-        except ResourceExistsError:
-            pass
-        except AzureError as exc:
-            raise StorageError(f"blob storage unreachable: {type(exc).__name__}") from None
+        _create(client.create_container, "blob")
     return client
