@@ -22,11 +22,11 @@ $(STAMP_NODE): package.json package-lock.json
 
 ## run: Azurite + dev host + demo, then keep serving until Ctrl-C
 run: setup
-	$(PY) -m devhost.demo --serve
+	$(PY) -m cryptlet_cli.demo --serve
 
 ## demo: the non-interactive demo; exits 0 only if the envelope verified
 demo: setup
-	$(PY) -m devhost.demo
+	$(PY) -m cryptlet_cli.demo
 
 ## test: the whole test suite against a fresh Azurite on free loopback ports
 test: setup

@@ -35,15 +35,15 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from devhost.azurite import Azurite  # noqa: E402
-from devhost.demo import DevHostProcess  # noqa: E402
+from cryptlet_cli.demo import DevHostProcess  # noqa: E402
 from devhost.ports import free_port, wait_for_port  # noqa: E402
-from shared import webhooks  # noqa: E402
-from shared.delivery import signer_of  # noqa: E402
+from shared.events import webhooks  # noqa: E402
+from shared.events.delivery import signer_of  # noqa: E402
 from shared.encoding import from_hex  # noqa: E402
 from shared.errors import Conflict  # noqa: E402
 from shared.settings import SETTINGS  # noqa: E402
 from shared.storage import table_client  # noqa: E402
-from shared.subscriptions import Subscription, SubscriptionStore, new_id  # noqa: E402
+from shared.events.subscriptions import Subscription, SubscriptionStore, new_id  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -43,7 +43,7 @@ import coincurve  # noqa: E402
 import httpx  # noqa: E402
 
 from devhost.azurite import Azurite  # noqa: E402
-from devhost.demo import DevHostProcess  # noqa: E402
+from cryptlet_cli.demo import DevHostProcess  # noqa: E402
 from devhost.ports import free_port, wait_for_port  # noqa: E402
 from shared.envelope import Domain, Envelope, signed_document  # noqa: E402
 from shared.settings import SETTINGS  # noqa: E402

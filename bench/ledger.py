@@ -28,11 +28,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devhost.azurite import Azurite  # noqa: E402
-from shared.checkpoint import CheckpointSigner, origin_of  # noqa: E402
-from shared.checkpoint_store import CheckpointStore  # noqa: E402
-from shared.ledger import Ledger, walk_chain  # noqa: E402
-from shared.ledger_audit import audit, roots_at  # noqa: E402
-from shared.ledger_index import LedgerIndex  # noqa: E402
+from shared.ledger.checkpoints import CheckpointSigner, origin_of  # noqa: E402
+from shared.ledger.checkpoint_store import CheckpointStore  # noqa: E402
+from shared.ledger.chain import Ledger, walk_chain  # noqa: E402
+from shared.ledger.audit import audit, roots_at  # noqa: E402
+from shared.ledger.index import LedgerIndex  # noqa: E402
 from shared.storage import table_client  # noqa: E402
 
 

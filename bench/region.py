@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.attestation import cryptlet_report_data  # noqa: E402
-from shared.digest import package_digest  # noqa: E402
+from shared.packages.digest import package_digest  # noqa: E402
 from shared.encoding import from_hex  # noqa: E402
 from shared.envelope import Domain  # noqa: E402
 from shared.isolation.process import ProcessProvider  # noqa: E402

@@ -1,6 +1,6 @@
 """Author tools: ``cryptlet init``, ``cryptlet simulate`` and ``cryptlet header``.
 
-Thin commands over :mod:`shared.scaffold`, :mod:`shared.simulate` and :mod:`shared.header`;
+Thin commands over :mod:`cryptlet_cli.scaffold`, :mod:`cryptlet_cli.simulate` and :mod:`cryptlet_cli.header`;
 errors are :class:`~shared.errors.FabricError` (one line, exit 1, via the CLI's group).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from shared.errors import InvalidInput
               show_default=True, help="Folder to create the package folder NAME in.")
 def init(name: str, kind: str, runtime: str, parent: Path) -> None:
     """Scaffold a cryptlet package folder NAME (manifest, entry class, a passing test)."""
-    from shared.scaffold import scaffold
+    from cryptlet_cli.scaffold import scaffold
 
     target = scaffold(name, kind=kind, runtime=runtime, parent=parent)
     files = ", ".join(sorted(p.name for p in target.iterdir()))
@@ -53,8 +53,8 @@ def simulate(path: Path, method: str, values: tuple[str, ...], args_json: str | 
     sequence 0, zero entry hash), so it never verifies against a ledger.
     """
     from cryptlet_cli.main import emit
-    from shared.manifest import load_manifest
-    from shared.simulate import positional_args, simulate as run
+    from shared.packages.manifest import load_manifest
+    from cryptlet_cli.simulate import positional_args, simulate as run
 
     if args_json is not None and values:
         raise InvalidInput("give the arguments either as ARGS or as --args, not both", field="--args")
@@ -96,7 +96,7 @@ def header(obj: Any, target: str, fmt: str, output: str | None) -> None:
     solidity: interface I<Name>Cryptlet plus a library of constants (address, digest, EIP-712
     envelope type hash); abi: the interface's JSON ABI.
     """
-    from shared.header import HeaderSource, generate
+    from cryptlet_cli.header import HeaderSource, generate
 
     if os.sep in target or target in (".", "..") or Path(target).is_dir():
         if not Path(target).is_dir():

@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 
 from shared.errors import FabricError
-from shared.ledger import LedgerEntry
+from shared.ledger.chain import LedgerEntry
 
 
 class ApiError(FabricError):

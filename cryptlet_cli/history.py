@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from shared.delivery import signer_of
+from shared.events.delivery import signer_of
 from shared.encoding import from_hex
 from shared.envelope import Envelope, verify_envelope
 from shared.errors import FabricError

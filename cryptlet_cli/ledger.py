@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from shared.checkpoint import VerifierKey, open_checkpoint, parse_body, split_note
+from shared.ledger.checkpoints import VerifierKey, open_checkpoint, parse_body, split_note
 from shared.errors import InvalidInput, VerificationError
 
 KEY_HELP = "Pinned checkpoint key <name>+<id>+<base64> (env CRYPTLET_LEDGER_KEY)."
@@ -53,9 +53,9 @@ def ledger_verify(connection: str, table_prefix: str, stream: str, public_key: s
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from shared.checkpoint_store import CheckpointStore
-    from shared.ledger import Ledger
-    from shared.ledger_audit import audit
+    from shared.ledger.checkpoint_store import CheckpointStore
+    from shared.ledger.chain import Ledger
+    from shared.ledger.audit import audit
     from shared.storage import table_client
 
     table = table_client(connection, f"{table_prefix}ledger", create=False)
@@ -81,7 +81,7 @@ def ledger_verify(connection: str, table_prefix: str, stream: str, public_key: s
 def ledger_receipt(obj: Any, sequence: int | None, path: str | None, output: str | None,
                    public_key: str | None) -> None:
     """Fetch the receipt of entry SEQUENCE (or check --file) and verify it against the checkpoint key."""
-    from shared.receipts import Receipt
+    from shared.ledger.receipts import Receipt
 
     if path is not None:
         if not public_key:
@@ -151,7 +151,7 @@ def ledger_consistency(obj: Any, old: str, new: str | None, public_key: str | No
     OLD and NEW are tree sizes or checkpoint files saved with `cryptlet ledger checkpoint -o`;
     a saved file is the strong form: the host cannot re-sign a history it rewrote since.
     """
-    from shared.receipts import Consistency
+    from shared.ledger.receipts import Consistency
 
     size1, old_note = _checkpoint_arg(old)
     size2, new_note = _checkpoint_arg(new)
@@ -174,7 +174,7 @@ def ledger_consistency(obj: Any, old: str, new: str | None, public_key: str | No
 @click.pass_obj
 def ledger_tail(obj: Any, count: int, follow: bool, interval: float, as_json: bool) -> None:
     """Show the newest entries, each checked against its hash and linked to the one before."""
-    from shared.ledger import LedgerEntry
+    from shared.ledger.chain import LedgerEntry
 
     size = obj.client.request("GET", "ledger")["size"]
     start = max(1, size - count + 1)
@@ -213,14 +213,14 @@ def signer_key_record(client: Any, entry: Any, connection: str | None) -> Any:
     fails on the registration link)."""
     import os
 
-    from shared.key_history import record_from_entries, replay
-    from shared.ledger_kinds import KEY_ESTABLISHING
+    from shared.keys.history import record_from_entries, replay
+    from shared.ledger.kinds import KEY_ESTABLISHING
 
     address = entry.payload.get("address")
     if entry.kind not in KEY_ESTABLISHING or not isinstance(address, str):
         return None
     if connection:
-        from shared.ledger import Ledger
+        from shared.ledger.chain import Ledger
         from shared.storage import table_client
 
         table = table_client(connection, f"{os.environ.get('FABRIC_TABLE_PREFIX', 'fabric')}ledger", create=False)

@@ -80,7 +80,7 @@ def register(obj: Context, package: str) -> None:
     """Register PACKAGE: a local folder or .zip is uploaded; otherwise a folder name on the host."""
     from pathlib import Path
 
-    from shared.package_upload import zip_package
+    from shared.packages.upload import zip_package
 
     local = Path(package)
     if local.is_dir():

@@ -15,7 +15,7 @@ from cryptlet_cli.client import FabricClient
 from shared.encoding import to_hex
 from shared.envelope import address_of
 from shared.errors import InvalidInput
-from shared.subscribers import HEADER, sign_request
+from shared.events.subscribers import HEADER, sign_request
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}

@@ -3,7 +3,7 @@
 import azure.functions as func
 
 from functions.http import handle_errors, json_response
-from shared.fabric import get_fabric
+from shared.host.fabric import get_fabric
 
 bp = func.Blueprint()
 

@@ -5,7 +5,7 @@ import logging
 import azure.functions as func
 
 from functions.http import document_response, handle_errors, json_body, json_response
-from shared.fabric import get_fabric
+from shared.host.fabric import get_fabric
 
 bp = func.Blueprint()
 

@@ -1,5 +1,5 @@
 """Event engine triggers: the scheduler tick (timer), the fire worker (queue), webhooks, dead letters
-and delivery history (HTTP). Parse -> shared.events -> shape; docs/events.md.
+and delivery history (HTTP). Parse -> shared.events.engine -> shape; docs/events.md.
 
 ``POST /api/webhooks/{subscription_id}`` is anonymous at the Functions level on purpose: the
 external application calling it (a CRM, say) holds only the subscription's webhook secret, and the
@@ -11,7 +11,7 @@ import logging
 import azure.functions as func
 
 from functions.http import MAX_SEQUENCE, handle_errors, int_param, json_response
-from shared.events import get_events
+from shared.events.engine import get_events
 
 bp = func.Blueprint()
 log = logging.getLogger("fabric.events")

@@ -10,7 +10,7 @@ bp = func.Blueprint()
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.fabric import get_fabric, versions
+    from shared.host.fabric import get_fabric, versions
 
     try:
         report = get_fabric().health()

@@ -6,7 +6,7 @@ import azure.functions as func
 
 from functions.http import MAX_SEQUENCE, handle_errors, int_param, json_response
 from shared.errors import FabricError, InvalidInput, NotFound
-from shared.fabric import get_fabric
+from shared.host.fabric import get_fabric
 
 bp = func.Blueprint()
 log = logging.getLogger("fabric.ledger")
@@ -93,7 +93,7 @@ def key_status(req: func.HttpRequest) -> func.HttpResponse:
 @bp.timer_trigger(schedule="%FABRIC_AUDIT_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def ledger_audit(timer: func.TimerRequest) -> None:
     """Walk the whole chain and every stored checkpoint on a schedule; log the first problem."""
-    from shared.ledger_audit import audit
+    from shared.ledger.audit import audit
 
     fabric = get_fabric()
     try:

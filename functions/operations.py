@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared.openapi import document_json
+from functions.openapi import document_json
 
 bp = func.Blueprint()
 _PONG = b'{"status":"ok"}'

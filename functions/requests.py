@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 
 from functions.http import handle_errors, json_body, json_response
-from shared.fabric import get_fabric
+from shared.host.fabric import get_fabric
 
 bp = func.Blueprint()
 log = logging.getLogger("fabric.requests")

@@ -5,8 +5,8 @@ import time
 import azure.functions as func
 
 from functions.http import handle_errors, json_body, json_response
-from shared.subscribers import HEADER
-from shared.subscriptions import get_service
+from shared.events.subscribers import HEADER
+from shared.events.subscriptions import get_service
 
 bp = func.Blueprint()
 

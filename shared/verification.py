@@ -18,9 +18,9 @@ from shared.attestation.evidence import Evidence, EvidencePolicy, VerifiedEviden
 from shared.encoding import from_hex, to_hex
 from shared.envelope import Envelope, address_of, verify_envelope
 from shared.errors import AttestationError, InvalidInput, VerificationError
-from shared.key_history import KeyRecord
-from shared.ledger import LedgerEntry
-from shared.ledger_kinds import KEY_ESTABLISHING
+from shared.keys.history import KeyRecord
+from shared.ledger.chain import LedgerEntry
+from shared.ledger.kinds import KEY_ESTABLISHING
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def verify_against_registration(document: Any, entry: LedgerEntry, *, evidence_p
 
     With ``evidence_policy`` the evidence link is checked too (``now`` defaults to the current
     time); without it the result says the evidence was not checked. With ``key`` (the signer's
-    :class:`~shared.key_history.KeyRecord` replayed from the ledger) the key link also checks that
+    :class:`~shared.keys.history.KeyRecord` replayed from the ledger) the key link also checks that
     the key was not revoked, rotated out or retired before the envelope's timestamp
     (``key_revoked``, ``key_superseded``, ``cryptlet_retired``).
     """

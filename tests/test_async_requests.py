@@ -10,10 +10,10 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from devhost.azurite import DEV_ACCOUNT  # noqa: F401  (documents which account the queues live in)
-from shared.delivery import signer_of
+from shared.events.delivery import signer_of
 from shared.encoding import from_hex
 from shared.envelope import Envelope, verify_envelope
-from shared.requests import QueuedRequest, RequestStore
+from shared.host.queued_calls import QueuedRequest, RequestStore
 from shared.storage import table_client
 from tests.helpers import wait_for
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from shared.digest import package_digest
+from shared.packages.digest import package_digest
 from shared.encoding import canonical_json, keccak256, to_hex
 from shared.envelope import DOMAIN_TYPEHASH, ENVELOPE_TYPE, ENVELOPE_TYPEHASH, Envelope, verify_envelope
 from shared.errors import InvalidInput
-from shared.header import HeaderSource, abi_type, interface_name, json_abi, library_name, solidity_header
-from shared.manifest import load_manifest
-from shared.simulate import SIMULATED_REGISTRATION
+from cryptlet_cli.header import HeaderSource, abi_type, interface_name, json_abi, library_name, solidity_header
+from shared.packages.manifest import load_manifest
+from cryptlet_cli.simulate import SIMULATED_REGISTRATION
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).with_name("cryptlet")

@@ -33,10 +33,10 @@ from eth_account import Account
 from web3.exceptions import ContractCustomError, ContractLogicError
 
 from adapters.ethereum.adapter import LedgerVerificationError, envelope_args, verify_anchor, verify_ledger_page
-from shared.checkpoint import CheckpointSigner, VerifierKey
+from shared.ledger.checkpoints import CheckpointSigner, VerifierKey
 from shared.encoding import canonical_json
 from shared.envelope import topic_hash
-from shared.ledger import GENESIS_HASH, LedgerEntry, entry_bytes, hash_entry, row_key
+from shared.ledger.chain import GENESIS_HASH, LedgerEntry, entry_bytes, hash_entry, row_key
 from tests.test_chain_e2e import (  # noqa: F401  (ganache, artifacts: fixtures used by name)
     CHAIN_ID, DEPLOYER, DEPLOYER_ADDRESS, PROXY_ADDRESS, QUOTE, RELAYER, AdapterProcess, _stop, artifacts, deploy,
     ganache, transact, wait_for)

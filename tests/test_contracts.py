@@ -477,7 +477,7 @@ contract CustomerVerdicts is MessageQueue {
 
 
 def test_generated_header_compiles_with_the_contracts_and_binds_a_queue(chain, tmp_path):
-    from shared.header import HeaderSource, library_name, solidity_header
+    from cryptlet_cli.header import HeaderSource, library_name, solidity_header
 
     package = ROOT / "cryptlet_packages" / "customer_validator"
     source = HeaderSource.from_package(package)

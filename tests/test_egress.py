@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from shared.digest import package_digest
-from shared.egress import EgressDenied, EgressPolicy, EgressTooLarge, FetchFailed, fetch, non_public_reason
+from shared.packages.digest import package_digest
+from shared.isolation.egress import EgressDenied, EgressPolicy, EgressTooLarge, FetchFailed, fetch, non_public_reason
 from shared.envelope import Domain
 from shared.errors import FabricError, InvalidInput, RegionError
 from shared.isolation.callout import HostCallOuts

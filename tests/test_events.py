@@ -17,10 +17,10 @@ from eth_account.messages import encode_defunct
 
 from shared.encoding import canonical_json
 from shared.envelope import Envelope, verify_envelope
-from shared.history import HistoryRow
+from shared.events.history import HistoryRow
 from shared.storage import resolve_connection_string, table_client
-from shared.subscriptions import Subscription, SubscriptionStore, new_id
-from shared import webhooks
+from shared.events.subscriptions import Subscription, SubscriptionStore, new_id
+from shared.events import webhooks
 
 QUEUE = "fires" + uuid.uuid4().hex[:10]
 FABRIC_HOST_SETTINGS = {"FABRIC_FIRE_QUEUE": QUEUE, "FABRIC_DELIVERY_BACKOFF_MAX_S": "1"}

@@ -38,11 +38,11 @@ import pytest
 
 from devhost.azurite import Azurite
 from devhost.ports import free_port, wait_for_port
-from shared import webhooks
-from shared.history import HistoryRow
+from shared.events import webhooks
+from shared.events.history import HistoryRow
 from shared.settings import SETTINGS
 from shared.storage import table_client
-from shared.subscriptions import Subscription, SubscriptionStore, new_id
+from shared.events.subscriptions import Subscription, SubscriptionStore, new_id
 from tests.conftest import PROJECT_ROOT, children_of, start_host
 from tests.test_events import Receiver
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from shared.attestation import SoftwarePolicy, cryptlet_report_data
-from shared.digest import package_digest
+from shared.packages.digest import package_digest
 from shared.encoding import from_hex
 from shared.envelope import Domain
 from shared.errors import VerificationError
 from shared.isolation.process import ProcessProvider
-from shared.ledger import LedgerEntry
-from shared.registry import KIND_REGISTERED, attest_key, evidence_reference
+from shared.ledger.chain import LedgerEntry
+from shared.host.registry import KIND_REGISTERED, attest_key, evidence_reference
 from shared.verification import verify_against_registration
 
 SAMPLE = Path(__file__).resolve().parent.parent / "cryptlet_packages" / "customer_validator"

@@ -34,12 +34,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from shared.digest import package_digest
+from shared.packages.digest import package_digest
 from shared.envelope import Domain
 from shared.errors import ConfigurationError, NotFound, StorageError
 from shared.isolation.process import ProcessProvider
-from shared.keystore import SealedKey, TableKeyStore, open_key_store
-from shared.keyvault import CONTENT_TYPE, KeyVaultKeyStore, secret_name
+from shared.keys.store import SealedKey, TableKeyStore, open_key_store
+from shared.keys.keyvault import CONTENT_TYPE, KeyVaultKeyStore, secret_name
 from shared.settings import Settings
 
 TOKEN = "static-test-token"

@@ -10,8 +10,8 @@ import pytest
 from azure.data.tables import UpdateMode
 
 from shared.errors import Conflict, InvalidInput, LedgerIntegrityError
-from shared.ledger import GENESIS_HASH, HEAD_ROW, MAX_BATCH_ENTRIES, Ledger, LedgerEntry, entry_bytes, row_key
-from shared.ledger_kinds import KINDS, validate_entry
+from shared.ledger.chain import GENESIS_HASH, HEAD_ROW, MAX_BATCH_ENTRIES, Ledger, LedgerEntry, entry_bytes, row_key
+from shared.ledger.kinds import KINDS, validate_entry
 from shared.storage import table_client
 from tests.conftest import CLI
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from shared.checkpoint import VerifierKey, open_checkpoint
+from shared.ledger.checkpoints import VerifierKey, open_checkpoint
 from shared.errors import NotFound, VerificationError
-from shared.key_history import KeyHistory, time_ms
-from shared.ledger import GENESIS_HASH, LedgerEntry
-from shared.receipts import Consistency, Receipt
+from shared.keys.history import KeyHistory, time_ms
+from shared.ledger.chain import GENESIS_HASH, LedgerEntry
+from shared.ledger.receipts import Consistency, Receipt
 
 CUSTOMER = {"name": "Ada Example", "email": "ada@example.com", "country": "GB", "birth_date": "1990-12-10",
             "credit_score": 742}

@@ -10,13 +10,13 @@ import pytest
 from azure.data.tables import UpdateMode
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared.checkpoint import Checkpoint, CheckpointSigner, VerifierKey, open_checkpoint, open_note, origin_of
-from shared.checkpoint_store import CheckpointStore
+from shared.ledger.checkpoints import Checkpoint, CheckpointSigner, VerifierKey, open_checkpoint, open_note, origin_of
+from shared.ledger.checkpoint_store import CheckpointStore
 from shared.errors import InvalidInput, LedgerIntegrityError, VerificationError
-from shared.ledger import HEAD_ROW, Ledger, LedgerEntry, row_key
-from shared.ledger_audit import audit
-from shared.ledger_index import LedgerIndex
-from shared.receipts import Consistency, Receipt
+from shared.ledger.chain import HEAD_ROW, Ledger, LedgerEntry, row_key
+from shared.ledger.audit import audit
+from shared.ledger.index import LedgerIndex
+from shared.ledger.receipts import Consistency, Receipt
 from shared.storage import table_client
 
 ORIGIN = origin_of("registry")

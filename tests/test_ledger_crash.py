@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from devhost.azurite import Azurite
-from shared.ledger import Ledger, LedgerEntry
+from shared.ledger.chain import Ledger, LedgerEntry
 from shared.storage import table_client
 
 WRITERS = 12

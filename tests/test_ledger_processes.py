@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 
-from shared.ledger import Ledger
+from shared.ledger.chain import Ledger
 from shared.storage import table_client
 from tests.conftest import PROJECT_ROOT
 

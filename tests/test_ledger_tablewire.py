@@ -5,7 +5,7 @@ import pytest
 from azure.core import MatchConditions
 from azure.data.tables import EdmType, EntityProperty, TableTransactionError, UpdateMode
 
-from shared import tablewire
+from shared.ledger import tablewire
 from shared.storage import table_client
 
 

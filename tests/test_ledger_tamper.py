@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.errors import LedgerIntegrityError
-from shared.ledger import HEAD_ROW, Ledger, row_key
+from shared.ledger.chain import HEAD_ROW, Ledger, row_key
 from shared.storage import table_client
 
 SIZE = 8

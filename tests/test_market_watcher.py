@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cryptlet_sdk import MAX_EVENTS
-from shared.digest import package_digest
+from shared.packages.digest import package_digest
 from shared.envelope import Domain, Envelope, verify_envelope
 from shared.errors import RegionError
 from shared.isolation.callout import HostCallOuts

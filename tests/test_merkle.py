@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.errors import FabricError, InvalidInput, VerificationError
-from shared.merkle import (
+from shared.ledger.merkle import (
     EMPTY_ROOT,
     ConsistencyProof,
     InclusionProof,
@@ -96,7 +96,7 @@ CT_CONSISTENCY_PROOFS = [  # (size1, size2, path)
 
 # --------------------------------------------------------------------------- naive reference
 # Straight from the RFC 9162 definitions (§2.1.1 MTH, §2.1.3.1 PATH, §2.1.4.1 PROOF/SUBPROOF),
-# recursive over Python lists and deliberately sharing no code with shared.merkle.
+# recursive over Python lists and deliberately sharing no code with shared.ledger.merkle.
 
 
 def ref_leaf(data: bytes) -> bytes:

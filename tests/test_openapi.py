@@ -9,7 +9,7 @@ from openapi_spec_validator import validate
 
 import function_app
 from devhost.catalog import HTTP_TRIGGER, index
-from shared.openapi import document
+from functions.openapi import document
 
 HOST_JSON = json.loads((Path(function_app.__file__).parent / "host.json").read_text())
 ROUTE_PREFIX = HOST_JSON["extensions"]["http"]["routePrefix"]
@@ -40,8 +40,8 @@ def documented_routes() -> set[tuple[str, str]]:
 def test_every_declared_route_is_documented_and_none_is_stale() -> None:
     declared, documented = declared_routes(), documented_routes()
     assert len(declared) >= 20
-    assert declared - documented == set(), "routes missing from shared/openapi.py"
-    assert documented - declared == set(), "stale paths in shared/openapi.py"
+    assert declared - documented == set(), "routes missing from functions/openapi.py"
+    assert documented - declared == set(), "stale paths in functions/openapi.py"
 
 
 def test_document_is_valid_openapi_31() -> None:

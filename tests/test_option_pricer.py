@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from cryptlet_sdk import MAX_EVENTS
-from shared.digest import package_digest
+from shared.packages.digest import package_digest
 from shared.envelope import Domain, Envelope, verify_envelope
 from shared.errors import Conflict, InvalidInput, NotFound, RegionError, StorageError
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider
-from shared.jobs import JobStore
+from shared.host.progress import JobStore
 from shared.storage import table_client
 from tests.helpers import wait_for
 

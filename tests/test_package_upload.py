@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import ContainerClient
 
-from shared.checkpoint import VerifierKey
-from shared.package_upload import zip_package
-from shared.receipts import Receipt
+from shared.ledger.checkpoints import VerifierKey
+from shared.packages.upload import zip_package
+from shared.ledger.receipts import Receipt
 from shared.settings import PROJECT_ROOT
 
 MAX_BYTES = 256 * 1024

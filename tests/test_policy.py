@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.fabric import Fabric
-from shared.ledger import LedgerEntry
+from shared.host.fabric import Fabric
+from shared.ledger.chain import LedgerEntry
 from shared.settings import Settings
 
 SLOW = "slow_echo"

@@ -17,7 +17,7 @@ import pytest
 from shared import ecies
 from shared.envelope import Envelope, verify_envelope
 from shared.errors import RegionError
-from shared.simulate import SIMULATED_REGISTRATION, simulate
+from cryptlet_cli.simulate import SIMULATED_REGISTRATION, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "cryptlet_packages" / "property_privacy"

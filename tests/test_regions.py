@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from shared import sealing
+from shared.keys import sealing
 from shared.attestation import AttestationError, Reason, SoftwarePolicy, cryptlet_report_data
-from shared.digest import package_digest, package_listing
+from shared.packages.digest import package_digest, package_listing
 from shared.encoding import from_hex
 from shared.envelope import Domain, Envelope, verify_envelope
 from shared.errors import InvalidInput, RegionError, SealingError
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider, ProcessRegion, platform_key
 from shared.isolation.sandbox import RegionLimits
-from shared.regions import RegionPool
+from shared.isolation.pool import RegionPool
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "cryptlet_packages" / "customer_validator"

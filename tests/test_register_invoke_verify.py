@@ -9,7 +9,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from shared import sealing
+from shared.keys import sealing
 from shared.encoding import from_hex
 from shared.envelope import SECP256K1_N, Envelope
 from shared.storage import table_client
@@ -245,7 +245,7 @@ def test_registration_records_evidence_binding_the_key(fabric_host, registered, 
         attestation = http.get("/api/attestation").json()
         entry = http.get(f"/api/ledger/entries/{registered['ledger']['sequence']}").json()
     expected_key = "0x" + platform_public_key(platform_key(fabric_host.sealing_secret)).hex()
-    from shared.delivery import DeliveryKey  # the event engine's delivery key (docs/events.md)
+    from shared.events.delivery import DeliveryKey  # the event engine's delivery key (docs/events.md)
 
     assert attestation == {"provider": "process", "evidence_kind": "process", "software": True, "debug": True,
                            "platform_key": expected_key,

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.errors import InvalidInput
-from shared.schedule import (CronTrigger, Fire, IntervalTrigger, MissedFirePolicy, calendar_library_version,
+from shared.events.schedules import (CronTrigger, Fire, IntervalTrigger, MissedFirePolicy, calendar_library_version,
                              due_fires, load_zone, schedule_from_dict)
 
 NY = load_zone("America/New_York")
@@ -163,12 +163,12 @@ def test_calendar_alias_is_canonical_and_library_is_pinned() -> None:
 
 def test_calendar_works_offline_and_schedule_import_stays_light() -> None:
     """No network: a fresh interpreter with every proxy pointed nowhere and sockets refused computes
-    the NYSE close; importing shared.schedule alone does not import pandas."""
+    the NYSE close; importing shared.events.schedules alone does not import pandas."""
     code = (
         "import socket, sys\n"
         "def refuse(*a, **k): raise OSError('network disabled')\n"
         "socket.socket.connect = refuse; socket.create_connection = refuse; socket.getaddrinfo = refuse\n"
-        "import shared.schedule as s\n"
+        "import shared.events.schedules as s\n"
         "assert 'pandas' not in sys.modules and 'exchange_calendars' not in sys.modules\n"
         "from datetime import datetime, UTC\n"
         "t = s.CronTrigger('0 0 0 * * *', 'America/New_York', 'XNYS', at='close')\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cryptlet_sdk import MAX_EVENTS, MAX_STATE_BYTES
-from shared.digest import package_digest
+from shared.packages.digest import package_digest
 from shared.encoding import canonical_json, keccak256
 from shared.envelope import Domain, Envelope, verify_envelope
 from shared.errors import RegionError

@@ -18,14 +18,14 @@ import pytest
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_defunct
 
-from shared import webhooks
+from shared.events import webhooks
 from shared.encoding import canonical_json, to_hex
 from shared.errors import VerificationError
 from shared.envelope import SECP256K1_N, address_of, sign_digest
 from shared.storage import table_client
 from shared.envelope import eip191_hash
-from shared.subscribers import HEADER, sign_request
-from shared.subscriptions import Subscription, SubscriptionStore, validate_spec
+from shared.events.subscribers import HEADER, sign_request
+from shared.events.subscriptions import Subscription, SubscriptionStore, validate_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 CRYPTLET = "customer_validator"

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.errors import InvalidInput
-from shared.schedule import CronTrigger, IntervalTrigger
-from shared.triggers import DeviationHeartbeatTrigger, ThresholdTrigger, trigger_from_dict
+from shared.events.schedules import CronTrigger, IntervalTrigger
+from shared.events.triggers import DeviationHeartbeatTrigger, ThresholdTrigger, trigger_from_dict
 
 T0 = datetime(2026, 11, 30, 14, 30, tzinfo=UTC)
 

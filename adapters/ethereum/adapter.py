@@ -49,11 +49,11 @@ from web3 import Web3
 
 from shared.encoding import canonical_json
 from shared.envelope import Envelope, topic_hash
-from shared.checkpoint import VerifierKey
+from shared.ledger.checkpoints import VerifierKey
 from shared.errors import FabricError, InvalidInput
-from shared.ledger import LedgerEntry
-from shared.ledger_kinds import KEY_REVOKED, KEY_ROTATED, REGISTERED, RETIRED
-from shared.subscribers import sign_request
+from shared.ledger.chain import LedgerEntry
+from shared.ledger.kinds import KEY_REVOKED, KEY_ROTATED, REGISTERED, RETIRED
+from shared.events.subscribers import sign_request
 
 from .state import State
 
@@ -210,7 +210,7 @@ def verify_anchor(receipt_document: Any, last: LedgerEntry, key: VerifierKey) ->
     ``key``: its receipt must verify (``Receipt.verify``: signature, inclusion proof) and name exactly
     this entry. Every earlier entry of the page links to it, so the whole page is anchored. Returns
     the checkpoint's size; :class:`LedgerVerificationError` otherwise."""
-    from shared.receipts import Receipt
+    from shared.ledger.receipts import Receipt
 
     try:
         receipt = Receipt.from_dict(receipt_document)

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from shared.ledger import GENESIS_HASH
+from shared.ledger.chain import GENESIS_HASH
 
 VERSION = 1
 #: Finished requests remembered (so a rescan after a deep reorg does not even ask the chain again).

@@ -7,8 +7,8 @@ for is what the host's call-out handler answers. Messages ride the container pro
 
 Host side: a :data:`CallOutHandler` is ``handler(op, params) -> result`` and is given to
 ``IsolationProvider.create_region``; :class:`HostCallOuts` is the default (``log``, ``time``,
-``fetch``, an HTTP request through the cryptlet's egress allow-list: :mod:`shared.egress`, and
-``progress``, how far a long call has come, handed to a progress sink: :mod:`shared.jobs`).
+``fetch``, an HTTP request through the cryptlet's egress allow-list: :mod:`shared.isolation.egress`, and
+``progress``, how far a long call has come, handed to a progress sink: :mod:`shared.host.progress`).
 Raising a :class:`~shared.errors.FabricError` refuses the call-out with its ``code``; any other
 exception is logged on the host and reported to the region as ``host_error``.
 
@@ -38,7 +38,7 @@ from shared.errors import FabricError, InvalidInput, StorageError
 from shared.isolation import protocol
 
 if TYPE_CHECKING:  # the region imports this module too: httpx stays on the host
-    from shared.egress import EgressPolicy
+    from shared.isolation.egress import EgressPolicy
 
 CallOutHandler = Callable[[str, dict[str, Any]], dict[str, Any]]
 #: ``sink(cryptlet name, request_id, fraction, message)``: where ``progress`` call-outs go.
@@ -92,7 +92,7 @@ class HostCallOuts:
         Logs each fetch (info) and each refusal (warning) with the method and host only: never
         bodies, header values or the URL's path and query.
         """
-        from shared import egress
+        from shared.isolation import egress
 
         method = _loggable(params.get("method", "GET"))
         host = _host_of(params.get("url"))

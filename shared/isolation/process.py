@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from shared import sealing
+from shared.keys import sealing
 from shared.attestation.evidence import Evidence
 from shared.attestation.software import KIND, SoftwarePolicy, platform_public_key, sign_software_report
 from shared.encoding import from_hex, to_hex

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.attestation.evidence import Evidence, EvidencePolicy, Reason, VerifiedEvidence, fail
-from shared.digest import package_digest
+from shared.packages.digest import package_digest
 from shared.envelope import Domain, Envelope, verify_envelope
 from shared.errors import VerificationError
 from shared.isolation.callout import CallOutHandler

@@ -27,15 +27,15 @@ import coincurve
 
 from cryptlet_sdk import MAX_EVENTS, MAX_STATE_BYTES, Context, Cryptlet, CryptletError, State, is_method
 from cryptlet_sdk.context import Emitted, check_event
-from shared import sealing
-from shared.digest import package_digest
+from shared.keys import sealing
+from shared.packages.digest import package_digest
 from shared.encoding import canonical_json, from_hex, keccak256, to_hex
 from shared.envelope import Domain, Envelope, address_of, payload_hash, signed_document
 from shared.errors import FabricError
 from shared.isolation import protocol
 from shared.isolation import exec_runtime
 from shared.isolation.callout import HostChannel, host_module
-from shared.manifest import load_manifest
+from shared.packages.manifest import load_manifest
 
 
 class RegionFault(Exception):

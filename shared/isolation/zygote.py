@@ -315,7 +315,7 @@ def _preload() -> None:
 
     import coincurve
 
-    from shared import sealing
+    from shared.keys import sealing
     from shared.envelope import Domain, Envelope, address_of, sign_envelope
     from shared.isolation import runtime  # noqa: F401  (the container and its crypto libraries)
 

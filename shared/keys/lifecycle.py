@@ -9,7 +9,7 @@
   always has a usable key.
 * **retire**: ``cryptlet.retired`` ends every key of the cryptlet and frees its name.
 
-Key events are compare-and-append (:meth:`shared.ledger.Ledger.append_all` with
+Key events are compare-and-append (:meth:`shared.ledger.chain.Ledger.append_all` with
 ``expect_size``): each is decided on the key history at a known ledger size and committed only
 if the ledger is still at that size, so two hosts rotating one cryptlet at once cannot both win.
 The catalog row follows the ledger and is only ever moved forward.
@@ -26,15 +26,15 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from shared import ledger_kinds as kinds
+from shared.ledger import kinds
 from shared.errors import Conflict, InvalidInput, StorageError
-from shared.manifest import load_manifest
+from shared.packages.manifest import load_manifest
 from shared.isolation.provider import Region
-from shared.key_history import KeyRecord
-from shared.keystore import SealedKey
-from shared.ledger import LedgerEntry, utc_now
-from shared.ledger_index import LedgerIndex
-from shared.registry import CATALOG_PARTITION, Registration, Registry, attest_key, digest_bytes, evidence_reference
+from shared.keys.history import KeyRecord
+from shared.keys.store import SealedKey
+from shared.ledger.chain import LedgerEntry, utc_now
+from shared.ledger.index import LedgerIndex
+from shared.host.registry import CATALOG_PARTITION, Registration, Registry, attest_key, digest_bytes, evidence_reference
 
 MAX_RACES = 8
 

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.digest import package_digest
+from shared.packages.digest import package_digest
 from shared.encoding import from_hex, to_hex
 from shared.envelope import (DOMAIN_NAME, DOMAIN_TYPE, DOMAIN_TYPEHASH, DOMAIN_VERSION, ENVELOPE_TYPE,
                              ENVELOPE_TYPEHASH, to_checksum_address)
 from shared.errors import InvalidInput
-from shared.manifest import load_manifest
+from shared.packages.manifest import load_manifest
 
 FORMATS = ("solidity", "abi")
 SOLIDITY_PRAGMA = "^0.8.4"
@@ -74,7 +74,7 @@ class HeaderSource:
 
     @classmethod
     def from_registration(cls, document: Any) -> "HeaderSource":
-        """From ``GET /api/cryptlets/{name}`` (:meth:`shared.registry.Registration.to_dict`)."""
+        """From ``GET /api/cryptlets/{name}`` (:meth:`shared.host.registry.Registration.to_dict`)."""
         if not isinstance(document, dict) or not isinstance(document.get("name"), str) \
                 or not _NAME.match(document["name"]):
             raise InvalidInput("registration has no valid name", field="name")

@@ -1,7 +1,7 @@
 """Observation-driven triggers: threshold crossings and deviation + heartbeat, as pure state machines.
 
 A trigger is fed observations with :meth:`ObservationTrigger.evaluate` (``value``, ``at``) and
-returns a :class:`~shared.schedule.Fire` or None; :meth:`ObservationTrigger.due` is the time
+returns a :class:`~shared.events.schedules.Fire` or None; :meth:`ObservationTrigger.due` is the time
 check between observations (only heartbeats use it). The whole trigger, configuration and
 state, round-trips through :meth:`to_dict` / :func:`trigger_from_dict`, so a host can persist it
 after every call and resume on another machine. Observations older than the newest one already
@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from shared.errors import InvalidInput
-from shared.schedule import (Fire, IdentifiedTrigger, ScheduleTrigger, check_object, format_instant, json_path,
+from shared.events.schedules import (Fire, IdentifiedTrigger, ScheduleTrigger, check_object, format_instant, json_path,
                              number, parse_instant, relabel, require_aware, schedule_from_dict)
 
 __all__ = ["ObservationTrigger", "ThresholdTrigger", "DeviationHeartbeatTrigger", "trigger_from_dict", "Fire"]

@@ -324,7 +324,7 @@ def _paths() -> dict[str, Any]:
 
 def _policy_schema() -> dict[str, Any]:
     """``shared/schemas/policy.schema.json`` without its JSON Schema identifiers."""
-    from shared.policy import SCHEMA_PATH
+    from shared.host.policy import SCHEMA_PATH
 
     schema = json.loads(SCHEMA_PATH.read_text("utf-8"))
     return {k: v for k, v in schema.items() if k not in ("$schema", "$id")}

@@ -14,7 +14,7 @@ from typing import Any
 from shared.errors import ManifestError
 
 MANIFEST_FILE = "cryptlet.json"
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "cryptlet.schema.json"
+SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "cryptlet.schema.json"
 
 
 @lru_cache(maxsize=1)

@@ -25,7 +25,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.digest import package_files
+from shared.packages.digest import package_files
 from shared.errors import InvalidInput
 
 UPLOADS_FOLDER = ".uploads"

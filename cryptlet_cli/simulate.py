@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from cryptlet_sdk import MAX_EVENTS
-from shared.digest import package_digest
+from shared.packages.digest import package_digest
 from shared.encoding import to_hex
 from shared.envelope import ZERO_ADDRESS, Domain
 from shared.errors import InvalidInput
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider
-from shared.manifest import load_manifest
-from shared.registry import attest_key, evidence_reference
+from shared.packages.manifest import load_manifest
+from shared.host.registry import attest_key, evidence_reference
 
 #: The registration reference a simulated envelope cites: no ledger holds it.
 SIMULATED_REGISTRATION: dict[str, Any] = {"stream": "simulation", "sequence": 0,

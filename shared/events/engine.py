@@ -1,8 +1,8 @@
 """The event engine's service: fire queue, fire worker, webhooks, dead letters, history.
 
-Built from :func:`shared.fabric.get_fabric` (settings, sealing secret, ``invoke``); ``functions/events.py``
-calls :func:`get_events` and nothing deeper. The scheduler tick is :mod:`shared.scheduler`, the
-history table :mod:`shared.history`, signing and callbacks :mod:`shared.delivery`. Formats:
+Built from :func:`shared.host.fabric.get_fabric` (settings, sealing secret, ``invoke``); ``functions/events.py``
+calls :func:`get_events` and nothing deeper. The scheduler tick is :mod:`shared.events.tick`, the
+history table :mod:`shared.events.history`, signing and callbacks :mod:`shared.events.delivery`. Formats:
 docs/events.md.
 
 Fire worker (:meth:`Events.run_fire`), for one queue message ``(subscription, sequence)``:
@@ -34,15 +34,15 @@ from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError
 
-from shared.delivery import CallbackClient, DeliveryFailed, DeliveryKey
+from shared.events.delivery import CallbackClient, DeliveryFailed, DeliveryKey
 from shared.errors import Conflict, FabricError, InvalidInput, NotFound, StorageError
-from shared.fabric import Fabric, get_fabric
-from shared.history import HistoryRow, HistoryStore
-from shared.scheduler import Scheduler, fire_message, now_ms
+from shared.host.fabric import Fabric, get_fabric
+from shared.events.history import HistoryRow, HistoryStore
+from shared.events.tick import Scheduler, fire_message, now_ms
 from shared.settings import PROJECT_ROOT, SETTINGS
 from shared.storage import queue_client, table_client
-from shared.subscriptions import Subscription, SubscriptionStore
-from shared import webhooks
+from shared.events.subscriptions import Subscription, SubscriptionStore
+from shared.events import webhooks
 
 log = logging.getLogger("fabric.events")
 #: A fire surfacing at most this early is held by the worker until its instant.

@@ -17,7 +17,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.errors import InvalidInput, StorageError
 
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "policy.schema.json"
+SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "policy.schema.json"
 POLICY_PARTITION = "policy"
 SETTING_KEYS = ("isolation", "egress", "min_instances", "max_instances", "timeout_s")
 
@@ -72,7 +72,7 @@ def effective_settings(defaults: dict[str, Any], manifest: dict[str, Any], polic
     merged = {**defaults, **{k: v for k, v in manifest.items() if k in SETTING_KEYS},
               **{k: v for k, v in policy.items() if k in SETTING_KEYS}}
     merged["min_instances"] = min(merged["min_instances"], merged["max_instances"])
-    merged["egress_enforced"] = True  # the fetch call-out reaches only hosts in egress (shared/egress.py)
+    merged["egress_enforced"] = True  # the fetch call-out reaches only hosts in egress (shared/isolation/egress.py)
     return merged
 
 

@@ -3,8 +3,8 @@ to deliver each signed result to a target, until a deadline.
 
 The model, its table store and the subscription API's logic (:class:`SubscriptionService`: signed
 create and cancel, list, show); who may sign requests (subscribers, signatures, nonces) is
-:mod:`shared.subscribers`, when they fire is :mod:`shared.scheduler`, and how results travel is
-:mod:`shared.delivery`. Formats: docs/events.md.
+:mod:`shared.events.subscribers`, when they fire is :mod:`shared.events.tick`, and how results travel is
+:mod:`shared.events.delivery`. Formats: docs/events.md.
 
 A subscription row lives in ``<prefix>subscriptions`` (``PartitionKey="sub"``, ``RowKey=<id>``);
 its ``document`` is the JSON of :class:`Subscription`. Scheduler state (``last_fired_ms``, an
@@ -25,11 +25,11 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared import webhooks
+from shared.events import webhooks
 from shared.errors import Conflict, InvalidInput, NotFound, StorageError
-from shared.schedule import MissedFirePolicy, schedule_from_dict
-from shared.subscribers import Forbidden, SubscriberRegistry
-from shared.triggers import observation_from_dict
+from shared.events.schedules import MissedFirePolicy, schedule_from_dict
+from shared.events.subscribers import Forbidden, SubscriberRegistry
+from shared.events.triggers import observation_from_dict
 
 PARTITION = "sub"
 STATUSES = ("active", "cancelled", "expired", "done")
@@ -52,8 +52,8 @@ def new_id() -> str:
 class Subscription:
     """What to run, when, where to deliver, until when.
 
-    ``trigger`` is one of: a schedule (``cron``/``interval``, :mod:`shared.schedule`); an
-    observation trigger (``threshold``/``deviation_heartbeat``, :mod:`shared.triggers`) evaluated
+    ``trigger`` is one of: a schedule (``cron``/``interval``, :mod:`shared.events.schedules`); an
+    observation trigger (``threshold``/``deviation_heartbeat``, :mod:`shared.events.triggers`) evaluated
     on the value at ``observe["field"]`` of the method's payload every ``observe["every_s"]``
     seconds; ``{"type": "webhook"}`` (fires on each authenticated webhook call, whose JSON body
     becomes ``args["event"]``); ``{"type": "once"}`` (a long job: fires once, now). ``target`` is
@@ -308,12 +308,12 @@ _service_lock = threading.Lock()
 
 
 def get_service() -> SubscriptionService:
-    """The process-wide service over :func:`shared.fabric.get_fabric`'s settings and registry."""
+    """The process-wide service over :func:`shared.host.fabric.get_fabric`'s settings and registry."""
     global _service
     with _service_lock:
         if _service is not None:
             return _service
-        from shared.fabric import get_fabric
+        from shared.host.fabric import get_fabric
         from shared.storage import table_client
 
         fabric = get_fabric()

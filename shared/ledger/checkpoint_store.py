@@ -13,8 +13,8 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient
 
-from shared import tablewire
-from shared.checkpoint import Checkpoint, parse_body, split_note
+from shared.ledger import tablewire
+from shared.ledger.checkpoints import Checkpoint, parse_body, split_note
 from shared.errors import LedgerIntegrityError, NotFound, StorageError
 
 _MAX = 10**12 - 1

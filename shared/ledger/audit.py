@@ -1,6 +1,6 @@
 """The full audit an outsider runs on a ledger stream, straight from storage.
 
-:func:`audit` walks the whole hash chain (:meth:`shared.ledger.Ledger.verify`), computes the
+:func:`audit` walks the whole hash chain (:meth:`shared.ledger.chain.Ledger.verify`), computes the
 RFC 9162 Merkle root at the size of every stored checkpoint in the same pass, and checks each
 checkpoint: signed by the pinned host key (``checkpoint_signature_invalid``), of a size the
 ledger still holds (``checkpoint_ahead``: entries were lost or rolled back), with the root the
@@ -16,10 +16,10 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from shared.checkpoint import Checkpoint, VerifierKey, open_checkpoint
-from shared.checkpoint_store import CheckpointStore
+from shared.ledger.checkpoints import Checkpoint, VerifierKey, open_checkpoint
+from shared.ledger.checkpoint_store import CheckpointStore
 from shared.errors import VerificationError
-from shared.ledger import Ledger, LedgerHead
+from shared.ledger.chain import Ledger, LedgerHead
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ them to :meth:`JobStore.report`, which keeps one row per request id in the table
 * Concurrent writers (two hosts running the same request after a queue retry) are serialised with
   the row's ETag.
 
-``GET /api/requests/{request_id}/progress`` (:meth:`shared.fabric.Fabric.progress`) reads it.
+``GET /api/requests/{request_id}/progress`` (:meth:`shared.host.fabric.Fabric.progress`) reads it.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.encoding import from_hex
 from shared.errors import Conflict, NotFound, StorageError
-from shared.ledger import utc_now
+from shared.ledger.chain import utc_now
 
 PARTITION = "job"
 _ATTEMPTS = 8

@@ -23,10 +23,10 @@ from shared.envelope import Domain
 from shared.errors import Conflict, InvalidInput, NotFound, StorageError
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.provider import IsolationProvider, Region
-from shared.keystore import KeyStore, SealedKey
-from shared.ledger import Ledger, utc_now
-from shared.manifest import load_manifest
-from shared.package_upload import UPLOADED_PACKAGE
+from shared.keys.store import KeyStore, SealedKey
+from shared.ledger.chain import Ledger, utc_now
+from shared.packages.manifest import load_manifest
+from shared.packages.upload import UPLOADED_PACKAGE
 
 PACKAGE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 CATALOG_PARTITION = "cryptlet"

@@ -21,9 +21,9 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shared import ledger_kinds as kinds
+from shared.ledger import kinds
 from shared.errors import NotFound, VerificationError
-from shared.ledger import LedgerEntry
+from shared.ledger.chain import LedgerEntry
 
 KEY_EVENTS: frozenset[str] = kinds.KEY_ESTABLISHING | {kinds.KEY_REVOKED, kinds.RETIRED}
 """The entry kinds a key history is built from."""
@@ -180,7 +180,7 @@ def record_from_entries(address: str, documents: list[Any]) -> KeyRecord:
 
 def replay(ledger: Any) -> KeyHistory:
     """The key history of a whole stream read from storage, its chain verified on the way."""
-    from shared.ledger import walk_chain
+    from shared.ledger.chain import walk_chain
 
     rows = list(ledger.rows())
     walk_chain(rows, ledger.stream)

@@ -7,7 +7,7 @@ kind, canonical JSON payload, time, ``prev_hash`` and ``entry_hash`` where::
     entry_hash  = SHA-256(0x00 || entry bytes)
 
 and the first entry's ``prev_hash`` is 32 zero bytes. The entry bytes are the entry's leaf in the
-ledger's RFC 9162 Merkle tree (:mod:`shared.ledger_index`), so ``entry_hash`` *is* its RFC 9162
+ledger's RFC 9162 Merkle tree (:mod:`shared.ledger.index`), so ``entry_hash`` *is* its RFC 9162
 leaf hash: one SHA-256 per entry serves both the chain and the tree. A ``head`` row in the same
 partition holds the newest (sequence, entry_hash, time).
 
@@ -38,10 +38,10 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient
 
-from shared import tablewire
+from shared.ledger import tablewire
 from shared.encoding import canonical_json
 from shared.errors import Conflict, FabricError, InvalidInput, LedgerIntegrityError, NotFound, StorageError
-from shared.ledger_kinds import validate_entry
+from shared.ledger.kinds import validate_entry
 
 GENESIS_HASH = "00" * 32
 HEAD_ROW = "head"
@@ -521,7 +521,7 @@ class Ledger:
 
         Detects modified rows (hash mismatch), deleted, reordered or inserted rows (sequence or
         ``prev_hash`` breaks) and a truncated tail (the head row disagrees). A consistently
-        rewritten tail is what signed checkpoints catch (:mod:`shared.ledger_audit`). With
+        rewritten tail is what signed checkpoints catch (:mod:`shared.ledger.audit`). With
         ``leaf_hashes``, the entries' Merkle leaf hashes are appended to it.
         """
         size, last = walk_chain(self.rows(), self.stream, progress=progress, leaf_hashes=leaf_hashes)

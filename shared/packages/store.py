@@ -15,7 +15,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 from azure.storage.blob import ContainerClient
 
 from shared.errors import NotFound, StorageError, VerificationError
-from shared.package_upload import extract_package
+from shared.packages.upload import extract_package
 
 
 class PackageStore:

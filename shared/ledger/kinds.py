@@ -14,7 +14,7 @@ from typing import Any
 
 from shared.errors import InvalidInput
 
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "ledger-entries.schema.json"
+SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "ledger-entries.schema.json"
 
 REGISTERED = "cryptlet.registered"
 KEY_ROTATED = "cryptlet.key_rotated"

@@ -33,13 +33,13 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import Conflict, FabricError
-from shared.history import HistoryRow
-from shared.schedule import MissedFirePolicy, due_fires, epoch_ms, fire_key, schedule_from_dict
-from shared.subscriptions import Subscription
-from shared.triggers import observation_from_dict
+from shared.events.history import HistoryRow
+from shared.events.schedules import MissedFirePolicy, due_fires, epoch_ms, fire_key, schedule_from_dict
+from shared.events.subscriptions import Subscription
+from shared.events.triggers import observation_from_dict
 
 if TYPE_CHECKING:
-    from shared.events import Events
+    from shared.events.engine import Events
 
 log = logging.getLogger("fabric.scheduler")
 #: How far ahead a tick claims and enqueues schedule fires (the timer runs every second).

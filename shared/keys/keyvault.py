@@ -21,7 +21,7 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, Resourc
 from azure.keyvault.secrets import SecretClient
 
 from shared.errors import NotFound, StorageError
-from shared.keystore import KeyStore, SealedKey
+from shared.keys.store import KeyStore, SealedKey
 
 CONTENT_TYPE = "application/vnd.cryptlet-fabric.sealed-key+base64;v=1"
 SECRET_PREFIX = "cryptlet-"

@@ -1,8 +1,8 @@
 """Key stores: where sealed cryptlet keys live, behind one interface.
 
-Only sealed blobs (see :mod:`shared.sealing`) are ever stored; a store never sees a plain
+Only sealed blobs (see :mod:`shared.keys.sealing`) are ever stored; a store never sees a plain
 private key. :class:`TableKeyStore` keeps them in Azure Table storage (Azurite locally, the
-fallback); :class:`~shared.keyvault.KeyVaultKeyStore` keeps them as Azure Key Vault secrets.
+fallback); :class:`~shared.keys.keyvault.KeyVaultKeyStore` keeps them as Azure Key Vault secrets.
 :func:`open_key_store` picks one from the ``FABRIC_KEY_STORE`` setting.
 """
 from __future__ import annotations
@@ -76,7 +76,7 @@ class TableKeyStore(KeyStore):
 def open_key_store(settings: "Settings") -> KeyStore:
     """The key store the settings choose: ``table`` (default) or ``keyvault``."""
     if settings.key_store == "keyvault":
-        from shared.keyvault import KeyVaultKeyStore  # imported only when used: azure-identity is heavy
+        from shared.keys.keyvault import KeyVaultKeyStore  # imported only when used: azure-identity is heavy
 
         return KeyVaultKeyStore.from_url(settings.key_vault_url)
     from shared.storage import table_client

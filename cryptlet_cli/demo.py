@@ -22,7 +22,7 @@ from devhost.azurite import PROJECT_ROOT, Azurite
 from devhost.ports import free_port, wait_for_port
 from shared.attestation.software import SoftwarePolicy
 from shared.errors import FabricError, VerificationError
-from shared.ledger import Ledger
+from shared.ledger.chain import Ledger
 from shared.settings import SETTINGS
 from shared.storage import table_client
 from shared.verification import verify_against_registration
@@ -119,7 +119,7 @@ def run_demo(client: FabricClient, storage: str, table_prefix: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devhost.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m cryptlet_cli.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help="keep serving after the demo until Ctrl-C")
     parser.add_argument("--port", type=int, default=None, help="dev host port (default 7071 if free)")
     parser.add_argument("--data", type=Path, default=DATA, help="dev data folder (default .devdata)")

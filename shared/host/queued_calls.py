@@ -18,7 +18,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.encoding import from_hex
 from shared.errors import FabricError, InvalidInput, NotFound, StorageError
-from shared.ledger import utc_now
+from shared.ledger.chain import utc_now
 
 PARTITION = "request"
 DEFAULT_DEADLINE_S = 900

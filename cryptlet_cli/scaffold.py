@@ -4,7 +4,7 @@ A scaffold is a package that registers as it is: ``cryptlet.json`` (valid agains
 the entry (``main.py`` with an SDK class for the ``python`` runtime; ``main.js`` plus the Node
 SDK file ``cryptlet.js`` for the ``exec`` runtime) with one method (``hello``) that emits one
 event (``Greeted``) and, for a contract, counts greetings in its state; ``test_<name>.py`` that
-runs the method in a real ``process`` region through :func:`shared.simulate.simulate`; and a
+runs the method in a real ``process`` region through :func:`cryptlet_cli.simulate.simulate`; and a
 ``pytest.ini`` that keeps pytest from writing a cache into the package (a cache would change the
 package digest; ``__pycache__`` is not measured).
 """
@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 
 from shared.errors import Conflict, InvalidInput
-from shared.header import camel_name
-from shared.manifest import MANIFEST_FILE, validate_manifest
+from cryptlet_cli.header import camel_name
+from shared.packages.manifest import MANIFEST_FILE, validate_manifest
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
 KINDS = ("utility", "contract")
@@ -78,7 +78,7 @@ import pytest
 
 from shared.envelope import Envelope, verify_envelope
 from shared.errors import RegionError
-from shared.simulate import SIMULATED_REGISTRATION, simulate
+from cryptlet_cli.simulate import SIMULATED_REGISTRATION, simulate
 
 PACKAGE = Path(__file__).resolve().parent
 

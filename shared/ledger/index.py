@@ -2,8 +2,8 @@
 
 :meth:`LedgerIndex.sync` reads only the rows appended since the last call, checks that they
 extend the chain it already verified (so a rewritten or rolled-back ledger is refused, never
-indexed) and adds their leaf hashes to a :class:`~shared.merkle.MerkleTree` and their key events
-to a :class:`~shared.key_history.KeyHistory`. On top of that it signs and stores checkpoints,
+indexed) and adds their leaf hashes to a :class:`~shared.ledger.merkle.MerkleTree` and their key events
+to a :class:`~shared.keys.history.KeyHistory`. On top of that it signs and stores checkpoints,
 and builds receipts and consistency proofs in O(log n) once warm. A cold index reads the
 whole stream once (about 30,000 rows/s from Azurite).
 
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import threading
 
-from shared.checkpoint import Checkpoint, CheckpointSigner, open_checkpoint
-from shared.checkpoint_store import CheckpointStore, StoredCheckpoint
+from shared.ledger.checkpoints import Checkpoint, CheckpointSigner, open_checkpoint
+from shared.ledger.checkpoint_store import CheckpointStore, StoredCheckpoint
 from shared.errors import InvalidInput, LedgerIntegrityError, NotFound
-from shared.key_history import KEY_EVENTS, KeyHistory, KeyRecord
-from shared.ledger import GENESIS_HASH, Ledger, LedgerEntry, LedgerHead, utc_now, walk_chain
-from shared.merkle import MerkleTree
-from shared.receipts import Consistency, Receipt
+from shared.keys.history import KEY_EVENTS, KeyHistory, KeyRecord
+from shared.ledger.chain import GENESIS_HASH, Ledger, LedgerEntry, LedgerHead, utc_now, walk_chain
+from shared.ledger.merkle import MerkleTree
+from shared.ledger.receipts import Consistency, Receipt
 
 
 

@@ -1,6 +1,6 @@
 """Offline proofs about the ledger: receipts (inclusion) and consistency between checkpoints.
 
-Nothing here does I/O: given the documents and a pinned :class:`~shared.checkpoint.VerifierKey`,
+Nothing here does I/O: given the documents and a pinned :class:`~shared.ledger.checkpoints.VerifierKey`,
 anyone can check them. A *receipt* is one entry, its RFC 9162 inclusion proof and the signed
 checkpoint the proof leads to; a *consistency proof* shows that a checkpoint's tree is a prefix
 of a later one's, i.e. that the ledger was only appended to in between.
@@ -16,10 +16,10 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from shared.checkpoint import Checkpoint, VerifierKey, open_checkpoint
+from shared.ledger.checkpoints import Checkpoint, VerifierKey, open_checkpoint
 from shared.errors import InvalidInput, VerificationError
-from shared.ledger import LedgerEntry
-from shared.merkle import ConsistencyProof, InclusionProof, leaf_hash
+from shared.ledger.chain import LedgerEntry
+from shared.ledger.merkle import ConsistencyProof, InclusionProof, leaf_hash
 
 RECEIPT_VERSION = 1
 

@@ -24,23 +24,23 @@ from shared.errors import Conflict, FabricError, InvalidInput, RegionError
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider
 from shared.isolation.provider import Region
-from shared.jobs import JobStore
-from shared.checkpoint import CheckpointSigner, origin_of
-from shared.contract_state import StateStore
-from shared.delivery import DeliveryKey
-from shared.checkpoint_store import CheckpointStore
-from shared.key_lifecycle import KeyLifecycle
-from shared.keystore import open_key_store
-from shared.ledger import Ledger, LedgerEntry
-from shared.ledger_index import LedgerIndex
-from shared.ledger_kinds import POLICY_SET, REGISTERED
-from shared.manifest import load_manifest
-from shared.policy import PolicyStore, effective_settings, manifest_settings, validate_policy
-from shared.package_store import PackageStore
-from shared.package_upload import UPLOADS_FOLDER, extract_package
-from shared.regions import RegionPool, SequenceClock
-from shared.registry import Registration, Registry, digest_bytes
-from shared.requests import QueuedRequest, RequestStore, deadline_of
+from shared.host.progress import JobStore
+from shared.ledger.checkpoints import CheckpointSigner, origin_of
+from shared.host.contract_state import StateStore
+from shared.events.delivery import DeliveryKey
+from shared.ledger.checkpoint_store import CheckpointStore
+from shared.keys.lifecycle import KeyLifecycle
+from shared.keys.store import open_key_store
+from shared.ledger.chain import Ledger, LedgerEntry
+from shared.ledger.index import LedgerIndex
+from shared.ledger.kinds import POLICY_SET, REGISTERED
+from shared.packages.manifest import load_manifest
+from shared.host.policy import PolicyStore, effective_settings, manifest_settings, validate_policy
+from shared.packages.store import PackageStore
+from shared.packages.upload import UPLOADS_FOLDER, extract_package
+from shared.isolation.pool import RegionPool, SequenceClock
+from shared.host.registry import Registration, Registry, digest_bytes
+from shared.host.queued_calls import QueuedRequest, RequestStore, deadline_of
 from shared.settings import Settings
 from shared.storage import container_client, table_client
 
