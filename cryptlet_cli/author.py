@@ -52,7 +52,7 @@ def simulate(path: Path, method: str, values: tuple[str, ...], args_json: str | 
     contract, the new ``state``); its registration is marked simulated (stream "simulation",
     sequence 0, zero entry hash), so it never verifies against a ledger.
     """
-    from cryptlet_cli.main import emit
+    from cryptlet_cli.output import emit
     from shared.packages.manifest import load_manifest
     from cryptlet_cli.simulate import positional_args, simulate as run
 

@@ -14,6 +14,7 @@ import click
 from cryptlet_cli.author import header, init, simulate
 from cryptlet_cli.client import FabricClient
 from cryptlet_cli.history import history
+from cryptlet_cli.output import emit
 from cryptlet_cli.ledger import ledger, signer_key_record
 from cryptlet_cli.policy import policy
 from cryptlet_cli.subscriptions import COMMANDS as SUBSCRIPTION_COMMANDS
@@ -37,15 +38,6 @@ class Context:
 def fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
-
-
-def emit(document: Any, output: str | None = None) -> None:
-    text = json.dumps(document, indent=2)
-    if output and output != "-":
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-    else:
-        click.echo(text)
 
 
 class FabricGroup(click.Group):

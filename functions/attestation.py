@@ -3,7 +3,7 @@
 import azure.functions as func
 
 from functions.http import handle_errors, json_response
-from shared.host.fabric import get_fabric
+from functions.host import get_host
 
 bp = func.Blueprint()
 
@@ -12,4 +12,4 @@ bp = func.Blueprint()
 @handle_errors
 def attestation(req: func.HttpRequest) -> func.HttpResponse:
     """``{"provider", "evidence_kind", "software", "debug", "platform_key"}``."""
-    return json_response(get_fabric().attestation())
+    return json_response(get_host().operations.attestation())

@@ -4,8 +4,9 @@ import logging
 
 import azure.functions as func
 
+from functions import models
+from functions.host import get_host
 from functions.http import document_response, handle_errors, json_body, json_response
-from shared.host.fabric import get_fabric
 
 bp = func.Blueprint()
 
@@ -15,35 +16,36 @@ bp = func.Blueprint()
 def register_cryptlet(req: func.HttpRequest) -> func.HttpResponse:
     """JSON ``{"package": NAME}`` registers a folder of the host; an ``application/zip`` body uploads one."""
     if req.headers.get("content-type", "").split(";")[0].strip().lower() == "application/zip":
-        registration = get_fabric().register_upload(req.get_body())
+        registration = get_host().registrations.register_upload(req.get_body())
     else:
-        registration = get_fabric().register(json_body(req))
+        registration = get_host().registrations.register(models.registration_package(json_body(req)))
     return json_response(registration.to_dict(), 201, {"Location": f"/api/cryptlets/{registration.name}"})
 
 
 @bp.route(route="cryptlets", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def list_cryptlets(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response({"cryptlets": [r.to_dict() for r in get_fabric().list()]})
+    return json_response({"cryptlets": [r.to_dict() for r in get_host().registrations.list()]})
 
 
 @bp.route(route="cryptlets/{name}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def get_cryptlet(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(get_fabric().describe(req.route_params["name"]))
+    return json_response(get_host().registrations.describe(req.route_params["name"]))
 
 
 @bp.route(route="cryptlets/{name}/state", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def get_cryptlet_state(req: func.HttpRequest) -> func.HttpResponse:
     """A contract cryptlet's stored state snapshot, version and hash."""
-    return json_response(get_fabric().state(req.route_params["name"]))
+    return json_response(get_host().invocations.state(req.route_params["name"]))
 
 
 @bp.timer_trigger(schedule="%FABRIC_WARM_SCHEDULE%", arg_name="timer", run_on_startup=True)
 def keep_warm(timer: func.TimerRequest) -> None:
     """Start the warm regions each cryptlet's effective min_instances asks for (regions retire and hosts restart)."""
-    started = get_fabric().warm_pools()
+    host = get_host()
+    started = host.pools.warm(host.registry.list())
     if any(started.values()):
         logging.getLogger("fabric").info("warm regions started: %s", started)
 
@@ -51,4 +53,4 @@ def keep_warm(timer: func.TimerRequest) -> None:
 @bp.route(route="cryptlets/{name}/invoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def invoke_cryptlet(req: func.HttpRequest) -> func.HttpResponse:
-    return document_response(get_fabric().invoke(req.route_params["name"], json_body(req)))
+    return document_response(get_host().invocations.invoke(req.route_params["name"], models.call(json_body(req))))

@@ -10,10 +10,11 @@ bp = func.Blueprint()
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.host.fabric import get_fabric, versions
+    from functions.host import get_host
+    from shared.host.operations import versions
 
     try:
-        report = get_fabric().health()
+        report = get_host().operations.health()
     except FabricError as exc:  # storage down at start-up: still answer, degraded
         report = {"status": "degraded", "storage": {"reachable": False, "error": exc.code}, "versions": versions()}
     return json_response(report, 200 if report["status"] == "ok" else 503)

@@ -1,25 +1,21 @@
 """Subscribers and subscriptions: /api/subscribers (register: admin key), /api/subscriptions (signed
 subscriber requests, header ``X-Subscriber-Signature``; docs/events.md)."""
-import time
-
 import azure.functions as func
 
+from functions import models
+from functions.host import get_host
 from functions.http import handle_errors, json_body, json_response
+from shared.clock import now_ms
 from shared.events.subscribers import HEADER
-from shared.events.subscriptions import get_service
 
 bp = func.Blueprint()
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @bp.route(route="subscribers", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 @handle_errors
 def register_subscriber(req: func.HttpRequest) -> func.HttpResponse:
     """Register a subscriber with its secp256k1 public key -> 201 with its address."""
-    subscriber = get_service().register_subscriber(json_body(req), now_ms=_now_ms())
+    subscriber = get_host().subscriptions.register_subscriber(*models.new_subscriber(json_body(req)), now_ms=now_ms())
     return json_response(subscriber, status=201)
 
 
@@ -27,14 +23,14 @@ def register_subscriber(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def list_subscribers(req: func.HttpRequest) -> func.HttpResponse:
     """Registered subscribers: name, address, public key."""
-    return json_response(get_service().list_subscribers())
+    return json_response(get_host().subscriptions.list_subscribers())
 
 
 @bp.route(route="subscriptions", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def create_subscription(req: func.HttpRequest) -> func.HttpResponse:
     """A signed ``subscribe`` request -> 201 with the subscription (and a webhook secret, shown once)."""
-    created = get_service().subscribe(req.get_body(), req.headers.get(HEADER), now_ms=_now_ms())
+    created = get_host().subscriptions.subscribe(req.get_body(), req.headers.get(HEADER), now_ms=now_ms())
     return json_response(created, status=201,
                          headers={"Location": f"/api/subscriptions/{created['subscription']['id']}"})
 
@@ -43,7 +39,7 @@ def create_subscription(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def list_subscriptions(req: func.HttpRequest) -> func.HttpResponse:
     """Subscriptions, optionally of one ``subscriber`` and/or in one ``status``."""
-    return json_response(get_service().list(subscriber=req.params.get("subscriber"),
+    return json_response(get_host().subscriptions.list(subscriber=req.params.get("subscriber"),
                                             status=req.params.get("status")))
 
 
@@ -51,12 +47,12 @@ def list_subscriptions(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def get_subscription(req: func.HttpRequest) -> func.HttpResponse:
     """One subscription (never its sealed webhook secret)."""
-    return json_response(get_service().get(req.route_params["id"]))
+    return json_response(get_host().subscriptions.get(req.route_params["id"]))
 
 
 @bp.route(route="subscriptions/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def cancel_subscription(req: func.HttpRequest) -> func.HttpResponse:
     """A signed ``cancel`` request by the subscription's own subscriber -> the cancelled subscription."""
-    return json_response(get_service().cancel(req.route_params["id"], req.get_body(), req.headers.get(HEADER),
-                                              now_ms=_now_ms()))
+    return json_response(get_host().subscriptions.cancel(req.route_params["id"], req.get_body(), req.headers.get(HEADER),
+                                              now_ms=now_ms()))

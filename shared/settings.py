@@ -10,7 +10,7 @@ import binascii
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.errors import ConfigurationError
@@ -63,7 +63,7 @@ class Settings:
     """Validated fabric settings."""
 
     storage: str
-    sealing_secret: bytes
+    sealing_secret: bytes = field(repr=False)  # never in a repr, a log line or an exception
     packages_dir: Path
     table_prefix: str
     chain_id: int

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.host.fabric import Fabric
+from shared.host.composition import build_host
+from shared.host.models import Call
 from shared.ledger.chain import LedgerEntry
 from shared.settings import Settings
 
@@ -142,17 +143,17 @@ def test_policy_persists_for_a_new_fabric_instance(fabric_host, slow):
                                   "FABRIC_SEALING_SECRET": base64.b64encode(fabric_host.sealing_secret).decode(),
                                   "FABRIC_PACKAGES_DIR": str(fabric_host.packages_dir),
                                   "FABRIC_TABLE_PREFIX": fabric_host.table_prefix})
-    fabric = Fabric(settings)  # what a restarted (or another) host sees
+    host = build_host(settings)  # what a restarted (or another) host sees
     try:
-        view = fabric.policy(slow)
+        view = host.policies.get(slow)
         assert view["policy"] == {"max_instances": 1, "egress": ["x.example"]}
         assert view["effective"]["max_instances"] == 1
-        pool = fabric._pool(fabric.get(slow))
+        pool = host.pools.get(host.registry.get(slow))
         assert pool.max_size == 1
-        fabric.invoke(slow, {"method": "pid", "args": {"seconds": 0}})
+        host.invocations.invoke(slow, Call("pid", {"seconds": 0}))
         assert pool.size == 1
     finally:
-        fabric.close()
+        host.close()
 
 
 def test_cli_policy_set_and_get(fabric_host, slow):

@@ -14,17 +14,15 @@ from typing import Any
 
 import coincurve
 import httpx
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shared.encoding import canonical_json, to_hex
+from shared.keys import derive
 from shared.envelope import SECP256K1_N, address_of, eip191_hash, recover_address, sign_digest
 
 log = logging.getLogger("fabric.delivery")
 if logging.getLogger("httpx").level == logging.NOTSET:  # one INFO line per callback would drown the host log
     logging.getLogger("httpx").setLevel(logging.WARNING)
 HEADER = "X-Fabric-Signature"
-_INFO = b"cryptlet-fabric/delivery/v1"
 #: Seconds a callback may take to answer (connect + read).
 CALLBACK_TIMEOUT_S = 5.0
 
@@ -39,8 +37,7 @@ class DeliveryKey:
     def __init__(self, sealing_secret: bytes) -> None:
         counter = 0
         while True:  # HKDF output is a valid key with overwhelming probability; loop for the rest
-            info = _INFO if counter == 0 else _INFO + b"/" + str(counter).encode()
-            raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(sealing_secret)
+            raw = derive.delivery_seed(sealing_secret, counter)
             if 0 < int.from_bytes(raw, "big") < SECP256K1_N:
                 break
             counter += 1

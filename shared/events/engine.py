@@ -1,7 +1,7 @@
 """The event engine's service: fire queue, fire worker, webhooks, dead letters, history.
 
-Built from :func:`shared.host.fabric.get_fabric` (settings, sealing secret, ``invoke``); ``functions/events.py``
-calls :func:`get_events` and nothing deeper. The scheduler tick is :mod:`shared.events.tick`, the
+Built by the composition root (:mod:`shared.host.composition`) with its collaborators: an ``invoke``
+callable, the stores, the delivery key and the queues; ``functions/events.py`` calls it and nothing deeper. The scheduler tick is :mod:`shared.events.tick`, the
 history table :mod:`shared.events.history`, signing and callbacks :mod:`shared.events.delivery`. Formats:
 docs/events.md.
 
@@ -29,18 +29,19 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError
 
 from shared.events.delivery import CallbackClient, DeliveryFailed, DeliveryKey
 from shared.errors import Conflict, FabricError, InvalidInput, NotFound, StorageError
-from shared.host.fabric import Fabric, get_fabric
+from shared.storage import storage_errors
 from shared.events.history import HistoryRow, HistoryStore
-from shared.events.tick import Scheduler, fire_message, now_ms
+from shared.clock import now_ms
+from shared.events.tick import Scheduler, fire_message
 from shared.settings import PROJECT_ROOT, SETTINGS
-from shared.storage import queue_client, table_client
+from shared.storage import Storage
 from shared.events.subscriptions import Subscription, SubscriptionStore
 from shared.events import webhooks
 
@@ -53,6 +54,8 @@ SUBSCRIPTION_TTL_S = 5.0
 MAX_WEBHOOK_BYTES = 16 * 1024
 #: Dead letters listed at most (a queue peek returns at most 32).
 MAX_DEADLETTERS = 32
+#: ``invoke(cryptlet, method, args, request id hex) -> envelope document``
+Invoke = Callable[[str, str, dict[str, Any], str], dict[str, Any]]
 _SUBSCRIPTION_ID = re.compile(r"^sub_[0-9a-f]{24}$")
 
 
@@ -94,22 +97,25 @@ def request_id_of(subscription: str, sequence: int) -> str:
 class Events:
     """Subscriptions' runtime: one per host process."""
 
-    def __init__(self, fabric: Fabric, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, *, invoke: Invoke, subscriptions: SubscriptionStore, history: HistoryStore,
+                 delivery_key: DeliveryKey, storage: Storage, sealing_secret: bytes, region_timeout: float,
+                 env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
-        self.fabric = fabric
-        settings = fabric.settings
+        #: ``invoke(cryptlet, method, args, request id hex) -> envelope document``
+        self.invoke = invoke
+        self._sealing_secret = sealing_secret  # opens sealed webhook secrets; never logged
         self.fire_queue_name = _setting(env, "FABRIC_FIRE_QUEUE")
         self.backoff_max_s = float(_setting(env, "FABRIC_DELIVERY_BACKOFF_MAX_S"))
         self.backoff_base_s = _visibility_base_s()
         self.max_attempts = _max_dequeue_count()
         #: how long an ``invoking`` row is left to the worker that marked it (then a retry takes over)
-        self.lease_ms = int((fabric.settings.region_timeout + MAX_EARLY_WAIT_MS / 1000 + 5) * 1000)
-        self.subscriptions = SubscriptionStore(table_client(settings.storage, settings.table("subscriptions")))
-        self.history = HistoryStore(table_client(settings.storage, settings.table("history")))
-        self.key = DeliveryKey(settings.sealing_secret)
+        self.lease_ms = int((region_timeout + MAX_EARLY_WAIT_MS / 1000 + 5) * 1000)
+        self.subscriptions = subscriptions
+        self.history = history
+        self.key = delivery_key
         self.callbacks = CallbackClient(self.key)
-        self.queue = queue_client(settings.storage, self.fire_queue_name)
-        self.poison = queue_client(settings.storage, f"{self.fire_queue_name}-poison")
+        self.queue = storage.queue(self.fire_queue_name)
+        self.poison = storage.queue(f"{self.fire_queue_name}-poison")
         for client in (self.queue, self.poison):
             try:
                 client.create_queue()
@@ -148,10 +154,8 @@ class Events:
         now = now_ms() if now is None else now
         delay = max(0, (message["at_ms"] - now_ms()) // 1000)
         body = base64.b64encode(json.dumps(message, separators=(",", ":")).encode()).decode()
-        try:
+        with storage_errors("fire queue"):
             self.queue.send_message(body, visibility_timeout=int(delay) or None)
-        except AzureError as exc:
-            raise StorageError(f"fire queue unreachable: {type(exc).__name__}") from None
 
     def tick(self) -> dict[str, int]:
         return self.scheduler.tick()
@@ -218,10 +222,10 @@ class Events:
                                            "detail": f"subscription {subscription.id} passed its deadline "
                                                      f"{subscription.deadline_ms}"}, result="expired")
         else:
-            body = {"method": subscription.method, "args": {**subscription.args, **(fire.get("args") or {})},
-                    "request_id": request_id_of(subscription.id, row.sequence)}
+            args = {**subscription.args, **(fire.get("args") or {})}
             try:
-                envelope = self.fabric.invoke(subscription.cryptlet, body)
+                envelope = self.invoke(subscription.cryptlet, subscription.method, args,
+                                       request_id_of(subscription.id, row.sequence))
                 self.record_result(row, envelope=envelope)
             except FabricError as exc:
                 if exc.status >= 500:
@@ -291,7 +295,7 @@ class Events:
             raise PayloadTooLarge(f"webhook body is larger than {MAX_WEBHOOK_BYTES} bytes", field="$")
         subscription = self.subscription(subscription_id)
         try:
-            webhooks.verify(self.fabric.settings.sealing_secret, subscription.id, subscription.webhook_secret_sealed,
+            webhooks.verify(self._sealing_secret, subscription.id, subscription.webhook_secret_sealed,
                             header, body, now_s=time.time())
         except FabricError as exc:
             raise Unauthorized(exc.detail, field=webhooks.HEADER, reason=getattr(exc, "reason", "webhook")) from None
@@ -319,10 +323,8 @@ class Events:
 
     # -- dead letters and history -------------------------------------------------------------------
     def deadletters(self) -> dict[str, Any]:
-        try:
+        with storage_errors("poison queue"):
             messages = list(self.poison.peek_messages(max_messages=MAX_DEADLETTERS))
-        except AzureError as exc:
-            raise StorageError(f"poison queue unreachable: {type(exc).__name__}") from None
         items = []
         for message in messages:
             try:
@@ -358,21 +360,3 @@ def _parse_message(body: bytes | str) -> dict[str, Any]:
         raise InvalidInput("fire message needs subscription, sequence and at_ms", field="$")
     message.setdefault("args", {})
     return message
-
-
-_events: Events | None = None
-_events_lock = threading.Lock()
-
-
-def get_events() -> Events:
-    """The process-wide event engine, built on :func:`get_fabric` on first use."""
-    global _events
-    with _events_lock:
-        if _events is None:
-            _events = Events(get_fabric())
-        return _events
-
-
-def delivery_address(fabric: Fabric) -> str:
-    """The delivery key's address for ``fabric`` (what ``GET /api/attestation`` shows)."""
-    return DeliveryKey(fabric.settings.sealing_secret).address

@@ -27,6 +27,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModif
 from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
 
 from shared.errors import Conflict, StorageError
+from shared.storage import storage_errors
 
 SEQUENCE_DIGITS = 13
 #: Table storage keeps at most 64 KiB per string property; larger envelopes are refused as failed.
@@ -107,39 +108,36 @@ class HistoryStore:
 
     def claim(self, row: HistoryRow) -> HistoryRow:
         """Create the row; :class:`Conflict` if this (subscription, sequence) was claimed before."""
-        try:
-            metadata = self.table.create_entity(row.to_entity())
-        except ResourceExistsError:
-            raise Conflict(f"fire {row.subscription}/{row.sequence} was claimed already", field="sequence") from None
-        except AzureError as exc:
-            raise StorageError(f"history unreachable: {type(exc).__name__}") from None
+        with storage_errors("history"):
+            try:
+                metadata = self.table.create_entity(row.to_entity())
+            except ResourceExistsError:
+                raise Conflict(f"fire {row.subscription}/{row.sequence} was claimed already", field="sequence") from None
         row.etag = metadata.get("etag", "")
         return row
 
     def get(self, subscription: str, sequence: int) -> HistoryRow | None:
-        try:
-            return HistoryRow.from_entity(self.table.get_entity(subscription, row_key(sequence)))
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise StorageError(f"history unreachable: {type(exc).__name__}") from None
+        with storage_errors("history"):
+            try:
+                return HistoryRow.from_entity(self.table.get_entity(subscription, row_key(sequence)))
+            except ResourceNotFoundError:
+                return None
 
     def update(self, row: HistoryRow) -> HistoryRow:
         """Write ``row`` if it still has its ETag; :class:`Conflict` if another worker changed it."""
-        try:
-            metadata = self.table.update_entity(row.to_entity(), mode=UpdateMode.REPLACE, etag=row.etag,
-                                                match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError):
-            raise Conflict(f"history row {row.subscription}/{row.sequence} changed concurrently",
-                           field="sequence") from None
-        except AzureError as exc:
-            raise StorageError(f"history unreachable: {type(exc).__name__}") from None
+        with storage_errors("history"):
+            try:
+                metadata = self.table.update_entity(row.to_entity(), mode=UpdateMode.REPLACE, etag=row.etag,
+                                                    match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                raise Conflict(f"history row {row.subscription}/{row.sequence} changed concurrently",
+                               field="sequence") from None
         row.etag = metadata.get("etag", "")
         return row
 
     def list(self, subscription: str, *, start: int = 0, limit: int = 100) -> list[HistoryRow]:
         """Rows of ``subscription`` with sequence >= ``start``, in sequence order, at most ``limit``."""
-        try:
+        with storage_errors("history"):
             pages = self.table.query_entities("PartitionKey eq @p and RowKey ge @r",
                                               parameters={"p": subscription, "r": row_key(start)},
                                               results_per_page=min(limit, 1000))
@@ -149,5 +147,3 @@ class HistoryStore:
                 if len(rows) >= limit:
                     break
             return rows
-        except AzureError as exc:
-            raise StorageError(f"history unreachable: {type(exc).__name__}") from None

@@ -37,6 +37,7 @@ from azure.data.tables import EdmType, EntityProperty, TableClient
 from shared.encoding import canonical_json, to_hex
 from shared.envelope import address_of, eip191_hash, recover_address, sign_digest
 from shared.errors import Conflict, FabricError, InvalidInput, NotFound, StorageError, VerificationError
+from shared.storage import storage_errors
 
 HEADER = "X-Subscriber-Signature"
 PARTITION = "subscriber"
@@ -144,31 +145,27 @@ class SubscriberRegistry:
         raw = parse_public_key(public_key)
         subscriber = Subscriber(name=name, address=address_of(raw), public_key=to_hex(raw),
                                 created_ms=int(time.time() * 1000) if now_ms is None else now_ms)
-        try:
-            self.table.create_entity({"PartitionKey": PARTITION, "RowKey": name, **subscriber.to_dict(),
-                                      "created_ms": EntityProperty(subscriber.created_ms, EdmType.INT64)})
-        except ResourceExistsError:
-            raise Conflict(f"subscriber {name!r} is already registered", field="$.name") from None
-        except AzureError as exc:
-            raise StorageError(f"subscribers unreachable: {type(exc).__name__}") from None
+        with storage_errors("subscribers"):
+            try:
+                self.table.create_entity({"PartitionKey": PARTITION, "RowKey": name, **subscriber.to_dict(),
+                                          "created_ms": EntityProperty(subscriber.created_ms, EdmType.INT64)})
+            except ResourceExistsError:
+                raise Conflict(f"subscriber {name!r} is already registered", field="$.name") from None
         return subscriber
 
     def get(self, name: str) -> Subscriber:
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
             raise NotFound(f"no subscriber {name!r}", field="name")
-        try:
-            row = self.table.get_entity(PARTITION, name)
-        except ResourceNotFoundError:
-            raise NotFound(f"no subscriber {name!r}", field="name") from None
-        except AzureError as exc:
-            raise StorageError(f"subscribers unreachable: {type(exc).__name__}") from None
+        with storage_errors("subscribers"):
+            try:
+                row = self.table.get_entity(PARTITION, name)
+            except ResourceNotFoundError:
+                raise NotFound(f"no subscriber {name!r}", field="name") from None
         return _subscriber(row)
 
     def list(self) -> list[Subscriber]:
-        try:
+        with storage_errors("subscribers"):
             rows = list(self.table.query_entities("PartitionKey eq @p", parameters={"p": PARTITION}))
-        except AzureError as exc:
-            raise StorageError(f"subscribers unreachable: {type(exc).__name__}") from None
         return sorted((_subscriber(r) for r in rows), key=lambda s: s.name)
 
     # -- signed requests --------------------------------------------------------------------------
@@ -214,15 +211,14 @@ class SubscriberRegistry:
             raise InvalidInput(f"this route takes action {expected_action!r}, the request says "
                                f"{document['action']!r}", field="$.action")
         nonce = document["nonce"].lower()
-        try:
-            self.table.create_entity({"PartitionKey": NONCE_PARTITION_PREFIX + name, "RowKey": nonce,
-                                      "expires_ms": EntityProperty(expires, EdmType.INT64),
-                                      "action": document["action"]})
-        except ResourceExistsError:
-            raise Conflict(f"nonce {nonce} was already used by {name!r}", field="$.nonce",
-                           reason="replayed_nonce") from None
-        except AzureError as exc:
-            raise StorageError(f"subscribers unreachable: {type(exc).__name__}") from None
+        with storage_errors("subscribers"):
+            try:
+                self.table.create_entity({"PartitionKey": NONCE_PARTITION_PREFIX + name, "RowKey": nonce,
+                                          "expires_ms": EntityProperty(expires, EdmType.INT64),
+                                          "action": document["action"]})
+            except ResourceExistsError:
+                raise Conflict(f"nonce {nonce} was already used by {name!r}", field="$.nonce",
+                               reason="replayed_nonce") from None
         return SignedRequest(subscriber=name, action=document["action"], body=document["body"], nonce=nonce,
                              expires_ms=expires)
 

@@ -27,6 +27,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.events import webhooks
 from shared.errors import Conflict, InvalidInput, NotFound, StorageError
+from shared.storage import storage_errors
 from shared.events.schedules import MissedFirePolicy, schedule_from_dict
 from shared.events.subscribers import Forbidden, SubscriberRegistry
 from shared.events.triggers import observation_from_dict
@@ -153,29 +154,25 @@ class SubscriptionStore:
         self.table = table
 
     def create(self, subscription: Subscription) -> None:
-        try:
-            self.table.create_entity(self._row(subscription))
-        except ResourceExistsError:
-            raise Conflict(f"subscription {subscription.id} exists", field="id") from None
-        except AzureError as exc:
-            raise StorageError(f"subscriptions unreachable: {type(exc).__name__}") from None
+        with storage_errors("subscriptions"):
+            try:
+                self.table.create_entity(self._row(subscription))
+            except ResourceExistsError:
+                raise Conflict(f"subscription {subscription.id} exists", field="id") from None
 
     def get(self, subscription_id: str) -> tuple[Subscription, str]:
         """(subscription, etag); :class:`NotFound` if there is none."""
-        try:
-            row = self.table.get_entity(PARTITION, subscription_id)
-        except ResourceNotFoundError:
-            raise NotFound(f"no subscription {subscription_id!r}", field="id") from None
-        except AzureError as exc:
-            raise StorageError(f"subscriptions unreachable: {type(exc).__name__}") from None
+        with storage_errors("subscriptions"):
+            try:
+                row = self.table.get_entity(PARTITION, subscription_id)
+            except ResourceNotFoundError:
+                raise NotFound(f"no subscription {subscription_id!r}", field="id") from None
         return Subscription.from_dict(json.loads(row["document"])), row.metadata["etag"]
 
     def list(self, *, subscriber: str | None = None, status: str | None = None) -> list[tuple[Subscription, str]]:
         """Subscriptions (with etags), optionally of one subscriber and/or in one status."""
-        try:
+        with storage_errors("subscriptions"):
             rows = list(self.table.query_entities("PartitionKey eq @p", parameters={"p": PARTITION}))
-        except AzureError as exc:
-            raise StorageError(f"subscriptions unreachable: {type(exc).__name__}") from None
         found = [(Subscription.from_dict(json.loads(r["document"])), r.metadata["etag"]) for r in rows]
         return [(s, e) for s, e in found
                 if (subscriber is None or s.subscriber == subscriber) and (status is None or s.status == status)]
@@ -183,13 +180,12 @@ class SubscriptionStore:
     def update(self, subscription: Subscription, etag: str, **changes: Any) -> tuple[Subscription, str]:
         """Write ``changes`` if the row still has ``etag``; :class:`Conflict` if another writer won."""
         changed = replace(subscription, **changes)
-        try:
-            metadata = self.table.update_entity(self._row(changed), mode=UpdateMode.REPLACE, etag=etag,
-                                                match_condition=MatchConditions.IfNotModified)
-        except ResourceModifiedError:
-            raise Conflict(f"subscription {subscription.id} changed concurrently", field="id") from None
-        except AzureError as exc:
-            raise StorageError(f"subscriptions unreachable: {type(exc).__name__}") from None
+        with storage_errors("subscriptions"):
+            try:
+                metadata = self.table.update_entity(self._row(changed), mode=UpdateMode.REPLACE, etag=etag,
+                                                    match_condition=MatchConditions.IfNotModified)
+            except ResourceModifiedError:
+                raise Conflict(f"subscription {subscription.id} changed concurrently", field="id") from None
         return changed, metadata["etag"]
 
     @staticmethod
@@ -214,14 +210,10 @@ class SubscriptionService:
         self.cryptlets = cryptlets
         self.sealing_secret = sealing_secret
 
-    def register_subscriber(self, body: Any, *, now_ms: int) -> dict[str, Any]:
-        """``{"name", "public_key"}`` (admin) -> the registered subscriber (name, address, public key)."""
-        if not isinstance(body, dict):
-            raise InvalidInput("request body must be a JSON object {name, public_key}", field="$")
-        extra = sorted(set(body) - {"name", "public_key"})
-        if extra:
-            raise InvalidInput(f"unknown member {extra[0]!r}", field=f"$.{extra[0]}")
-        return self.subscribers.register(body.get("name"), body.get("public_key"), now_ms=now_ms).to_dict()
+    def register_subscriber(self, name: object, public_key: object, *, now_ms: int) -> dict[str, Any]:
+        """A subscriber's ``name`` and secp256k1 ``public_key`` (admin) -> the registered subscriber
+        (name, address, public key); the registry checks both."""
+        return self.subscribers.register(name, public_key, now_ms=now_ms).to_dict()
 
     def list_subscribers(self) -> dict[str, Any]:
         return {"subscribers": [s.to_dict() for s in self.subscribers.list()]}
@@ -301,25 +293,3 @@ class SubscriptionService:
 def _check_id(subscription_id: str) -> None:
     if not _ID.match(subscription_id or ""):
         raise NotFound(f"no subscription {subscription_id!r}", field="id")
-
-
-_service: SubscriptionService | None = None
-_service_lock = threading.Lock()
-
-
-def get_service() -> SubscriptionService:
-    """The process-wide service over :func:`shared.host.fabric.get_fabric`'s settings and registry."""
-    global _service
-    with _service_lock:
-        if _service is not None:
-            return _service
-        from shared.host.fabric import get_fabric
-        from shared.storage import table_client
-
-        fabric = get_fabric()
-        settings = fabric.settings
-        _service = SubscriptionService(
-            SubscriptionStore(table_client(settings.storage, settings.table("subscriptions"))),
-            SubscriberRegistry(table_client(settings.storage, settings.table("subscribers"))),
-            fabric.get, settings.sealing_secret)
-        return _service

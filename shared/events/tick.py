@@ -30,16 +30,15 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from shared.clock import now_ms
 from shared.errors import Conflict, FabricError
-from shared.events.history import HistoryRow
+from shared.events.history import HistoryRow, HistoryStore
 from shared.events.schedules import MissedFirePolicy, due_fires, epoch_ms, fire_key, schedule_from_dict
-from shared.events.subscriptions import Subscription
+from shared.events.subscriptions import Subscription, SubscriptionStore
 from shared.events.triggers import observation_from_dict
-
-if TYPE_CHECKING:
-    from shared.events.engine import Events
 
 log = logging.getLogger("fabric.scheduler")
 #: How far ahead a tick claims and enqueues schedule fires (the timer runs every second).
@@ -56,8 +55,6 @@ SCHEDULES = ("cron", "interval")
 OBSERVATIONS = ("threshold", "deviation_heartbeat")
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -84,10 +81,26 @@ def observed_value(payload: Any, field: str) -> Any:
     return payload.get(field)
 
 
+class EventsPort(Protocol):
+    """What the tick needs of the event engine (:class:`shared.events.engine.Events`)."""
+
+    subscriptions: SubscriptionStore
+    history: HistoryStore
+    max_attempts: int
+    invoke: Callable[[str, str, dict[str, Any], str], dict[str, Any]]
+
+    def remember(self, subscription: Subscription) -> None: ...
+
+    def enqueue(self, message: dict[str, Any], now: int | None = None) -> None: ...
+
+    def record_result(self, row: HistoryRow, *, envelope: dict[str, Any] | None = None,
+                      error: dict[str, Any] | None = None, result: str = "ok") -> None: ...
+
+
 class Scheduler:
     """One host's tick. Thread-safe; every decision is guarded by storage (claims, ETags)."""
 
-    def __init__(self, events: "Events", workers: int = 8) -> None:
+    def __init__(self, events: EventsPort, workers: int = 8) -> None:
         self.events = events
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fabric-scheduler")
         self._observing: set[str] = set()
@@ -248,9 +261,7 @@ class Scheduler:
         except Conflict:
             return 0
         request_id = "0x" + hashlib.sha256(f"{subscription.id}:observe:{now}".encode()).hexdigest()
-        envelope = self.events.fabric.invoke(subscription.cryptlet, {"method": subscription.method,
-                                                                     "args": subscription.args,
-                                                                     "request_id": request_id})
+        envelope = self.events.invoke(subscription.cryptlet, subscription.method, subscription.args, request_id)
         field = subscription.observe["field"]
         value = observed_value(envelope.get("payload"), field)
         if isinstance(value, bool) or not isinstance(value, (int, float)):

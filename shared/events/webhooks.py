@@ -18,19 +18,18 @@ import re
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shared.errors import VerificationError
+from shared.keys import derive
 
 HEADER = "X-Webhook-Signature"
 TOLERANCE_S = 300
 SECRET_BYTES = 32
-_INFO = b"cryptlet-fabric/webhook/v1"
 _HEADER = re.compile(r"^t=(?P<t>[0-9]{1,12}),v1=(?P<mac>[0-9a-f]{64})$")
 
 
 def _key(sealing_secret: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(sealing_secret)
+    return derive.derive(sealing_secret, derive.WEBHOOK)
 
 
 def issue_secret(sealing_secret: bytes, subscription_id: str) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.encoding import canonical_json
 from shared.errors import Conflict, StorageError
+from shared.storage import storage_errors
 
 STATE_PARTITION = "state"
 
@@ -41,29 +42,27 @@ class StateStore:
         self.catalog = catalog
 
     def get(self, name: str) -> StateRecord:
-        try:
-            row = self.catalog.get_entity(STATE_PARTITION, name)
-        except ResourceNotFoundError:
-            return StateRecord()
-        except AzureError as exc:
-            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
+        with storage_errors("catalog"):
+            try:
+                row = self.catalog.get_entity(STATE_PARTITION, name)
+            except ResourceNotFoundError:
+                return StateRecord()
         return StateRecord(json.loads(row["state"]), int(row["version"]), row["hash"], row.metadata.get("etag"))
 
     def put(self, name: str, previous: StateRecord, state: dict[str, Any], version: int, state_hash: str) -> None:
         """Store the state a signed envelope reported; :class:`Conflict` if it changed since ``previous``."""
         row = {"PartitionKey": STATE_PARTITION, "RowKey": name, "state": canonical_json(state).decode("utf-8"),
                "version": version, "hash": state_hash}
-        try:
-            if previous.etag is None:
-                self.catalog.create_entity(row)
-            else:
-                self.catalog.update_entity(row, mode=UpdateMode.REPLACE, etag=previous.etag,
-                                           match_condition=MatchConditions.IfNotModified)
-        except (ResourceExistsError, ResourceModifiedError):
-            raise Conflict(f"the state of {name} changed concurrently (another host); the call's transition was "
-                           "discarded: retry the call", field="state") from None
-        except AzureError as exc:
-            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
+        with storage_errors("catalog"):
+            try:
+                if previous.etag is None:
+                    self.catalog.create_entity(row)
+                else:
+                    self.catalog.update_entity(row, mode=UpdateMode.REPLACE, etag=previous.etag,
+                                               match_condition=MatchConditions.IfNotModified)
+            except (ResourceExistsError, ResourceModifiedError):
+                raise Conflict(f"the state of {name} changed concurrently (another host); the call's transition was "
+                               "discarded: retry the call", field="state") from None
 
     def delete(self, name: str) -> None:
         try:

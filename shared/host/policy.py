@@ -15,7 +15,13 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.errors import InvalidInput, StorageError
+from shared.errors import Conflict, FabricError, InvalidInput, StorageError
+from shared.host.registry import Registration
+from shared.ledger.chain import Ledger
+from shared.ledger.kinds import REGISTERED
+from shared.packages.folders import PackageFolders
+from shared.packages.manifest import load_manifest
+from shared.storage import storage_errors
 
 SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "policy.schema.json"
 POLICY_PARTITION = "policy"
@@ -84,24 +90,65 @@ class PolicyStore:
 
     def get(self, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """(policy, ledger reference of its ``policy.set`` entry); ``({}, None)`` if none was set."""
-        try:
-            row = self.catalog.get_entity(POLICY_PARTITION, name)
-        except ResourceNotFoundError:
-            return {}, None
-        except AzureError as exc:
-            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
+        with storage_errors("catalog"):
+            try:
+                row = self.catalog.get_entity(POLICY_PARTITION, name)
+            except ResourceNotFoundError:
+                return {}, None
         return json.loads(row["policy"]), json.loads(row["ledger"])
 
     def put(self, name: str, policy: dict[str, Any], ledger: dict[str, Any]) -> None:
         row = {"PartitionKey": POLICY_PARTITION, "RowKey": name,
                "policy": json.dumps(policy, separators=(",", ":")), "ledger": json.dumps(ledger, separators=(",", ":"))}
-        try:
+        with storage_errors("catalog"):
             self.catalog.upsert_entity(row, mode=UpdateMode.REPLACE)
-        except AzureError as exc:
-            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
 
     def delete(self, name: str) -> None:
         try:
             self.catalog.delete_entity(POLICY_PARTITION, name)
         except AzureError:
             pass
+
+
+class Policies:
+    """Effective settings of registered cryptlets: host defaults < manifest < policy."""
+
+    def __init__(self, store: PolicyStore, ledger: Ledger, folders: PackageFolders, *, max_instances: int,
+                 timeout_s: float, provider_name: str, provider_isolates: bool) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.folders = folders
+        self.max_instances = max_instances
+        self.timeout_s = timeout_s
+        self.provider_name = provider_name
+        self.provider_isolates = provider_isolates
+
+    def defaults(self) -> dict[str, Any]:
+        return {"isolation": False, "egress": [], "min_instances": 0, "max_instances": self.max_instances,
+                "timeout_s": self.timeout_s}
+
+    def manifest_settings(self, registration: Registration) -> dict[str, Any]:
+        """What the registered manifest asks for: from its ``cryptlet.registered`` entry, else the package."""
+        try:
+            entry = self.ledger.get(registration.ledger["sequence"])
+            if entry.kind == REGISTERED and isinstance(entry.payload.get("manifest"), dict):
+                return manifest_settings(entry.payload["manifest"])
+            return manifest_settings(load_manifest(self.folders.resolve(registration.package)).document)
+        except FabricError:
+            return {}
+
+    def effective(self, registration: Registration) -> dict[str, Any]:
+        """Effective settings of a cryptlet: host defaults < manifest < policy."""
+        policy, _ = self.store.get(registration.name)
+        return effective_settings(self.defaults(), self.manifest_settings(registration), policy)
+
+    def effective_for_manifest(self, name: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Effective settings of ``name`` for a manifest document not registered yet (registration, rotation)."""
+        policy, _ = self.store.get(name)
+        return effective_settings(self.defaults(), manifest_settings(manifest), policy)
+
+    def check_isolation(self, name: str, settings: dict[str, Any]) -> None:
+        """Refuse a cryptlet that must be isolated on a provider that cannot isolate it."""
+        if settings["isolation"] and not self.provider_isolates:
+            raise Conflict(f"{name} requires isolation and provider {self.provider_name!r} cannot isolate",
+                           field="$.isolation")

@@ -16,7 +16,7 @@ them to :meth:`JobStore.report`, which keeps one row per request id in the table
 * Concurrent writers (two hosts running the same request after a queue retry) are serialised with
   the row's ETag.
 
-``GET /api/requests/{request_id}/progress`` (:meth:`shared.host.fabric.Fabric.progress`) reads it.
+``GET /api/requests/{request_id}/progress`` (:meth:`shared.host.queued_calls.QueuedCalls.progress`) reads it.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.encoding import from_hex
 from shared.errors import Conflict, NotFound, StorageError
-from shared.ledger.chain import utc_now
+from shared.storage import storage_errors
+from shared.clock import utc_now
 
 PARTITION = "job"
 _ATTEMPTS = 8
@@ -47,7 +48,7 @@ class JobStore:
         The call-out handler has checked the types; a lower fraction than recorded is dropped.
         """
         key = request_id.lower()
-        try:
+        with storage_errors("job store"):
             for _ in range(_ATTEMPTS):
                 try:
                     row = self.table.get_entity(PARTITION, key)
@@ -72,19 +73,16 @@ class JobStore:
                     return
                 except (ResourceModifiedError, ResourceNotFoundError):
                     continue  # raced another writer: read again
-        except AzureError as exc:
-            raise StorageError(f"job store unreachable: {type(exc).__name__}") from None
         raise Conflict(f"progress of request {key} is being written concurrently; try again", field="request_id")
 
     def get(self, request_id: str) -> dict[str, Any] | None:
         """The progress row of ``request_id`` (``None`` if nothing was reported)."""
         from_hex(request_id, length=32, field="request_id")
-        try:
-            row = self.table.get_entity(PARTITION, request_id.lower())
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise StorageError(f"job store unreachable: {type(exc).__name__}") from None
+        with storage_errors("job store"):
+            try:
+                row = self.table.get_entity(PARTITION, request_id.lower())
+            except ResourceNotFoundError:
+                return None
         return {"request_id": request_id.lower(), "cryptlet": row["name"], "fraction": float(row["fraction"]),
                 "message": row.get("message", ""), "started_at": row["started_at"], "updated_at": row["updated_at"]}
 

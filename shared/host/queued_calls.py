@@ -16,9 +16,15 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.encoding import from_hex
+from shared.clock import now_ms
+from shared.encoding import from_hex, to_hex
+from shared.events.delivery import DeliveryKey
+from shared.host.invocations import Invocations
+from shared.host.models import Call
+from shared.host.progress import JobStore
 from shared.errors import FabricError, InvalidInput, NotFound, StorageError
-from shared.ledger.chain import utc_now
+from shared.storage import storage_errors
+from shared.clock import utc_now
 
 PARTITION = "request"
 DEFAULT_DEADLINE_S = 900
@@ -57,15 +63,13 @@ class QueuedRequest:
         return cls(data["request_id"], data["name"], data["method"], data.get("args", {}), deadline)
 
 
-def deadline_of(body: dict[str, Any], now_ms: int) -> int:
-    """The request's deadline: ``body["deadline_ms"]`` (1 s .. 7 days ahead) or the default."""
-    deadline = body.get("deadline_ms")
-    if deadline is None:
+def deadline_of(deadline_ms: int | None, now_ms: int) -> int:
+    """The request's deadline: ``deadline_ms`` (1 s .. 7 days ahead) or the default."""
+    if deadline_ms is None:
         return now_ms + DEFAULT_DEADLINE_S * 1000
-    if not isinstance(deadline, int) or isinstance(deadline, bool) \
-            or not now_ms + 1000 <= deadline <= now_ms + MAX_DEADLINE_S * 1000:
+    if not now_ms + 1000 <= deadline_ms <= now_ms + MAX_DEADLINE_S * 1000:
         raise InvalidInput("deadline_ms must be unix milliseconds between 1 s and 7 days ahead", field="deadline_ms")
-    return deadline
+    return deadline_ms
 
 
 class RequestStore:
@@ -77,10 +81,8 @@ class RequestStore:
     def _write(self, request_id: str, status: str, **fields: Any) -> None:
         row = {"PartitionKey": PARTITION, "RowKey": request_id.lower(), "status": status, "updated_at": utc_now(),
                **{k: json.dumps(v, separators=(",", ":")) for k, v in fields.items()}}
-        try:
+        with storage_errors("request store"):
             self.table.upsert_entity(row, mode=UpdateMode.MERGE)
-        except AzureError as exc:
-            raise StorageError(f"request store unreachable: {type(exc).__name__}") from None
 
     def pending(self, request: QueuedRequest) -> None:
         self._write(request.request_id, "pending", request={"name": request.name, "method": request.method},
@@ -98,15 +100,78 @@ class RequestStore:
 
     def get(self, request_id: str) -> dict[str, Any]:
         from_hex(request_id, length=32, field="request_id")
-        try:
-            row = self.table.get_entity(PARTITION, request_id.lower())
-        except ResourceNotFoundError:
-            raise NotFound(f"no request {request_id}", field="request_id") from None
-        except AzureError as exc:
-            raise StorageError(f"request store unreachable: {type(exc).__name__}") from None
+        with storage_errors("request store"):
+            try:
+                row = self.table.get_entity(PARTITION, request_id.lower())
+            except ResourceNotFoundError:
+                raise NotFound(f"no request {request_id}", field="request_id") from None
         result: dict[str, Any] = {"request_id": request_id.lower(), "status": row["status"],
                                   "updated_at": row["updated_at"]}
         for key in ("request", "envelope", "error", "deadline_ms"):
             if key in row:
                 result[key] = json.loads(row[key])
         return result
+
+
+class QueuedCalls:
+    """Asynchronous invocations: accepted (pending), run by the queue worker, their status and progress.
+
+    A request still pending at its deadline is never run; its result is an explicit failure signed by
+    the fabric's delivery key.
+    """
+
+    def __init__(self, requests: RequestStore, invocations: Invocations, delivery_key: DeliveryKey,
+                 progress: JobStore) -> None:
+        self.requests = requests
+        self.invocations = invocations
+        self.delivery_key = delivery_key
+        self.progress_store = progress
+
+    def accept(self, name: str, call: Call, deadline_ms: int | None = None) -> QueuedRequest:
+        """Validate an asynchronous invocation and record it as pending; the caller enqueues it."""
+        _, request_id = self.invocations.check(name, call)
+        request = QueuedRequest(to_hex(request_id), name, call.method, call.args, deadline_of(deadline_ms, now_ms()))
+        self.requests.pending(request)
+        return request
+
+    def status(self, request_id: str) -> dict[str, Any]:
+        """A request's status; one still pending past its deadline is expired now (signed failure)."""
+        status = self.requests.get(request_id)
+        deadline = status.get("deadline_ms")
+        if status["status"] == "pending" and deadline is not None and now_ms() > deadline:
+            self.requests.expired(status["request_id"], self._expiry(status["request_id"], deadline))
+            status = self.requests.get(request_id)
+        return status
+
+    def _expiry(self, request_id: str, deadline_ms: int) -> dict[str, Any]:
+        """The explicit failure of an expired request, signed by the fabric's delivery key."""
+        result = {"request_id": request_id, "status": "expired", "deadline_ms": deadline_ms, "expired_ms": now_ms()}
+        return {"type": "about:blank", "title": "Request expired", "status": 410, "code": "expired",
+                "detail": "the request reached its deadline before it ran", "result": result,
+                "signature": self.delivery_key.sign(result), "signer": self.delivery_key.address}
+
+    def run(self, message: bytes | str) -> None:
+        """Execute a queued request and record its outcome.
+
+        Errors a retry cannot fix (4xx) are recorded as ``failed``; others propagate so the queue
+        retries the message and finally moves it to the poison queue.
+        """
+        request = QueuedRequest.from_message(message)
+        if request.deadline_ms is not None and now_ms() > request.deadline_ms:
+            self.requests.expired(request.request_id, self._expiry(request.request_id, request.deadline_ms))
+            return
+        try:
+            envelope = self.invocations.invoke(request.name, Call(request.method, request.args,
+                                                                  from_hex(request.request_id, length=32,
+                                                                           field="request_id")))
+        except FabricError as exc:
+            if exc.status < 500:
+                self.requests.failed(request.request_id, exc)
+                return
+            raise
+        self.requests.done(request.request_id, envelope)
+
+    def progress(self, request_id: str) -> dict[str, Any]:
+        """How far the call ``request_id`` has come, as its cryptlet reported it; a queued request that
+        has not reported yet is at 0."""
+        return self.progress_store.progress(request_id, known=self.requests.get)

@@ -11,6 +11,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,14 +23,15 @@ from shared.attestation.evidence import cryptlet_report_data
 from shared.encoding import from_hex, to_hex
 from shared.envelope import Domain
 from shared.errors import Conflict, InvalidInput, NotFound, StorageError
+from shared.storage import storage_errors
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.provider import IsolationProvider, Region
 from shared.keys.store import KeyStore, SealedKey
-from shared.ledger.chain import Ledger, utc_now
+from shared.clock import utc_now
+from shared.ledger.chain import Ledger
 from shared.packages.manifest import load_manifest
-from shared.packages.upload import UPLOADED_PACKAGE
+from shared.packages.folders import PackageFolders
 
-PACKAGE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 CATALOG_PARTITION = "cryptlet"
 KIND_REGISTERED = "cryptlet.registered"
 
@@ -60,6 +63,11 @@ class Registration:
                 "events": self.events}
 
 
+#: ``region_options(name, manifest document) -> create_region keyword arguments`` (call-out handler,
+#: timeout) for regions made at registration and key rotation.
+RegionOptions = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
 def manifest_region_options(name: str, manifest: dict[str, Any]) -> dict[str, Any]:
     """Region options from the manifest alone: its egress allow-list and per-call timeout."""
     return {"call_out": HostCallOuts(name, egress=manifest.get("egress", ())),
@@ -69,34 +77,22 @@ def manifest_region_options(name: str, manifest: dict[str, Any]) -> dict[str, An
 class Registry:
     """Registers cryptlet packages and answers which cryptlets exist."""
 
-    def __init__(self, *, packages_dir: Path, catalog: TableClient, ledger: Ledger, keystore: KeyStore,
-                 provider: IsolationProvider, domain: Domain, uploads_dir: Path | None = None) -> None:
-        self.packages_dir = Path(packages_dir)
-        self.uploads_dir = Path(uploads_dir) if uploads_dir is not None else self.packages_dir / ".uploads"
+    def __init__(self, *, folders: PackageFolders, catalog: TableClient, ledger: Ledger, keystore: KeyStore,
+                 provider: IsolationProvider, domain: Domain,
+                 region_options: RegionOptions = manifest_region_options) -> None:
+        self.folders = folders
         self.catalog = catalog
         self.ledger = ledger
         self.keystore = keystore
         self.provider = provider
         self.domain = domain
-        #: ``restore_upload(digest hex) -> folder``: bring an upload received by another host here.
-        self.restore_upload: Callable[[str], Path] | None = None
-        #: ``region_options(name, manifest document) -> create_region keyword arguments`` (call-out
-        #: handler, timeout) for the regions made here and at key rotation; the host sets its effective
-        #: settings (policy included), the default applies the manifest's egress and timeout.
-        self.region_options: Callable[[str, dict[str, Any]], dict[str, Any]] = manifest_region_options
+        #: options of the regions made here and at key rotation (the host's effective settings, policy
+        #: included; the default applies the manifest's egress and timeout)
+        self.region_options = region_options
 
     def package_dir(self, package: Any) -> Path:
         """Resolve a package name (or an uploaded package's ``.uploads/<digest>``) to its folder."""
-        if not isinstance(package, str) or not (PACKAGE_NAME.match(package) or UPLOADED_PACKAGE.match(package)):
-            raise InvalidInput("package must be a package folder name (lowercase letters, digits, underscores)",
-                               field="package")
-        path = self.uploads_dir / package.split("/", 1)[1] if UPLOADED_PACKAGE.match(package) \
-            else self.packages_dir / package
-        if not path.is_dir():
-            if UPLOADED_PACKAGE.match(package) and self.restore_upload is not None:
-                return self.restore_upload(package.split("/", 1)[1])  # uploaded on another host
-            raise NotFound(f"no package {package!r} in the packages folder", field="package")
-        return path
+        return self.folders.resolve(package)
 
     def register(self, package: Any) -> tuple[Registration, Region]:
         """Register a package; returns the registration and the warm region holding its key."""
@@ -133,33 +129,29 @@ class Registry:
         return registration, region
 
     def get(self, name: str) -> Registration:
-        try:
-            row = self.catalog.get_entity(CATALOG_PARTITION, name)
-        except ResourceNotFoundError:
-            raise NotFound(f"no cryptlet named {name!r} is registered", field="name") from None
-        except AzureError as exc:
-            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
+        with storage_errors("catalog"):
+            try:
+                row = self.catalog.get_entity(CATALOG_PARTITION, name)
+            except ResourceNotFoundError:
+                raise NotFound(f"no cryptlet named {name!r} is registered", field="name") from None
         if row.get("status") != "active":
             raise NotFound(f"no cryptlet named {name!r} is registered", field="name")
         return self._from_row(row)
 
     def list(self) -> list[Registration]:
-        try:
+        with storage_errors("catalog"):
             rows = self.catalog.query_entities("PartitionKey eq @pk and status eq 'active'",
                                                parameters={"pk": CATALOG_PARTITION})
             return [self._from_row(row) for row in rows]
-        except AzureError as exc:
-            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
 
     # -- catalog rows ---------------------------------------------------------------------------
     def _reserve(self, name: str) -> None:
-        try:
-            self.catalog.create_entity({"PartitionKey": CATALOG_PARTITION, "RowKey": name, "status": "registering",
-                                        "reserved_at": utc_now()})
-        except ResourceExistsError:
-            raise Conflict(f"a cryptlet named {name!r} is already registered", field="name") from None
-        except AzureError as exc:
-            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
+        with storage_errors("catalog"):
+            try:
+                self.catalog.create_entity({"PartitionKey": CATALOG_PARTITION, "RowKey": name, "status": "registering",
+                                            "reserved_at": utc_now()})
+            except ResourceExistsError:
+                raise Conflict(f"a cryptlet named {name!r} is already registered", field="name") from None
 
     def _release(self, name: str) -> None:
         try:
@@ -170,14 +162,47 @@ class Registry:
     def _store(self, registration: Registration) -> None:
         row = {"PartitionKey": CATALOG_PARTITION, "RowKey": registration.name, "status": "active",
                "document": json.dumps(registration.to_dict(), separators=(",", ":"))}
-        try:
+        with storage_errors("catalog"):
             self.catalog.upsert_entity(row, mode=UpdateMode.REPLACE)
-        except AzureError as exc:
-            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
 
     @staticmethod
     def _from_row(row: dict[str, Any]) -> Registration:
         return Registration(**json.loads(row["document"]))
+
+
+class RegistrationCache:
+    """Recent catalog reads for invocations: a registration is reused for at most ``ttl_s``.
+
+    Changes made on this host (register, rotate, revoke, retire) drop it at once (:meth:`forget`);
+    a key changed on another host is noticed within ``ttl_s`` (its regions are then replaced, see
+    :meth:`shared.host.pools.Pools.get`).
+    """
+
+    def __init__(self, registry: Registry, ttl_s: float = 2.0) -> None:
+        self.registry = registry
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, Registration]] = {}  # name -> (expires, registration)
+        self._generation = 0  # bumped by forget: a read that raced a change is not cached
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Registration:
+        """The active registration of ``name``, from the catalog or a recent read of it."""
+        now = time.monotonic()
+        cached = self._entries.get(name)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        generation = self._generation
+        registration = self.registry.get(name)  # NotFound is not cached: a new registration shows at once
+        with self._lock:
+            if generation == self._generation:
+                self._entries[name] = (now + self.ttl_s, registration)
+        return registration
+
+    def forget(self, name: str) -> None:
+        """Drop the cached registration of ``name`` (its key or status changes or changed)."""
+        with self._lock:
+            self._generation += 1
+            self._entries.pop(name, None)
 
 
 def digest_bytes(registration: Registration) -> bytes:

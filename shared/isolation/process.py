@@ -32,9 +32,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from shared.keys import sealing
+from shared.keys import derive, sealing
 from shared.attestation.evidence import Evidence
 from shared.attestation.software import KIND, SoftwarePolicy, platform_public_key, sign_software_report
 from shared.encoding import from_hex, to_hex
@@ -47,8 +46,6 @@ from shared.isolation.sandbox import RegionLimits
 from shared.isolation.zygote import Spawned, Zygote
 
 log = logging.getLogger("fabric.region")
-_PLATFORM_KEY_SALT = b"cryptlet-fabric/platform-key/v1"
-_PLATFORM_KEY_INFO = b"process provider software evidence signing key (Ed25519)"
 #: Faults after which a region is not trusted to keep serving: it is stopped after replying.
 RETIRE_CODES = frozenset({"out_of_memory", "process_limit", "container_error", "cryptlet_exited",
                           "cryptlet_protocol"})
@@ -68,8 +65,7 @@ def platform_key(sealing_secret: bytes) -> Ed25519PrivateKey:
     """
     if len(sealing_secret) < sealing.MIN_SECRET_BYTES:
         raise SealingError(f"the platform sealing secret must be at least {sealing.MIN_SECRET_BYTES} bytes")
-    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=_PLATFORM_KEY_SALT,
-                info=_PLATFORM_KEY_INFO).derive(sealing_secret)
+    seed = derive.derive(sealing_secret, derive.PLATFORM_KEY)
     return Ed25519PrivateKey.from_private_bytes(seed)
 
 

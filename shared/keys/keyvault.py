@@ -21,6 +21,7 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, Resourc
 from azure.keyvault.secrets import SecretClient
 
 from shared.errors import NotFound, StorageError
+from shared.storage import storage_errors
 from shared.keys.store import KeyStore, SealedKey
 
 CONTENT_TYPE = "application/vnd.cryptlet-fabric.sealed-key+base64;v=1"
@@ -53,23 +54,21 @@ class KeyVaultKeyStore(KeyStore):
     def put(self, key: SealedKey) -> None:
         tags = {"address": key.address.lower(), "digest": key.digest, "provider": key.provider,
                 "version": str(key.version)}
-        try:
-            self.client.set_secret(secret_name(key.address), base64.b64encode(key.blob).decode(),
-                                   content_type=CONTENT_TYPE, tags=tags)
-        except ClientAuthenticationError as exc:
-            raise StorageError(f"key vault refused the credential ({type(exc).__name__})") from None
-        except AzureError as exc:
-            raise StorageError(f"key vault unreachable: {type(exc).__name__}") from None
+        with storage_errors("key vault"):
+            try:
+                self.client.set_secret(secret_name(key.address), base64.b64encode(key.blob).decode(),
+                                       content_type=CONTENT_TYPE, tags=tags)
+            except ClientAuthenticationError as exc:
+                raise StorageError(f"key vault refused the credential ({type(exc).__name__})") from None
 
     def get(self, address: str) -> SealedKey:
-        try:
-            secret = self.client.get_secret(secret_name(address))
-        except ResourceNotFoundError:
-            raise NotFound(f"no sealed key stored for {address}") from None
-        except ClientAuthenticationError as exc:
-            raise StorageError(f"key vault refused the credential ({type(exc).__name__})") from None
-        except AzureError as exc:
-            raise StorageError(f"key vault unreachable: {type(exc).__name__}") from None
+        with storage_errors("key vault"):
+            try:
+                secret = self.client.get_secret(secret_name(address))
+            except ResourceNotFoundError:
+                raise NotFound(f"no sealed key stored for {address}") from None
+            except ClientAuthenticationError as exc:
+                raise StorageError(f"key vault refused the credential ({type(exc).__name__})") from None
         tags = secret.properties.tags or {}
         if secret.properties.content_type != CONTENT_TYPE or tags.get("address") != address.lower():
             raise StorageError(f"key vault secret {secret.name} is not a sealed key for {address}")

@@ -28,12 +28,15 @@ from azure.data.tables import UpdateMode
 
 from shared.ledger import kinds
 from shared.errors import Conflict, InvalidInput, StorageError
+from shared.storage import storage_errors
 from shared.packages.manifest import load_manifest
 from shared.isolation.provider import Region
 from shared.keys.history import KeyRecord
 from shared.keys.store import SealedKey
-from shared.ledger.chain import LedgerEntry, utc_now
+from shared.clock import utc_now
+from shared.ledger.chain import LedgerEntry
 from shared.ledger.index import LedgerIndex
+from shared.host.models import Revocation
 from shared.host.registry import CATALOG_PARTITION, Registration, Registry, attest_key, digest_bytes, evidence_reference
 
 MAX_RACES = 8
@@ -58,11 +61,11 @@ class KeyLifecycle:
         return self.index.keys().key_at(name, sequence)
 
     # -- changes --------------------------------------------------------------------------------
-    def rotate(self, name: str, *, revoke: dict[str, Any] | None = None,
+    def rotate(self, name: str, *, revoke: Revocation | None = None,
                before_commit: Callable[[], None] | None = None) -> tuple[Registration, Region, list[LedgerEntry]]:
-        """Give ``name`` a new key made inside a region; with ``revoke`` (``reason``, ``invalid_after``,
-        ``note``) the old key is revoked in the same transaction. ``before_commit`` runs just before the
-        ledger append (the host drains regions holding the old key there)."""
+        """Give ``name`` a new key made inside a region; with ``revoke`` the old key is revoked in the
+        same transaction. ``before_commit`` runs just before the ledger append (the host drains regions
+        holding the old key there)."""
         current = self.registry.get(name)
         provider = self.registry.provider
         package_dir = self.registry.package_dir(current.package)
@@ -92,16 +95,15 @@ class KeyLifecycle:
             raise
         return registration, region, entries
 
-    def revoke(self, name: str, body: dict[str, Any]) -> list[LedgerEntry]:
-        """Revoke a past key of ``name`` (``body["address"]``); the current key goes through :meth:`rotate`."""
-        address = body.get("address")
+    def revoke(self, name: str, address: str | None, revocation: Revocation) -> list[LedgerEntry]:
+        """Revoke a past key ``address`` of ``name``; the current key goes through :meth:`rotate`."""
         records = {r.address.lower(): r for r in self.keys_of(name)}
         if not isinstance(address, str) or address.lower() not in records:
             raise InvalidInput(f"address must be one of the keys {name} has had", field="address")
         record = records[address.lower()]
         if record.revoked is not None:
             raise Conflict(f"key {record.address} is already revoked", field="address")
-        return self._append(name, None, [(kinds.KEY_REVOKED, self._revocation(name, record.address, body))])
+        return self._append(name, None, [(kinds.KEY_REVOKED, self._revocation(name, record.address, revocation))])
 
     def retire(self, name: str, note: str | None = None) -> LedgerEntry:
         """Retire ``name``: every key of it ends now and the name can be registered again."""
@@ -110,22 +112,19 @@ class KeyLifecycle:
         if note:
             payload["note"] = note
         entry = self._append(name, current.address, [(kinds.RETIRED, payload)])[0]
-        try:
+        with storage_errors("catalog"):
             self.registry.catalog.delete_entity(CATALOG_PARTITION, name)
-        except AzureError as exc:
-            raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
         return entry
 
     # -- internals ------------------------------------------------------------------------------
     @staticmethod
-    def _revocation(name: str, address: str, body: dict[str, Any]) -> dict[str, Any]:
-        reason = body.get("reason", "compromised")
-        if reason not in kinds.REVOCATION_REASONS:
+    def _revocation(name: str, address: str, revocation: Revocation) -> dict[str, Any]:
+        if revocation.reason not in kinds.REVOCATION_REASONS:
             raise InvalidInput(f"reason must be one of {', '.join(kinds.REVOCATION_REASONS)}", field="reason")
-        payload = {"name": name, "address": address, "reason": reason,
-                   "invalid_after": body.get("invalid_after") or utc_now()}
-        if body.get("note"):
-            payload["note"] = body["note"]
+        payload = {"name": name, "address": address, "reason": revocation.reason,
+                   "invalid_after": revocation.invalid_after or utc_now()}
+        if revocation.note:
+            payload["note"] = revocation.note
         kinds.validate_entry(kinds.KEY_REVOKED, payload)
         return payload
 
@@ -150,18 +149,17 @@ class KeyLifecycle:
         row = {"PartitionKey": CATALOG_PARTITION, "RowKey": registration.name, "status": "active",
                "document": json.dumps(registration.to_dict(), separators=(",", ":"))}
         for _ in range(MAX_RACES):
-            try:
-                stored = catalog.get_entity(CATALOG_PARTITION, registration.name)
-                known = json.loads(stored.get("document") or "{}").get("ledger", {}).get("sequence", 0)
-                if known >= registration.ledger["sequence"]:
+            with storage_errors("catalog"):
+                try:
+                    stored = catalog.get_entity(CATALOG_PARTITION, registration.name)
+                    known = json.loads(stored.get("document") or "{}").get("ledger", {}).get("sequence", 0)
+                    if known >= registration.ledger["sequence"]:
+                        return
+                    catalog.update_entity(row, mode=UpdateMode.REPLACE, etag=stored.metadata["etag"],
+                                          match_condition=MatchConditions.IfNotModified)
                     return
-                catalog.update_entity(row, mode=UpdateMode.REPLACE, etag=stored.metadata["etag"],
-                                      match_condition=MatchConditions.IfNotModified)
-                return
-            except ResourceModifiedError:
-                continue
-            except ResourceNotFoundError:
-                raise Conflict(f"{registration.name} was retired while its key was rotated", field="name") from None
-            except AzureError as exc:
-                raise StorageError(f"catalog unreachable: {type(exc).__name__}") from None
+                except ResourceModifiedError:
+                    continue
+                except ResourceNotFoundError:
+                    raise Conflict(f"{registration.name} was retired while its key was rotated", field="name") from None
         raise Conflict(f"the catalog row of {registration.name} kept changing; retry", field="name")

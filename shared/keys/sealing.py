@@ -15,14 +15,12 @@ from __future__ import annotations
 import os
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shared.errors import SealingError
+from shared.keys import derive
 
 SEAL_VERSION = 1
-_SALT = b"cryptlet-fabric/seal/v1"
 MIN_SECRET_BYTES = 32
 SEAL_KEY_BYTES = 32
 
@@ -31,7 +29,7 @@ def seal_key(platform_secret: bytes, digest: bytes) -> bytes:
     """The AES-256 key that seals keys of packages measuring ``digest`` on this platform."""
     if len(platform_secret) < MIN_SECRET_BYTES:
         raise SealingError(f"the platform sealing secret must be at least {MIN_SECRET_BYTES} bytes")
-    return HKDF(algorithm=hashes.SHA256(), length=SEAL_KEY_BYTES, salt=_SALT, info=digest).derive(platform_secret)
+    return derive.seal_key(platform_secret, digest, SEAL_KEY_BYTES)
 
 
 def seal_with_key(key: bytes, digest: bytes, address: str, secret: bytes) -> bytes:

@@ -3,7 +3,7 @@
 Only sealed blobs (see :mod:`shared.keys.sealing`) are ever stored; a store never sees a plain
 private key. :class:`TableKeyStore` keeps them in Azure Table storage (Azurite locally, the
 fallback); :class:`~shared.keys.keyvault.KeyVaultKeyStore` keeps them as Azure Key Vault secrets.
-:func:`open_key_store` picks one from the ``FABRIC_KEY_STORE`` setting.
+:func:`shared.host.composition.open_key_store` picks one from the ``FABRIC_KEY_STORE`` setting.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.errors import NotFound, StorageError
+from shared.storage import storage_errors
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -54,31 +55,17 @@ class TableKeyStore(KeyStore):
         entity = {"PartitionKey": key.address.lower(), "RowKey": f"{key.version:06d}", "address": key.address,
                   "digest": key.digest, "provider": key.provider,
                   "sealed": base64.b64encode(key.blob).decode(), "stored_at": dt.datetime.now(dt.timezone.utc).isoformat()}
-        try:
+        with storage_errors("key store"):
             self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
-        except AzureError as exc:
-            raise StorageError(f"key store unreachable: {type(exc).__name__}") from None
 
     def get(self, address: str) -> SealedKey:
-        try:
-            rows = list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": address.lower()}))
-        except ResourceNotFoundError:
-            rows = []
-        except AzureError as exc:
-            raise StorageError(f"key store unreachable: {type(exc).__name__}") from None
+        with storage_errors("key store"):
+            try:
+                rows = list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": address.lower()}))
+            except ResourceNotFoundError:
+                rows = []
         if not rows:
             raise NotFound(f"no sealed key stored for {address}")
         row = max(rows, key=lambda r: r["RowKey"])
         return SealedKey(address=row["address"], digest=row["digest"], provider=row["provider"],
                          blob=base64.b64decode(row["sealed"]), version=int(row["RowKey"]))
-
-
-def open_key_store(settings: "Settings") -> KeyStore:
-    """The key store the settings choose: ``table`` (default) or ``keyvault``."""
-    if settings.key_store == "keyvault":
-        from shared.keys.keyvault import KeyVaultKeyStore  # imported only when used: azure-identity is heavy
-
-        return KeyVaultKeyStore.from_url(settings.key_vault_url)
-    from shared.storage import table_client
-
-    return TableKeyStore(table_client(settings.storage, settings.table("keys")))

@@ -39,8 +39,10 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient
 
 from shared.ledger import tablewire
+from shared.clock import utc_now
 from shared.encoding import canonical_json
 from shared.errors import Conflict, FabricError, InvalidInput, LedgerIntegrityError, NotFound, StorageError
+from shared.storage import storage_errors
 from shared.ledger.kinds import validate_entry
 
 GENESIS_HASH = "00" * 32
@@ -60,8 +62,6 @@ def row_key(sequence: int) -> str:
     return f"{sequence:0{SEQUENCE_DIGITS}d}"
 
 
-def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _json_string(text: str) -> str:
@@ -442,12 +442,11 @@ class Ledger:
         state = self._read_state()
         for attempt in attempts:
             if state.head.size >= attempt.last_sequence:
-                try:
-                    row = self.table.get_entity(self.stream, row_key(attempt.last_sequence))
-                except ResourceNotFoundError:
-                    continue
-                except AzureError as exc:
-                    raise StorageError(f"ledger storage unreachable: {type(exc).__name__}") from None
+                with storage_errors("ledger storage"):
+                    try:
+                        row = self.table.get_entity(self.stream, row_key(attempt.last_sequence))
+                    except ResourceNotFoundError:
+                        continue
                 if row.get("entry_hash") == attempt.last_hash:
                     return attempt
         return None
@@ -473,12 +472,11 @@ class Ledger:
                 "prev_hash": entry.prev_hash, "entry_hash": entry.entry_hash}
 
     def _read_state(self) -> _State:
-        try:
-            row = self.table.get_entity(self.stream, HEAD_ROW)
-        except ResourceNotFoundError:
-            return _State(LedgerHead(0, GENESIS_HASH), None)
-        except AzureError as exc:
-            raise StorageError(f"ledger storage unreachable: {type(exc).__name__}") from None
+        with storage_errors("ledger storage"):
+            try:
+                row = self.table.get_entity(self.stream, HEAD_ROW)
+            except ResourceNotFoundError:
+                return _State(LedgerHead(0, GENESIS_HASH), None)
         head = LedgerHead(int(row["size"]), str(row["entry_hash"]), str(row.get("time") or ""))
         return _State(head, row.metadata["etag"])
 
@@ -489,21 +487,18 @@ class Ledger:
 
     def get(self, sequence: int) -> LedgerEntry:
         """One entry by sequence; :class:`NotFound` if absent. The entry is not verified."""
-        try:
-            row = self.table.get_entity(self.stream, row_key(sequence))
-        except ResourceNotFoundError:
-            raise NotFound(f"ledger {self.stream} has no entry {sequence}", field="sequence") from None
-        except AzureError as exc:
-            raise StorageError(f"ledger storage unreachable: {type(exc).__name__}") from None
+        with storage_errors("ledger storage"):
+            try:
+                row = self.table.get_entity(self.stream, row_key(sequence))
+            except ResourceNotFoundError:
+                raise NotFound(f"ledger {self.stream} has no entry {sequence}", field="sequence") from None
         return LedgerEntry.from_row(self.stream, row, sequence)
 
     def rows(self, start: int = 1, end: int | None = None) -> Iterator[dict[str, Any]]:
         """Raw stored rows from ``start`` to ``end`` (inclusive), in RowKey order, without the head."""
         high = row_key(end + 1) if end is not None else HEAD_ROW
-        try:
+        with storage_errors("ledger storage"):
             yield from tablewire.read_range(self.table, self.stream, row_key(start), high, select=ROW_COLUMNS)
-        except AzureError as exc:
-            raise StorageError(f"ledger storage unreachable: {type(exc).__name__}") from None
 
     def entries(self, start: int = 1, end: int | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """Raw rows as ``(row_key, row)`` pairs (see :meth:`rows`)."""

@@ -16,6 +16,7 @@ from azure.data.tables import TableClient
 from shared.ledger import tablewire
 from shared.ledger.checkpoints import Checkpoint, parse_body, split_note
 from shared.errors import LedgerIntegrityError, NotFound, StorageError
+from shared.storage import storage_errors
 
 _MAX = 10**12 - 1
 
@@ -48,13 +49,12 @@ class CheckpointStore:
         checkpoint = parse_body(split_note(note)[0])
         row = {"PartitionKey": self.partition, "RowKey": _key(checkpoint.size), "size": checkpoint.size,
                "root": checkpoint.root.hex(), "note": note, "public_key": public_key}
-        try:
-            self.table.create_entity(row)
-            return StoredCheckpoint(note, checkpoint, public_key)
-        except ResourceExistsError:
-            stored = self.at(checkpoint.size)
-        except AzureError as exc:
-            raise StorageError(f"checkpoint storage unreachable: {type(exc).__name__}") from None
+        with storage_errors("checkpoint storage"):
+            try:
+                self.table.create_entity(row)
+                return StoredCheckpoint(note, checkpoint, public_key)
+            except ResourceExistsError:
+                stored = self.at(checkpoint.size)
         if stored.checkpoint.root != checkpoint.root:
             raise LedgerIntegrityError(checkpoint.size, "checkpoint_conflict",
                                        "a stored checkpoint of this size has another root (forked history)")
@@ -67,12 +67,11 @@ class CheckpointStore:
 
     def at(self, size: int) -> StoredCheckpoint:
         """The checkpoint of exactly ``size`` entries; :class:`NotFound` if none was issued."""
-        try:
-            row = self.table.get_entity(self.partition, _key(size))
-        except ResourceNotFoundError:
-            raise NotFound(f"no checkpoint of size {size} was issued", field="size") from None
-        except AzureError as exc:
-            raise StorageError(f"checkpoint storage unreachable: {type(exc).__name__}") from None
+        with storage_errors("checkpoint storage"):
+            try:
+                row = self.table.get_entity(self.partition, _key(size))
+            except ResourceNotFoundError:
+                raise NotFound(f"no checkpoint of size {size} was issued", field="size") from None
         return self._from_row(row)
 
     def all(self) -> list[StoredCheckpoint]:
@@ -81,15 +80,14 @@ class CheckpointStore:
 
     def _rows(self, limit: int | None = None) -> list[dict[str, Any]]:
         rows = []
-        try:
-            for row in tablewire.read_range(self.table, self.partition, "", "~", page_size=min(limit or 1000, 1000)):
-                rows.append(row)
-                if limit is not None and len(rows) >= limit:
-                    break
-        except ResourceNotFoundError:
-            return []
-        except AzureError as exc:
-            raise StorageError(f"checkpoint storage unreachable: {type(exc).__name__}") from None
+        with storage_errors("checkpoint storage"):
+            try:
+                for row in tablewire.read_range(self.table, self.partition, "", "~", page_size=min(limit or 1000, 1000)):
+                    rows.append(row)
+                    if limit is not None and len(rows) >= limit:
+                        break
+            except ResourceNotFoundError:
+                return []
         return rows
 
     @staticmethod

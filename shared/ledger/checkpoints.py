@@ -32,12 +32,11 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shared.errors import InvalidInput, VerificationError
+from shared.keys import derive
 
 ORIGIN_PREFIX = "cryptlet-fabric/ledger/"
-KEY_INFO = b"cryptlet-fabric/checkpoint-key/v1"
 ALG_ED25519 = 0x01
 SIGNATURE_PREFIX = "\u2014 "  # em dash + space
 MALFORMED = "checkpoint_malformed"
@@ -108,7 +107,7 @@ class CheckpointSigner:
     @classmethod
     def from_secret(cls, secret: bytes, name: str) -> CheckpointSigner:
         """The host key derived from the platform sealing secret (HKDF-SHA256, see module doc)."""
-        seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=KEY_INFO).derive(secret)
+        seed = derive.derive(secret, derive.CHECKPOINT_KEY)
         return cls(Ed25519PrivateKey.from_private_bytes(seed), name)
 
     def __repr__(self) -> str:

@@ -19,7 +19,8 @@ from shared.ledger.checkpoints import Checkpoint, CheckpointSigner, open_checkpo
 from shared.ledger.checkpoint_store import CheckpointStore, StoredCheckpoint
 from shared.errors import InvalidInput, LedgerIntegrityError, NotFound
 from shared.keys.history import KEY_EVENTS, KeyHistory, KeyRecord
-from shared.ledger.chain import GENESIS_HASH, Ledger, LedgerEntry, LedgerHead, utc_now, walk_chain
+from shared.clock import utc_now
+from shared.ledger.chain import GENESIS_HASH, Ledger, LedgerEntry, LedgerHead, walk_chain
 from shared.ledger.merkle import MerkleTree
 from shared.ledger.receipts import Consistency, Receipt
 

@@ -15,6 +15,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 from azure.storage.blob import ContainerClient
 
 from shared.errors import NotFound, StorageError, VerificationError
+from shared.storage import storage_errors
 from shared.packages.upload import extract_package
 
 
@@ -26,12 +27,11 @@ class PackageStore:
 
     def put(self, digest_hex: str, data: bytes) -> None:
         """Keep the zip of package ``digest_hex`` (kept once: identical uploads share it)."""
-        try:
-            self.container.upload_blob(f"{digest_hex}.zip", data, overwrite=False)
-        except ResourceExistsError:
-            pass
-        except AzureError as exc:
-            raise StorageError(f"package store unreachable: {type(exc).__name__}") from None
+        with storage_errors("package store"):
+            try:
+                self.container.upload_blob(f"{digest_hex}.zip", data, overwrite=False)
+            except ResourceExistsError:
+                pass
 
     def delete(self, digest_hex: str) -> None:
         try:
@@ -41,13 +41,12 @@ class PackageStore:
 
     def restore(self, digest_hex: str, uploads_dir: Path, max_bytes: int, measure: Callable[[Path], bytes]) -> Path:
         """Extract package ``digest_hex`` from the store into ``uploads_dir/<digest hex>``; return the folder."""
-        try:
-            data = self.container.download_blob(f"{digest_hex}.zip").readall()
-        except ResourceNotFoundError:
-            raise NotFound(f"uploaded package {digest_hex} is in neither this host's folder nor the package store",
-                           field="package") from None
-        except AzureError as exc:
-            raise StorageError(f"package store unreachable: {type(exc).__name__}") from None
+        with storage_errors("package store"):
+            try:
+                data = self.container.download_blob(f"{digest_hex}.zip").readall()
+            except ResourceNotFoundError:
+                raise NotFound(f"uploaded package {digest_hex} is in neither this host's folder nor the package store",
+                               field="package") from None
         folder, created = extract_package(data, uploads_dir, max_bytes, measure)
         if folder.name != digest_hex:
             if created:
