@@ -1,6 +1,6 @@
 """Fabric settings, read from the environment (app settings in Azure, ``local.settings.json`` locally).
 
-Every setting is listed in :data:`SETTINGS` with its default and meaning; the README's table and
+Every setting is listed in :data:`SETTINGS` with its default and meaning; docs/settings.md and
 the Bicep template are checked against this list by the tests.
 """
 from __future__ import annotations

@@ -38,7 +38,8 @@ from shared.packages.digest import package_digest
 from shared.envelope import Domain
 from shared.errors import ConfigurationError, NotFound, StorageError
 from shared.isolation.process import ProcessProvider
-from shared.keys.store import SealedKey, TableKeyStore, open_key_store
+from shared.host.composition import open_key_store
+from shared.keys.store import SealedKey, TableKeyStore
 from shared.keys.keyvault import CONTENT_TYPE, KeyVaultKeyStore, secret_name
 from shared.settings import Settings
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.storage.queue import QueueClient
 
 from shared.events.delivery import CallbackClient, DeliveryFailed, DeliveryKey
 from shared.errors import Conflict, FabricError, InvalidInput, NotFound, StorageError
@@ -323,23 +324,8 @@ class Events:
 
     # -- dead letters and history -------------------------------------------------------------------
     def deadletters(self) -> dict[str, Any]:
-        with storage_errors("poison queue"):
-            messages = list(self.poison.peek_messages(max_messages=MAX_DEADLETTERS))
-        items = []
-        for message in messages:
-            try:
-                fire: Any = _parse_message(base64.b64decode(message.content))
-            except (ValueError, InvalidInput):
-                fire = None
-            item = {"message_id": message.id, "dequeue_count": message.dequeue_count,
-                    "inserted_ms": int(message.inserted_on.timestamp() * 1000) if message.inserted_on else None,
-                    "fire": fire}
-            if fire is not None:
-                row = self.history.get(fire["subscription"], fire["sequence"])
-                item["history"] = None if row is None else {"status": row.status, "attempts": row.attempts,
-                                                            "result": row.result or None}
-            items.append(item)
-        return {"queue": self.poison.queue_name, "messages": items}
+        """The fire queue's poison messages (peeked, at most 32) with their fire and history status."""
+        return deadletters(self.poison, self.history)
 
     def list_history(self, subscription_id: str, start: int, limit: int) -> dict[str, Any]:
         self.subscriptions.get(subscription_id)  # 404 for an unknown subscription
@@ -360,3 +346,24 @@ def _parse_message(body: bytes | str) -> dict[str, Any]:
         raise InvalidInput("fire message needs subscription, sequence and at_ms", field="$")
     message.setdefault("args", {})
     return message
+
+
+def deadletters(poison: QueueClient, history: HistoryStore) -> dict[str, Any]:
+    """The poison messages of a fire queue (peeked, at most :data:`MAX_DEADLETTERS`) with their history status."""
+    with storage_errors("poison queue"):
+        messages = list(poison.peek_messages(max_messages=MAX_DEADLETTERS))
+    items = []
+    for message in messages:
+        try:
+            fire: Any = _parse_message(base64.b64decode(message.content))
+        except (ValueError, InvalidInput):
+            fire = None
+        item = {"message_id": message.id, "dequeue_count": message.dequeue_count,
+                "inserted_ms": int(message.inserted_on.timestamp() * 1000) if message.inserted_on else None,
+                "fire": fire}
+        if fire is not None:
+            row = history.get(fire["subscription"], fire["sequence"])
+            item["history"] = None if row is None else {"status": row.status, "attempts": row.attempts,
+                                                        "result": row.result or None}
+        items.append(item)
+    return {"queue": poison.queue_name, "messages": items}

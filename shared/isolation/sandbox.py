@@ -14,7 +14,7 @@
    non-dumpable so other regions of the same uid cannot read its memory or environment;
 7. ``PR_SET_NO_NEW_PRIVS`` (no set-uid escalation) and a scrubbed environment.
 
-What holds and what does not is summarised in the README ("Isolation").
+What holds and what does not is summarised in docs/isolation.md.
 """
 from __future__ import annotations
 

@@ -252,6 +252,25 @@ class _Attempt:
     last_hash: str
 
 
+def _deliver(attempt: _Attempt, batch: list[_Request]) -> None:
+    """Wake the requests a committed attempt holds, with their entries; drop them from ``batch``."""
+    for request, entries in attempt.results:
+        request.entries = entries
+        request.done = True
+        request.wake.set()
+        if request in batch:
+            batch.remove(request)
+
+
+def _finish(requests: list[_Request], error: FabricError) -> None:
+    """Wake every request in ``requests`` with ``error`` and empty the list."""
+    for request in list(requests):
+        request.error = error
+        request.done = True
+        request.wake.set()
+    requests.clear()
+
+
 @dataclass
 class LedgerStats:
     """Counters for tests and benchmarks: committed transactions and entries, lost races."""
@@ -322,7 +341,7 @@ class Ledger:
                 try:
                     self._commit(batch)
                 except BaseException as exc:  # never leave followers waiting on a crashed leader
-                    self._finish(batch, StorageError(f"ledger append failed: {type(exc).__name__}"))
+                    _finish(batch, StorageError(f"ledger append failed: {type(exc).__name__}"))
                     raise
         finally:
             with self._lock:  # hand over to the oldest waiting caller, if any (no thundering herd)
@@ -363,13 +382,13 @@ class Ledger:
         while batch:
             if _time.monotonic() > give_up:
                 detail = "its outcome is unknown" if unresolved else reason
-                self._finish(batch, StorageError(f"ledger append did not commit within {self.deadline:.0f}s: {detail}"))
+                _finish(batch, StorageError(f"ledger append did not commit within {self.deadline:.0f}s: {detail}"))
                 return
             try:
                 if unresolved:
                     committed = self._resolve(unresolved)
                     if committed is not None:
-                        self._deliver(committed, batch)
+                        _deliver(committed, batch)
                         unresolved.clear()
                         continue
                 state = self._state or self._read_state()
@@ -388,7 +407,7 @@ class Ledger:
             except tablewire.TransactionRejected as exc:
                 self._state = None
                 if exc.code not in CONFLICT_CODES:
-                    self._finish(batch, StorageError(f"ledger transaction refused: {exc.code} {exc.message[:200]}"))
+                    _finish(batch, StorageError(f"ledger transaction refused: {exc.code} {exc.message[:200]}"))
                     return
                 self.stats.conflicts += 1
                 races += 1
@@ -408,7 +427,7 @@ class Ledger:
             self.stats.transactions += 1
             self.stats.entries += sum(len(e) for _, e in attempt.results)
             self.stats.largest_batch = max(self.stats.largest_batch, sum(len(e) for _, e in attempt.results))
-            self._deliver(attempt, batch)
+            _deliver(attempt, batch)
             unresolved.clear()
 
     def _chain(self, batch: list[_Request], state: _State) -> tuple[_Attempt | None, list[Any]]:
@@ -419,7 +438,7 @@ class Ledger:
         for request in list(batch):
             if request.expect_size is not None and request.expect_size != size:
                 batch.remove(request)
-                self._finish([request], Conflict(f"the ledger moved on: it holds {size} entries, "
+                _finish([request], Conflict(f"the ledger moved on: it holds {size} entries, "
                                                  f"expected {request.expect_size}", field="ledger"))
                 continue
             entries = []
@@ -450,21 +469,6 @@ class Ledger:
                 if row.get("entry_hash") == attempt.last_hash:
                     return attempt
         return None
-
-    def _deliver(self, attempt: _Attempt, batch: list[_Request]) -> None:
-        for request, entries in attempt.results:
-            request.entries = entries
-            request.done = True
-            request.wake.set()
-            if request in batch:
-                batch.remove(request)
-
-    def _finish(self, requests: list[_Request], error: FabricError) -> None:
-        for request in list(requests):
-            request.error = error
-            request.done = True
-            request.wake.set()
-        requests.clear()
 
     def _to_row(self, entry: LedgerEntry) -> dict[str, Any]:
         return {"PartitionKey": self.stream, "RowKey": row_key(entry.sequence), "sequence": entry.sequence,
