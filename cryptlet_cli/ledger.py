@@ -87,12 +87,12 @@ def ledger_receipt(obj: Any, sequence: int | None, path: str | None, output: str
         if not public_key:
             raise InvalidInput("checking a saved receipt needs the pinned key: --public-key", field="--public-key")
         document = _load_json(path)
+        key, how = VerifierKey.parse(public_key, field="--public-key"), "pinned"
     elif sequence is None:
         raise InvalidInput("give an entry SEQUENCE, or --file with a saved receipt", field="sequence")
     else:
         document = obj.client.request("GET", f"ledger/entries/{sequence}/receipt")
-    key, how = _key(obj, public_key) if path is None else (VerifierKey.parse(public_key, field="--public-key"),
-                                                           "pinned")
+        key, how = _key(obj, public_key)
     receipt = Receipt.from_dict(document)
     checkpoint = receipt.verify(key)
     if output:

@@ -90,6 +90,7 @@ def index(app: func.FunctionRegister, *, only: Iterable[str] | None = None,
     errors: dict[str, str] = {}
     for function in functions:
         name = function.get_function_name()
+        assert name is not None  # get_functions() named every function (default: the Python function's name)
         if allowed is not None and name.lower() not in allowed:
             continue
         if environ.get(f"AzureWebJobs.{name}.Disabled", "").strip().lower() in ("true", "1"):
@@ -108,6 +109,7 @@ def index(app: func.FunctionRegister, *, only: Iterable[str] | None = None,
 def _describe(function: func.Function, environ: Mapping[str, str]) -> FunctionInfo | None:
     name = function.get_function_name()
     trigger_obj = function.get_trigger()
+    assert name is not None and trigger_obj is not None  # get_functions() refuses a function without a trigger
     bindings = tuple(_binding(raw, environ) for raw in json.loads(function.get_function_json())["bindings"])
     trigger = next(b for b in bindings if b.name == trigger_obj.name and b.type == trigger_obj.type)
     unsupported = [b.type for b in bindings if b is not trigger and

@@ -37,7 +37,7 @@ class Out(func.Out[T]):
     def set(self, val: T) -> None:
         self._value = val
 
-    def get(self) -> T | None:
+    def get(self) -> T | None:  # type: ignore[override]  # func.Out.get says T, but an unset holder has None
         return self._value
 
 
@@ -86,8 +86,8 @@ class Context(func.Context):
     def invocation_id(self) -> str:
         return self._invocation_id
 
-    @property
-    def thread_local_storage(self) -> threading.local:
+    @property  # func.Context says type[threading.local]; the worker, like this, returns an instance
+    def thread_local_storage(self) -> threading.local:  # type: ignore[override]
         self._local.invocation_id = self._invocation_id
         return self._local
 

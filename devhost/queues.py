@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from concurrent.futures import wait
-from typing import Any
+from typing import Any, cast
 
 from azure.functions import _abc as abc_types
 from azure.functions.queue import QueueMessage as FunctionsQueueMessage
@@ -73,7 +73,7 @@ def _bodies(value: Any) -> Iterable[bytes]:
         elif isinstance(item, (bytes, bytearray)):
             yield bytes(item)
         elif isinstance(item, abc_types.QueueMessage):
-            yield item.get_body()
+            yield cast(bytes, item.get_body())  # func.QueueMessage's; the abstract class says str | bytes
         else:
             raise TypeError(f"queue output values must be str, bytes or func.QueueMessage, not {type(item).__name__}")
 
@@ -141,6 +141,7 @@ class QueuePoller:
     def _process(self, message: QueueMessage) -> None:
         name = self.function.name
         try:
+            assert message.dequeue_count is not None  # the service sets it on every received message
             if message.dequeue_count > self.options.max_dequeue_count:
                 self._poison(message, "dequeue count exceeded before processing")
                 return

@@ -88,15 +88,17 @@ class DevHost:
                 self._thread.join(5)
                 raise DevHostError(f"the HTTP server did not start: {self._failure or 'timeout'}")
             time.sleep(0.005)
-        for runner in [*self.pollers, *self.timers]:
+        runners: list[QueuePoller | TimerRunner] = [*self.pollers, *self.timers]
+        for runner in runners:
             runner.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop timers and pollers, then the HTTP server, then the worker threads."""
-        for runner in [*self.timers, *self.pollers]:
+        runners: list[TimerRunner | QueuePoller] = [*self.timers, *self.pollers]
+        for runner in runners:
             runner.stop()
-        for runner in [*self.timers, *self.pollers]:
+        for runner in runners:
             runner.join(timeout)
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True

@@ -5,7 +5,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 import azure.functions as func
 import msgspec
@@ -46,6 +46,10 @@ def json_body(req: func.HttpRequest) -> Any:
                            field="$") from None
 
 
+@overload
+def int_param(req: func.HttpRequest, name: str, default: int, minimum: int, maximum: int) -> int: ...
+@overload
+def int_param(req: func.HttpRequest, name: str, default: None, minimum: int, maximum: int) -> int | None: ...
 def int_param(req: func.HttpRequest, name: str, default: int | None, minimum: int, maximum: int) -> int | None:
     """A non-negative integer query parameter within ``[minimum, maximum]``; 400 naming it otherwise."""
     raw = req.params.get(name)

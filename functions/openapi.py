@@ -89,7 +89,7 @@ INVOKE_BODY = {"type": "object", "required": ["method"], "properties": {
     "deadline_ms": {"type": "integer", "description": "queued requests: unix ms (1 s .. 7 days ahead; default 15 "
                                                       "minutes); a request still pending then is never run and "
                                                       "ends `expired` with a failure signed by the delivery key"}}}
-REVOKE = {"type": "object", "required": ["reason"], "properties": {
+REVOKE: dict[str, Any] = {"type": "object", "required": ["reason"], "properties": {
     "reason": {"type": "string"}, "invalid_after": {"type": "integer", "minimum": 0},
     "note": {"type": "string"}}}
 

@@ -31,7 +31,8 @@ def _plain(value: Any, depth: int = 0) -> bool:
     if kind is str or kind is bool or value is None:
         return True
     if kind is int:
-        return -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
+        in_range: bool = -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
+        return in_range
     if depth >= _FAST_DEPTH:
         return False
     if kind is dict:
@@ -78,7 +79,8 @@ def parse_json(data: bytes | str) -> Any:
 def keccak256(data: bytes) -> bytes:
     """Ethereum Keccak-256 of ``data`` (``safe-pysha3``, in C: ~0.8 µs for 32 bytes; pycryptodome through
     cffi took ~2 µs)."""
-    return _keccak_256(data).digest()
+    digest: bytes = _keccak_256(data).digest()  # sha3 has no type information
+    return digest
 
 
 def sha256(data: bytes) -> bytes:

@@ -9,7 +9,7 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,7 +120,7 @@ class Settings:
         return f"{self.table_prefix}{name}"
 
 
-def _key_store(get) -> dict[str, str]:
+def _key_store(get: Callable[[str], str]) -> dict[str, str]:
     store, url = get("FABRIC_KEY_STORE"), get("FABRIC_KEY_VAULT_URL").strip()
     if store not in ("table", "keyvault"):
         raise ConfigurationError("FABRIC_KEY_STORE must be table or keyvault", field="FABRIC_KEY_STORE")
@@ -130,7 +130,7 @@ def _key_store(get) -> dict[str, str]:
     return {"key_store": store, "key_vault_url": url}
 
 
-def _int(get, name: str, minimum: int) -> int:
+def _int(get: Callable[[str], str], name: str, minimum: int) -> int:
     try:
         value = int(get(name))
     except ValueError:

@@ -10,7 +10,7 @@ ports, as Core Tools does) or, in Azure, identity-based: ``AzureWebJobsStorage__
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,7 +29,7 @@ DEVELOPMENT_STORAGE = (
 )
 
 
-def storage_setting(env) -> str:
+def storage_setting(env: Mapping[str, str]) -> str:
     """The storage to use: a connection string, or a table service URL for identity-based access."""
     if env.get("AzureWebJobsStorage"):
         return env["AzureWebJobsStorage"]

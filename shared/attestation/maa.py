@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 import jwt
@@ -216,6 +216,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+@overload
+def _int_claim(claims: Mapping[str, Any], name: str, *, required: Literal[True] = ...) -> int: ...
+@overload
+def _int_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> int | None: ...
 def _int_claim(claims: Mapping[str, Any], name: str, *, required: bool = True) -> int | None:
     value = claims.get(name)
     if value is None and not required:

@@ -96,7 +96,7 @@ class SoftwarePolicy:
     """
 
     allow_software: bool = False
-    platform_keys: frozenset[bytes] = frozenset()
+    platform_keys: frozenset[bytes | str] = frozenset()  # bytes once constructed
     allowed_measurements: frozenset[bytes] | None = None
     max_age: timedelta | None = None
     leeway: timedelta = timedelta(seconds=30)

@@ -72,7 +72,7 @@ def _setting(env: Mapping[str, str], name: str) -> str:
     return env.get(name) or SETTINGS[name][0] or ""
 
 
-def _max_dequeue_count(host_json: os.PathLike | str = PROJECT_ROOT / "host.json") -> int:
+def _max_dequeue_count(host_json: os.PathLike[str] | str = PROJECT_ROOT / "host.json") -> int:
     """host.json ``extensions.queues.maxDequeueCount`` (default 5, as in Azure)."""
     try:
         return int(json.loads(open(host_json).read())["extensions"]["queues"]["maxDequeueCount"])
@@ -80,7 +80,7 @@ def _max_dequeue_count(host_json: os.PathLike | str = PROJECT_ROOT / "host.json"
         return 5
 
 
-def _visibility_base_s(host_json: os.PathLike | str = PROJECT_ROOT / "host.json") -> float:
+def _visibility_base_s(host_json: os.PathLike[str] | str = PROJECT_ROOT / "host.json") -> float:
     """host.json ``extensions.queues.visibilityTimeout`` in seconds (the retry base), default 0."""
     try:
         value = json.loads(open(host_json).read())["extensions"]["queues"]["visibilityTimeout"]

@@ -28,10 +28,11 @@ import importlib.resources
 import math
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, CroniterError, croniter
@@ -231,7 +232,7 @@ def _calendar_code(value: Any, field: str) -> str:
 
     if value not in exchange_calendars.get_calendar_names(include_aliases=True):
         raise InvalidInput(f"{field}: unknown exchange calendar {value[:32]!r}", field=field)
-    return exchange_calendars.resolve_alias(value)
+    return cast(str, exchange_calendars.resolve_alias(value))
 
 
 def calendar_library_version() -> str:
@@ -298,7 +299,7 @@ class ScheduleTrigger(IdentifiedTrigger):
         return Fire(self.id, moment.astimezone(UTC), "schedule", None, missed)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.to_dict() == self.to_dict()  # type: ignore[attr-defined]
+        return type(other) is type(self) and other.to_dict() == self.to_dict()
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -435,7 +436,7 @@ class CronTrigger(ScheduleTrigger):
         return local.replace(tzinfo=None, fold=0) + extra + timedelta(seconds=1)
 
     def _edges(self) -> list[datetime]:
-        cal = exchange_calendar(self.calendar)  # type: ignore[arg-type]
+        cal = exchange_calendar(self.calendar)
         return cal.closes if self.at == "close" else cal.opens
 
     def _next_session_edge(self, after: datetime) -> datetime | None:
@@ -528,7 +529,10 @@ def _check_type(data: dict[str, Any], expected: str, path: str) -> None:
         raise InvalidInput(f"type must be {expected!r}", field=json_path(path, "type"))
 
 
-def relabel(path: str, build: Any) -> Any:
+_T = TypeVar("_T")
+
+
+def relabel(path: str, build: Callable[[], _T]) -> _T:
     """Run ``build``; prefix the ``field`` of an :class:`InvalidInput` it raises with ``path``."""
     try:
         return build()

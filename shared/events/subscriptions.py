@@ -19,7 +19,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -167,13 +167,13 @@ class SubscriptionStore:
                 row = self.table.get_entity(PARTITION, subscription_id)
             except ResourceNotFoundError:
                 raise NotFound(f"no subscription {subscription_id!r}", field="id") from None
-        return Subscription.from_dict(json.loads(row["document"])), row.metadata["etag"]
+        return Subscription.from_dict(json.loads(row["document"])), cast(str, row.metadata["etag"])
 
     def list(self, *, subscriber: str | None = None, status: str | None = None) -> list[tuple[Subscription, str]]:
         """Subscriptions (with etags), optionally of one subscriber and/or in one status."""
         with storage_errors("subscriptions"):
             rows = list(self.table.query_entities("PartitionKey eq @p", parameters={"p": PARTITION}))
-        found = [(Subscription.from_dict(json.loads(r["document"])), r.metadata["etag"]) for r in rows]
+        found = [(Subscription.from_dict(json.loads(r["document"])), cast(str, r.metadata["etag"])) for r in rows]
         return [(s, e) for s, e in found
                 if (subscriber is None or s.subscriber == subscriber) and (status is None or s.status == status)]
 

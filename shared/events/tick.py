@@ -164,7 +164,8 @@ class Scheduler:
                 break
         return swept
 
-    def _guard(self, step, subscription: Subscription, etag: str, now: int) -> int:
+    def _guard(self, step: Callable[[Subscription, str, int], int], subscription: Subscription, etag: str,
+               now: int) -> int:
         try:
             return step(subscription, etag, now) or 0
         except FabricError as exc:
@@ -201,8 +202,8 @@ class Scheduler:
         enqueued = 0
         for fire in fires:
             at = epoch_ms(fire.at)
-            message = fire_message(subscription, at, key=fire.key, at_ms=at, reason="schedule",
-                                   **({"missed": True} if fire.missed else {}))
+            extra: dict[str, Any] = {"missed": True} if fire.missed else {}
+            message = fire_message(subscription, at, key=fire.key, at_ms=at, reason="schedule", **extra)
             enqueued += self.claim_and_enqueue(subscription, message, now)
         try:
             self.events.subscriptions.update(subscription, etag, last_fired_ms=max(epoch_ms(f.at) for f in fires))
@@ -237,6 +238,7 @@ class Scheduler:
     # -- observations -------------------------------------------------------------------------------
     @staticmethod
     def _observation_due(subscription: Subscription, now: int) -> bool:
+        assert subscription.observe is not None  # validate_spec requires it of observation triggers
         every_ms = int(float(subscription.observe["every_s"]) * 1000)
         last = subscription.last_fired_ms
         return last is None or now - last >= every_ms - OBSERVE_SLACK_MS
@@ -262,6 +264,7 @@ class Scheduler:
             return 0
         request_id = "0x" + hashlib.sha256(f"{subscription.id}:observe:{now}".encode()).hexdigest()
         envelope = self.events.invoke(subscription.cryptlet, subscription.method, subscription.args, request_id)
+        assert subscription.observe is not None  # validate_spec requires it of observation triggers
         field = subscription.observe["field"]
         value = observed_value(envelope.get("payload"), field)
         if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -233,7 +233,7 @@ class DeviationHeartbeatTrigger(ObservationTrigger):
         return self._report(at, "heartbeat", self.last_value)
 
 
-_OBSERVATION_TYPES: dict[str, type[ObservationTrigger]] = {
+_OBSERVATION_TYPES: dict[str, type[ThresholdTrigger | DeviationHeartbeatTrigger]] = {
     ThresholdTrigger.type: ThresholdTrigger, DeviationHeartbeatTrigger.type: DeviationHeartbeatTrigger}
 _CONFIG_MEMBERS = {ThresholdTrigger.type: ({"level"}, {"direction", "hysteresis"}),
                    DeviationHeartbeatTrigger.type: ({"deviation_fraction", "heartbeat_s"}, set())}

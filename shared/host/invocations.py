@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, cast
 
 from cryptlet_sdk import MAX_EVENTS
 from shared.encoding import to_hex
@@ -89,4 +89,4 @@ def _response(result: dict[str, Any]) -> dict[str, Any]:
     """An invocation's answer: the envelope document, plus ``events`` when the call emitted any."""
     if result.get("events"):
         return {**result["envelope"], "events": result["events"]}
-    return result["envelope"]
+    return cast("dict[str, Any]", result["envelope"])

@@ -255,10 +255,6 @@ def host_module(channel: HostChannel) -> types.ModuleType:
         """Report how far the call ``request_id`` has come (``fraction`` 0..1) to the host."""
         channel.call("progress", request_id=request_id, fraction=fraction, message=str(message))
 
-    module.call = channel.call
-    module.progress = progress
-    module.log = log
-    module.now_ms = now_ms
-    module.fetch = fetch
-    module.CallOutError = CallOutError
+    module.__dict__.update(call=channel.call, progress=progress, log=log, now_ms=now_ms, fetch=fetch,
+                           CallOutError=CallOutError)
     return module

@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from shared.isolation import protocol
 from shared.isolation.callout import CallOutError, HostChannel
@@ -93,7 +93,7 @@ class ExecCryptlet:
             if message.get("id") != self._ids or not isinstance(message.get("ok"), bool):
                 self._fail("cryptlet_protocol", f"the program answered {op} with an unexpected message")
             if not message["ok"]:
-                error = message.get("error") if isinstance(message.get("error"), dict) else {}
+                error = message["error"] if isinstance(message.get("error"), dict) else {}
                 code = str(error.get("code") or "cryptlet_error")
                 raise CryptletFault(code if code == "bad_arguments" else "cryptlet_error",
                                     str(error.get("message") or f"the program failed {op}")[:2000])
@@ -111,6 +111,7 @@ class ExecCryptlet:
             return {**reply, "ok": False, "error": {"code": exc.code, "message": str(exc)}}
 
     def _write(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None  # a pipe: Popen(stdin=PIPE)
         try:
             self.process.stdin.write(protocol.encode(message))
             self.process.stdin.flush()
@@ -118,6 +119,7 @@ class ExecCryptlet:
             self._fail("cryptlet_exited", f"the program exited ({self._exit_status()})")
 
     def _read(self, op: str) -> dict[str, Any]:
+        assert self.process.stdout is not None  # a pipe: Popen(stdout=PIPE)
         line = self.process.stdout.readline(protocol.MAX_LINE + 1)
         if not line:
             self._fail("cryptlet_exited", f"the program exited during {op} ({self._exit_status()})")
@@ -135,12 +137,13 @@ class ExecCryptlet:
             return "still running"
         return f"signal {-code}" if code < 0 else f"exit code {code}"
 
-    def _fail(self, code: str, message: str) -> None:
+    def _fail(self, code: str, message: str) -> NoReturn:
         self.close(kill=True)
         raise CryptletFault(code, message, fatal=True)
 
     def close(self, *, kill: bool = False) -> None:
         """Ask the program to stop (or kill it); wait for it."""
+        assert self.process.stdin is not None and self.process.stdout is not None  # pipes: Popen(..., PIPE)
         if self.process.poll() is None and not kill:
             try:
                 self.process.stdin.write(protocol.encode({"id": 0, "op": "shutdown"}))

@@ -75,6 +75,11 @@ class IsolationProvider(abc.ABC):
     #: Whether every region is isolated from the host and other regions (a policy may require it).
     isolates: bool = False
 
+    @property
+    @abc.abstractmethod
+    def platform_public_key(self) -> bytes:
+        """The raw public key that signs this provider's evidence (what verifiers pin)."""
+
     @abc.abstractmethod
     def create_region(self, package_dir: Path, expected_digest: bytes, *, domain: Domain,
                       call_out: CallOutHandler | None = None, timeout: float | None = None) -> Region:

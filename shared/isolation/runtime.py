@@ -35,7 +35,7 @@ from shared.errors import FabricError
 from shared.isolation import protocol
 from shared.isolation import exec_runtime
 from shared.isolation.callout import HostChannel, host_module
-from shared.packages.manifest import load_manifest
+from shared.packages.manifest import Manifest, load_manifest
 
 
 class RegionFault(Exception):
@@ -70,7 +70,7 @@ class Container:
         self.channel = channel
         self.pid = os.getpid()
         self.digest: bytes | None = None
-        self.manifest = None
+        self.manifest: Manifest | None = None
         self.instance: Any = None
         self._key: coincurve.PrivateKey | None = None  # parsed once: signing reuses it
         self.public_key: bytes | None = None
@@ -112,7 +112,8 @@ class Container:
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(self.package_dir))
         try:
-            self._run_cryptlet(lambda: spec.loader.exec_module(module))
+            loader = spec.loader
+            self._run_cryptlet(lambda: loader.exec_module(module))
             cls = getattr(module, class_name, None)
             if cls is None:
                 raise RegionFault("entry_not_found", f"entry class {class_name!r} not found in {module_name}")
@@ -128,6 +129,7 @@ class Container:
         """An SDK cryptlet must match its manifest: same kind, every method present and marked."""
         if not (isinstance(cls, type) and issubclass(cls, Cryptlet)):
             return
+        assert self.manifest is not None  # op_load, the only caller, set it
         if cls.kind != self.manifest.kind:
             raise RegionFault("load_failed", f"{cls.__name__} is a {cls.kind} cryptlet but the manifest says "
                                              f"kind {self.manifest.kind!r}")
@@ -138,6 +140,7 @@ class Container:
 
     def _load_program(self, measured: bytes) -> dict[str, Any]:
         """``exec`` runtime: start the package's program and hand it its interface."""
+        assert self.manifest is not None  # op_load, the only caller, set it
         init = {"name": self.manifest.name, "kind": self.manifest.kind, "methods": sorted(self.manifest.methods),
                 "events": sorted(self.manifest.events), "config": self.manifest.document.get("config", {})}
         try:
@@ -149,19 +152,19 @@ class Container:
         return {"digest": to_hex(measured), "name": self.manifest.name, "companions": [self.program.pid]}
 
     def op_generate_key(self, msg: dict[str, Any]) -> dict[str, Any]:
-        self._require_loaded()
+        digest, seal_key = self._require_loaded()
         key = coincurve.PrivateKey()
         self._key = key
         self.public_key = key.public_key.format(compressed=False)
         self.address = address_of(self.public_key)
-        sealed = sealing.seal_with_key(self._seal_key, self.digest, self.address, key.secret)
+        sealed = sealing.seal_with_key(seal_key, digest, self.address, key.secret)
         return {"public_key": to_hex(self.public_key), "address": self.address,
                 "sealed_key": base64.b64encode(sealed).decode()}
 
     def op_unseal(self, msg: dict[str, Any]) -> dict[str, Any]:
-        self._require_loaded()
+        digest, seal_key = self._require_loaded()
         address = msg["address"]
-        secret = sealing.unseal_with_key(self._seal_key, self.digest, address, base64.b64decode(msg["sealed_key"]))
+        secret = sealing.unseal_with_key(seal_key, digest, address, base64.b64decode(msg["sealed_key"]))
         key = coincurve.PrivateKey(secret)
         public = key.public_key.format(compressed=False)
         if address_of(public).lower() != address.lower():
@@ -171,8 +174,8 @@ class Container:
 
     def op_report(self, msg: dict[str, Any]) -> dict[str, Any]:
         """What the platform attests about this region: its measured digest and its key."""
-        self._require_loaded()
-        return {"digest": to_hex(self.digest), "address": self.address,
+        digest, _ = self._require_loaded()
+        return {"digest": to_hex(digest), "address": self.address,
                 "public_key": to_hex(self.public_key) if self.public_key else None}
 
     def op_bind(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -194,13 +197,14 @@ class Container:
         if not self.registration:
             raise RegionFault("not_bound", "region is not bound to a registration")
         method = msg["method"]
-        if method not in self.manifest.methods:
-            raise RegionFault("unknown_method", f"{self.manifest.name} has no method {method!r}")
+        manifest = self._loaded_manifest()
+        if method not in manifest.methods:
+            raise RegionFault("unknown_method", f"{manifest.name} has no method {method!r}")
         sequence = int(msg["sequence"])
         block = max(1, int(msg.get("sequences", 1)))
         if sequence <= self.last_sequence:
             raise RegionFault("sequence_reused", f"sequence {sequence} is not above {self.last_sequence}")
-        contract = self.manifest.kind == "contract"
+        contract = manifest.kind == "contract"
         before = dict(msg.get("state") or {}) if contract else None
         outcome = self._call(method, msg.get("args") or {}, msg["request_id"], before)
         self.last_sequence = sequence + block - 1
@@ -223,13 +227,16 @@ class Container:
                        "state": {"version": version, "hash": to_hex(keccak256(encoded)),
                                  "previous": to_hex(payload_hash(before))}}
         request_id = from_hex(msg["request_id"], length=32)
-        reply["envelope"] = self._sign(f"{self.manifest.name}.{method}", request_id, sequence, payload)
+        reply["envelope"] = self._sign(f"{manifest.name}.{method}", request_id, sequence, payload)
         if outcome.events:
-            reply["events"] = [self._sign(f"{self.manifest.name}.{e.event}", request_id, sequence + i + 1, e.fields)
+            reply["events"] = [self._sign(f"{manifest.name}.{e.event}", request_id, sequence + i + 1, e.fields)
                                for i, e in enumerate(outcome.events)]
         return reply
 
     def _sign(self, topic: str, request_id: bytes, sequence: int, payload: Any) -> dict[str, Any]:
+        # op_invoke, the only caller, checked that a package is loaded and a key (with its address) is held
+        assert self.manifest is not None and self.digest is not None
+        assert self._key is not None and self.address is not None
         envelope = Envelope(
             cryptlet=self.address, name=self.manifest.name, digest=self.digest, topic=topic, request_id=request_id,
             sequence=sequence, timestamp_ms=int(time.time() * 1000), payload=payload, domain=self.domain,
@@ -244,6 +251,7 @@ class Container:
             return self._call_program(method, args, request_id, state)
         sdk = isinstance(self.instance, Cryptlet)
         context = None
+        assert self.manifest is not None  # op_invoke, the only caller, checked it
         if sdk:
             context = Context(self.channel or _NoHost(), name=self.manifest.name, method=method,
                               request_id=request_id, events=self.manifest.events,
@@ -258,14 +266,16 @@ class Container:
                 self.instance._context = None
         if context is None:
             return Outcome(result, [], None)
-        changed = context._state is not None and context._state.changed
-        return Outcome(result, context.emitted, context._state.snapshot() if changed else None)
+        if context._state is None or not context._state.changed:
+            return Outcome(result, context.emitted, None)
+        return Outcome(result, context.emitted, context._state.snapshot())
 
     def _call_program(self, method: str, args: dict[str, Any], request_id: str,
                       state: dict[str, Any] | None) -> Outcome:
         params: dict[str, Any] = {"method": method, "args": args, "request_id": request_id}
         if state is not None:
             params["state"] = state
+        assert self.program is not None and self.manifest is not None  # _call (from op_invoke) checked both
         try:
             reply = self.program.request("invoke", **params)
         except exec_runtime.CryptletFault as fault:
@@ -310,9 +320,16 @@ class Container:
             traceback.print_exc(file=sys.stderr)
             raise RegionFault("cryptlet_error", f"{type(exc).__name__}: {exc}") from None
 
-    def _require_loaded(self) -> None:
+    def _require_loaded(self) -> tuple[bytes, bytes]:
+        """(digest, seal key) of the loaded package."""
         if self.digest is None or self._seal_key is None:
             raise RegionFault("not_loaded", "no package loaded")
+        return self.digest, self._seal_key
+
+    def _loaded_manifest(self) -> Manifest:
+        if self.manifest is None:
+            raise RegionFault("not_loaded", "no package loaded")
+        return self.manifest
 
 
 def serve(reader: BinaryIO, write: Callable[[bytes], None], package_dir: Path) -> None:

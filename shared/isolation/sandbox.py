@@ -118,9 +118,9 @@ def _reach_unreadable_paths(dir_fds: dict[str, int]) -> None:
 
     sys.path[:] = [rewrite(p) for p in sys.path]
     for module in list(sys.modules.values()):
-        path = getattr(module, "__path__", None)
-        if isinstance(path, list):
-            path[:] = [rewrite(p) for p in path]
+        module_path = getattr(module, "__path__", None)
+        if isinstance(module_path, list):
+            module_path[:] = [rewrite(p) for p in module_path]
     sys.path_importer_cache.clear()
 
 

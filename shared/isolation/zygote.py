@@ -169,7 +169,8 @@ class _Server:
         self._send({"ready": True, "pid": os.getpid(), "uid_isolation": self.root, "own_netns": self.own_netns})
         try:
             while True:
-                ready, _, _ = select.select([self.control, wake_r], [], [])
+                watched: list[socket.socket | int] = [self.control, wake_r]
+                ready, _, _ = select.select(watched, [], [])
                 if wake_r in ready:
                     while True:
                         try:
@@ -227,6 +228,7 @@ class _Server:
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             if uid is not None:
+                assert self.uids is not None  # uid came from the pool
                 self.uids.release(uid)
             raise
         if pid == 0:
@@ -288,6 +290,7 @@ class _Server:
             pass
         if region.uid is not None:
             _kill_uid(region.uid)
+            assert self.uids is not None  # a region's uid came from the pool
             self.uids.release(region.uid)
         shutil.rmtree(region.workdir, ignore_errors=True)
 
@@ -356,7 +359,7 @@ class Zygote:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self.capabilities: dict[str, Any] = {}
 
@@ -395,6 +398,7 @@ class Zygote:
                 self._control.close()
                 self._control = None
             self._start()
+        assert self._control is not None  # _start sets it or raises
         return self._control
 
     def _request(self, message: dict[str, Any], fds: list[int] | None = None) -> tuple[dict[str, Any], list[int]]:
@@ -407,11 +411,11 @@ class Zygote:
                 control.send(data)
             raw, got, _, _ = socket.recv_fds(control, MAX_MESSAGE, 2)
         except OSError as exc:
-            self._control.close()
+            control.close()  # is self._control: callers hold self._lock
             self._control = None
             raise RegionError(f"the region zygote failed ({type(exc).__name__})", region_code="zygote") from None
         if not raw:
-            self._control.close()
+            control.close()
             self._control = None
             raise RegionError("the region zygote exited", region_code="zygote")
         return json.loads(raw), got

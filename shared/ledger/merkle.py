@@ -75,7 +75,7 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return _sha256(b"\x01" + left + right).digest()
 
 
-def _tree_hash(value: Any, what: str) -> bytes:
+def _tree_hash(value: object, what: str) -> bytes:
     """A caller-supplied 32-byte hash for tree building (MerkleInputError otherwise)."""
     if type(value) is not bytes:
         if not isinstance(value, (bytearray, memoryview)):
@@ -125,7 +125,7 @@ def _proof_int(value: Any, field: str) -> int:
     return value
 
 
-def _proof_hash(value: Any, field: str) -> bytes:
+def _proof_hash(value: object, field: str) -> bytes:
     if type(value) is not bytes:
         if not isinstance(value, (bytearray, memoryview)):
             raise _shape_error(f"{field} must be {HASH_SIZE} bytes, not {type(value).__name__}", field)
@@ -319,7 +319,7 @@ class InclusionProof:
                 "path": proof_to_hex(self.path)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> InclusionProof:
+    def from_dict(cls, data: Any) -> InclusionProof:
         """Parse the JSON form strictly (``bad_proof_shape`` on any deviation)."""
         _check_keys(data, ("index", "tree_size", "leaf_hash", "path"), "inclusion_proof")
         return cls(_proof_int(data["index"], "index"), _proof_int(data["tree_size"], "tree_size"),

@@ -107,7 +107,7 @@ def submit(table: TableClient, operations: Sequence[Insert | Replace]) -> list[s
     base = _base_url(table)
     table_url = f"{base}/{table.table_name}"
     batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
-    parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
+    parts: list[str | bytes] = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
     for index, op in enumerate(operations):
         body = _odata(op.entity).encode("utf-8")
         if isinstance(op, Insert):
@@ -134,11 +134,11 @@ def submit(table: TableClient, operations: Sequence[Insert | Replace]) -> list[s
     failed = next((s for s in statuses if not 200 <= s < 300), None)
     if failed is not None or len(statuses) != len(operations):
         code, message = _error_of(raw[raw.find(b"{"):] if b"{" in raw else b"")
-        index = None
+        op_index = None
         head, sep, _ = message.partition(":")
         if sep and head.isdigit():
-            index = int(head)
-        raise TransactionRejected(failed or 500, code or "UnexpectedResponse", message, index)
+            op_index = int(head)
+        raise TransactionRejected(failed or 500, code or "UnexpectedResponse", message, op_index)
     etags: list[str | None] = []
     for chunk in raw.split(b"HTTP/1.1 ")[1:]:
         found = _ETAG.search(chunk)

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from shared.errors import ManifestError
 
@@ -18,7 +18,7 @@ SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "cryptlet.schema.json"
 
 
 @lru_cache(maxsize=1)
-def _validator():
+def _validator() -> Any:
     import jsonschema  # imported lazily: regions read already-validated manifests without it
 
     schema = json.loads(SCHEMA_PATH.read_text("utf-8"))
@@ -42,16 +42,16 @@ class Manifest:
 
     @property
     def description(self) -> str:
-        return self.document.get("config", {}).get("description", "")
+        return cast(str, self.document.get("config", {}).get("description", ""))
 
     @property
     def timeout_s(self) -> float | None:
         """The per-call time limit the package asks for (``config.timeoutSeconds``), if any."""
-        return self.document.get("config", {}).get("timeoutSeconds")
+        return cast("float | None", self.document.get("config", {}).get("timeoutSeconds"))
 
 
-def _error_field(error) -> str:
-    path = error.json_path
+def _error_field(error: Any) -> str:
+    path: str = error.json_path
     if error.validator == "required" and isinstance(error.instance, dict):
         missing = [p for p in error.validator_value if p not in error.instance]
         if missing:
