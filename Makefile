@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: setup run demo test bench clean
+.PHONY: setup run demo test test-unit bench clean
 
 ## setup: create or update .venv with the pinned dependencies, and `npm ci` (nothing else)
 setup: $(STAMP_PY) $(STAMP_NODE)
@@ -31,6 +31,10 @@ demo: setup
 ## test: the whole test suite against a fresh Azurite on free loopback ports
 test: setup
 	$(PY) -m devhost.azurite --fresh --data .devdata/azurite-test -- $(PY) -m pytest $(PYTEST_ARGS)
+
+## test-unit: the unit tier only (tests/unit: no processes, no storage, no network; no Azurite)
+test-unit: setup
+	$(PY) -m pytest tests/unit -q
 
 ## bench: every benchmark under bench/ (each starts and stops what it needs)
 bench: setup

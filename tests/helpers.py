@@ -1,6 +1,7 @@
-"""Small helpers shared by test modules: polling, and a loopback HTTP server."""
+"""Small helpers shared by test modules: polling, a loopback HTTP server, a fake DNS resolver."""
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,3 +51,18 @@ class QuietHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def resolver_for(mapping: dict[str, list[str]]):
+    """A getaddrinfo-shaped resolver answering from ``mapping`` (and counting its lookups)."""
+    lookups: list[str] = []
+
+    def resolve(host: str, port: int, type: int = 0, **_):
+        lookups.append(host)
+        if host not in mapping:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                for a in mapping[host]]
+
+    resolve.lookups = lookups  # type: ignore[attr-defined]
+    return resolve
