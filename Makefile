@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: setup run demo test test-unit bench clean
+.PHONY: setup run demo test test-unit lint bench clean
 
 ## setup: create or update .venv with the pinned dependencies, and `npm ci` (nothing else)
 setup: $(STAMP_PY) $(STAMP_NODE)
@@ -36,9 +36,15 @@ test: setup
 test-unit: setup
 	$(PY) -m pytest tests/unit -q
 
+## lint: ruff (lint and format check) and a bare mypy (strict for shared/), as CI runs them
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
 ## bench: every benchmark under bench/ (each starts and stops what it needs)
 bench: setup
 	@set -e; for script in bench/*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PY) $$script; done
 
 clean:
-	rm -rf .devdata .pytest_cache
+	rm -rf .devdata .pytest_cache .ruff_cache .mypy_cache

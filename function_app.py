@@ -1,4 +1,5 @@
 """The Cryptlet Fabric function app: builds the FunctionApp and registers the blueprints."""
+
 import azure.functions as func
 
 from functions.attestation import bp as attestation

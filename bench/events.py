@@ -12,6 +12,7 @@ webhook twins, delivered as fast as the engine can (``burst_deliveries_per_s``).
 
 Prints a few lines, then one JSON object as its last line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,16 +35,16 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from devhost.azurite import Azurite  # noqa: E402
 from cryptlet_cli.demo import DevHostProcess  # noqa: E402
+from devhost.azurite import Azurite  # noqa: E402
 from devhost.ports import free_port, wait_for_port  # noqa: E402
-from shared.events import webhooks  # noqa: E402
-from shared.events.delivery import signer_of  # noqa: E402
 from shared.encoding import from_hex  # noqa: E402
 from shared.errors import Conflict  # noqa: E402
+from shared.events import webhooks  # noqa: E402
+from shared.events.delivery import signer_of  # noqa: E402
+from shared.events.subscriptions import Subscription, SubscriptionStore, new_id  # noqa: E402
 from shared.settings import SETTINGS  # noqa: E402
 from shared.storage import table_client  # noqa: E402
-from shared.events.subscriptions import Subscription, SubscriptionStore, new_id  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -60,13 +61,20 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 arrived = time.time_ns() // 1_000_000
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 body = json.loads(raw)
                 with outer.lock:
-                    outer.records.append((body["subscription"], body["sequence"], arrived, raw,
-                                          self.headers.get("X-Fabric-Signature", "")))
+                    outer.records.append(
+                        (
+                            body["subscription"],
+                            body["sequence"],
+                            arrived,
+                            raw,
+                            self.headers.get("X-Fabric-Signature", ""),
+                        )
+                    )
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -94,8 +102,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-events-"))
     packages = work / "packages"
     shutil.copytree(ROOT / "cryptlet_packages", packages, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "tests" / "packages" / "event_ticker", packages / "event_ticker",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "tests" / "packages" / "event_ticker",
+        packages / "event_ticker",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     azurite = Azurite(work / "azurite")
     host: DevHostProcess | None = None
     receiver = Receiver()
@@ -105,9 +116,15 @@ def main() -> None:
         key = secrets.token_urlsafe(24)
         env = {name: default for name, (default, _) in SETTINGS.items() if default is not None}
         env.update(os.environ)
-        env.update(AzureWebJobsStorage=azurite.connection_string, FABRIC_SEALING_SECRET=base64.b64encode(secret).decode(),
-                   DEVHOST_FUNCTION_KEY=key, DEVHOST_MASTER_KEY=secrets.token_urlsafe(24),
-                   FABRIC_PACKAGES_DIR=str(packages), FABRIC_TABLE_PREFIX="bench", FABRIC_FIRE_QUEUE="bench-fires")
+        env.update(
+            AzureWebJobsStorage=azurite.connection_string,
+            FABRIC_SEALING_SECRET=base64.b64encode(secret).decode(),
+            DEVHOST_FUNCTION_KEY=key,
+            DEVHOST_MASTER_KEY=secrets.token_urlsafe(24),
+            FABRIC_PACKAGES_DIR=str(packages),
+            FABRIC_TABLE_PREFIX="bench",
+            FABRIC_FIRE_QUEUE="bench-fires",
+        )
         port = free_port()
         host = DevHostProcess(port, env)
         wait_for_port(port, 60, host.process)
@@ -121,11 +138,17 @@ def main() -> None:
         end = start + options.seconds * 1000
         interval_ids = []
         for i in range(options.subscriptions):
-            subscription = Subscription(id=new_id(), subscriber="bench", cryptlet="event_ticker", method="tick",
-                                        args={"label": f"s{i}"}, trigger={"type": "interval", "seconds": 1,
-                                                                          "start": iso(start)},
-                                        target={"type": "callback", "url": f"{receiver.url}/i"},
-                                        deadline_ms=end + 60_000, created_ms=now)
+            subscription = Subscription(
+                id=new_id(),
+                subscriber="bench",
+                cryptlet="event_ticker",
+                method="tick",
+                args={"label": f"s{i}"},
+                trigger={"type": "interval", "seconds": 1, "start": iso(start)},
+                target={"type": "callback", "url": f"{receiver.url}/i"},
+                deadline_ms=end + 60_000,
+                created_ms=now,
+            )
             store.create(subscription)
             interval_ids.append(subscription.id)
         print(f"{options.subscriptions} interval subscriptions (1 s) from {iso(start)} for {options.seconds} s")
@@ -145,27 +168,42 @@ def main() -> None:
         lateness = [r[2] - r[1] for r in records]
         bad = sum(1 for r in records if signer_of(json.loads(r[3]), from_hex(r[4], length=65)) != delivery_address)
         interval_rate = len(unique) / options.seconds
-        print(f"interval: {len(unique)}/{expected} fires delivered, {len(records) - len(unique)} duplicates, "
-              f"{bad} bad signatures; lateness p50 {statistics.median(lateness):.0f} ms, "
-              f"p99 {percentile(lateness, 0.99):.0f} ms, max {max(lateness)} ms")
+        print(
+            f"interval: {len(unique)}/{expected} fires delivered, {len(records) - len(unique)} duplicates, "
+            f"{bad} bad signatures; lateness p50 {statistics.median(lateness):.0f} ms, "
+            f"p99 {percentile(lateness, 0.99):.0f} ms, max {max(lateness)} ms"
+        )
 
         # burst: webhook fires as fast as the engine delivers them
         hooks = []
-        for i in range(options.subscriptions):
+        for _ in range(options.subscriptions):
             sid = new_id()
             plain, sealed = webhooks.issue_secret(secret, sid)
-            store.create(Subscription(id=sid, subscriber="bench", cryptlet="event_ticker", method="tick", args={},
-                                      trigger={"type": "webhook"}, target={"type": "callback", "url": f"{receiver.url}/w"},
-                                      deadline_ms=time.time_ns() // 1_000_000 + 3_600_000,
-                                      created_ms=time.time_ns() // 1_000_000, webhook_secret_sealed=sealed))
+            store.create(
+                Subscription(
+                    id=sid,
+                    subscriber="bench",
+                    cryptlet="event_ticker",
+                    method="tick",
+                    args={},
+                    trigger={"type": "webhook"},
+                    target={"type": "callback", "url": f"{receiver.url}/w"},
+                    deadline_ms=time.time_ns() // 1_000_000 + 3_600_000,
+                    created_ms=time.time_ns() // 1_000_000,
+                    webhook_secret_sealed=sealed,
+                )
+            )
             hooks.append((sid, plain))
         hook_ids = {h[0] for h in hooks}
 
         def fire(n: int, client: httpx.Client) -> None:
             sid, plain = hooks[n % len(hooks)]
             body = json.dumps({"n": n}).encode()
-            response = client.post(f"/api/webhooks/{sid}", content=body,
-                                   headers={"X-Webhook-Signature": webhooks.sign(plain, body, int(time.time()))})
+            response = client.post(
+                f"/api/webhooks/{sid}",
+                content=body,
+                headers={"X-Webhook-Signature": webhooks.sign(plain, body, int(time.time()))},
+            )
             response.raise_for_status()
 
         began = time.monotonic()
@@ -180,17 +218,29 @@ def main() -> None:
                 break
             time.sleep(0.1)
         burst_s = time.monotonic() - began
-        print(f"burst: {options.burst} webhook calls accepted in {accepted_s:.1f} s, {len(got)} delivered "
-              f"in {burst_s:.1f} s ({len(got) / burst_s:.0f}/s)")
-        print(json.dumps({"fire_lateness_p50_ms": round(statistics.median(lateness), 1),
-                          "fire_lateness_p99_ms": round(percentile(lateness, 0.99), 1),
-                          "fire_lateness_max_ms": max(lateness),
-                          "deliveries_per_s": round(interval_rate, 2),
-                          "burst_deliveries_per_s": round(len(got) / burst_s, 1),
-                          "fires_expected": expected, "fires_delivered": len(unique),
-                          "duplicate_deliveries": len(records) - len(unique), "bad_signatures": bad,
-                          "burst_calls": options.burst, "burst_delivered": len(got),
-                          "subscriptions": options.subscriptions, "seconds": options.seconds}))
+        print(
+            f"burst: {options.burst} webhook calls accepted in {accepted_s:.1f} s, {len(got)} delivered "
+            f"in {burst_s:.1f} s ({len(got) / burst_s:.0f}/s)"
+        )
+        print(
+            json.dumps(
+                {
+                    "fire_lateness_p50_ms": round(statistics.median(lateness), 1),
+                    "fire_lateness_p99_ms": round(percentile(lateness, 0.99), 1),
+                    "fire_lateness_max_ms": max(lateness),
+                    "deliveries_per_s": round(interval_rate, 2),
+                    "burst_deliveries_per_s": round(len(got) / burst_s, 1),
+                    "fires_expected": expected,
+                    "fires_delivered": len(unique),
+                    "duplicate_deliveries": len(records) - len(unique),
+                    "bad_signatures": bad,
+                    "burst_calls": options.burst,
+                    "burst_delivered": len(got),
+                    "subscriptions": options.subscriptions,
+                    "seconds": options.seconds,
+                }
+            )
+        )
     finally:
         if host is not None:
             host.stop()

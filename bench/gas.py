@@ -9,6 +9,7 @@ receipt's gasUsed: the whole transaction, 21,000 base and calldata included.
 
 Prints a few lines, then one JSON object as its last line. Needs no storage or host.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,17 +46,33 @@ class Reports:
 
     def next(self) -> Envelope:
         self.n += 1
-        return Envelope(cryptlet=self.cryptlet, name="market_watcher", digest=DIGEST, topic=TOPIC,
-                        request_id=keccak256(b"bench request %d" % self.n), sequence=1_764_000_000_000_000 + self.n,
-                        timestamp_ms=int(time.time() * 1000), payload={"gold": f"{2650 + self.n}.10"},
-                        domain=self.domain,
-                        registration={"stream": "ledger", "sequence": 3, "entry_hash": "0x" + "3c" * 32},
-                        evidence={"kind": "process", "hash": "0x" + "ee" * 32})
+        return Envelope(
+            cryptlet=self.cryptlet,
+            name="market_watcher",
+            digest=DIGEST,
+            topic=TOPIC,
+            request_id=keccak256(b"bench request %d" % self.n),
+            sequence=1_764_000_000_000_000 + self.n,
+            timestamp_ms=int(time.time() * 1000),
+            payload={"gold": f"{2650 + self.n}.10"},
+            domain=self.domain,
+            registration={"stream": "ledger", "sequence": 3, "entry_hash": "0x" + "3c" * 32},
+            evidence={"kind": "process", "hash": "0x" + "ee" * 32},
+        )
 
 
 def fields(e: Envelope) -> tuple:
-    return (e.cryptlet, e.digest, topic_hash(e.topic), e.request_id, e.sequence, e.timestamp_ms, e.payload_hash,
-            e.evidence_hash, e.registration_hash)
+    return (
+        e.cryptlet,
+        e.digest,
+        topic_hash(e.topic),
+        e.request_id,
+        e.sequence,
+        e.timestamp_ms,
+        e.payload_hash,
+        e.evidence_hash,
+        e.registration_hash,
+    )
 
 
 def vrs(signature: bytes) -> tuple:
@@ -70,7 +87,7 @@ def calldata_gas(data: bytes) -> int:
 def measure(submit, count: int) -> tuple[int, int, bytes]:
     """(first, median warm, calldata of a warm report)."""
     first, _ = submit()
-    warm, data = zip(*(submit() for _ in range(count)))
+    warm, data = zip(*(submit() for _ in range(count)), strict=False)
     return first, int(statistics.median(warm)), data[-1]
 
 
@@ -117,20 +134,28 @@ def main() -> None:
     single_bytes, quorum_bytes, naive_bytes = len(single_data), len(quorum_data), len(naive_data)
 
     figures = {
-        "gas_single_first": single_first, "gas_single_warm": single_warm,
-        "gas_quorum_3of5_first": quorum_first, "gas_quorum_3of5_warm": quorum_warm,
-        "gas_naive_first": naive_first, "gas_naive_warm": naive_warm,
-        "calldata_bytes_single": single_bytes, "calldata_bytes_quorum_3of5": quorum_bytes,
+        "gas_single_first": single_first,
+        "gas_single_warm": single_warm,
+        "gas_quorum_3of5_first": quorum_first,
+        "gas_quorum_3of5_warm": quorum_warm,
+        "gas_naive_first": naive_first,
+        "gas_naive_warm": naive_warm,
+        "calldata_bytes_single": single_bytes,
+        "calldata_bytes_quorum_3of5": quorum_bytes,
         "calldata_bytes_naive": naive_bytes,
-        "calldata_gas_single": calldata_gas(single_data), "calldata_gas_quorum_3of5": calldata_gas(quorum_data),
+        "calldata_gas_single": calldata_gas(single_data),
+        "calldata_gas_quorum_3of5": calldata_gas(quorum_data),
         "execution_gas_single_warm": single_warm - 21_000 - calldata_gas(single_data),
         "execution_gas_quorum_3of5_warm": quorum_warm - 21_000 - calldata_gas(quorum_data),
         "warm_saving_vs_naive": round(1 - single_warm / naive_warm, 3),
-        "target_single_warm_met": single_warm <= 50_000, "target_quorum_3of5_warm_met": quorum_warm <= 75_000,
-        "solc": info["solcVersion"].split("+")[0], "evm_version": info["settings"]["evmVersion"],
+        "target_single_warm_met": single_warm <= 50_000,
+        "target_quorum_3of5_warm_met": quorum_warm <= 75_000,
+        "solc": info["solcVersion"].split("+")[0],
+        "evm_version": info["settings"]["evmVersion"],
         "optimizer_runs": info["settings"]["optimizer"]["runs"],
         "evm": f"py-evm {_version('py-evm')} ({type(chain.backend.chain.get_vm()).__name__})",
-        "eth_tester": _version("eth-tester"), "warm_reports": WARM_REPORTS,
+        "eth_tester": _version("eth-tester"),
+        "warm_reports": WARM_REPORTS,
     }
     print(f"single  : first {single_first:,}  warm {single_warm:,}  (target <= 50,000)  calldata {single_bytes} B")
     print(f"3-of-5  : first {quorum_first:,}  warm {quorum_warm:,}  (target <= 75,000)  calldata {quorum_bytes} B")
@@ -140,6 +165,7 @@ def main() -> None:
 
 def _version(name: str) -> str:
     from importlib.metadata import version
+
     return version(name)
 
 

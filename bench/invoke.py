@@ -21,6 +21,7 @@ connections (a minimal HTTP/1.1 client on asyncio streams, so the client's own C
 
 The last line printed is one JSON object. Everything started is stopped on exit.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,17 +40,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import coincurve  # noqa: E402
-import httpx  # noqa: E402
+import coincurve
+import httpx
 
-from devhost.azurite import Azurite  # noqa: E402
-from cryptlet_cli.demo import DevHostProcess  # noqa: E402
-from devhost.ports import free_port, wait_for_port  # noqa: E402
-from shared.envelope import Domain, Envelope, signed_document  # noqa: E402
-from shared.settings import SETTINGS  # noqa: E402
+from cryptlet_cli.demo import DevHostProcess
+from devhost.azurite import Azurite
+from devhost.ports import free_port, wait_for_port
+from shared.envelope import Domain, Envelope, signed_document
+from shared.settings import SETTINGS
 
-CUSTOMER = {"name": "Ada Example", "email": "ada@example.com", "country": "GB", "birth_date": "1990-12-10",
-            "credit_score": 742}
+CUSTOMER = {
+    "name": "Ada Example",
+    "email": "ada@example.com",
+    "country": "GB",
+    "birth_date": "1990-12-10",
+    "credit_score": 742,
+}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -64,7 +70,7 @@ class Connection:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, port: int) -> "Connection":
+    async def open(cls, port: int) -> Connection:
         return cls(*await asyncio.open_connection("127.0.0.1", port))
 
     async def request(self, raw: bytes) -> tuple[int, bytes]:
@@ -130,11 +136,19 @@ def signing_rates(seconds: float = 1.0) -> tuple[float, float]:
     key = coincurve.PrivateKey()
     digests = [os.urandom(32) for _ in range(256)]
     payload = {"approved": True, "failed_rules": [], "commitment": "0x" + "ab" * 32, "rules_version": "1"}
-    base = Envelope(cryptlet="0x" + "11" * 20, name="customer_validator", digest=b"\x22" * 32,
-                    topic="customer_validator.validate", request_id=b"\x33" * 32, sequence=1, timestamp_ms=0,
-                    payload=payload, domain=Domain(), registration={"stream": "registry", "sequence": 1,
-                                                                    "entry_hash": "0x" + "44" * 32},
-                    evidence={"kind": "process", "hash": "0x" + "55" * 32})
+    base = Envelope(
+        cryptlet="0x" + "11" * 20,
+        name="customer_validator",
+        digest=b"\x22" * 32,
+        topic="customer_validator.validate",
+        request_id=b"\x33" * 32,
+        sequence=1,
+        timestamp_ms=0,
+        payload=payload,
+        domain=Domain(),
+        registration={"stream": "registry", "sequence": 1, "entry_hash": "0x" + "44" * 32},
+        evidence={"kind": "process", "hash": "0x" + "55" * 32},
+    )
 
     def rate(fn) -> float:
         done, start = 0, time.perf_counter()
@@ -166,10 +180,14 @@ def main() -> None:
     try:
         azurite.start()
         key = secrets.token_urlsafe(24)
-        env = dict(os.environ, AzureWebJobsStorage=azurite.connection_string,
-                   FABRIC_SEALING_SECRET=base64.b64encode(os.urandom(32)).decode(), DEVHOST_FUNCTION_KEY=key,
-                   DEVHOST_MASTER_KEY=secrets.token_urlsafe(24),  # admin routes (policy) need one to start
-                   FABRIC_TABLE_PREFIX="bench" + secrets.token_hex(4))
+        env = dict(
+            os.environ,
+            AzureWebJobsStorage=azurite.connection_string,
+            FABRIC_SEALING_SECRET=base64.b64encode(os.urandom(32)).decode(),
+            DEVHOST_FUNCTION_KEY=key,
+            DEVHOST_MASTER_KEY=secrets.token_urlsafe(24),  # admin routes (policy) need one to start
+            FABRIC_TABLE_PREFIX="bench" + secrets.token_hex(4),
+        )
         for name, (default, _) in SETTINGS.items():
             if default is not None:
                 env.setdefault(name, default)
@@ -198,17 +216,22 @@ def main() -> None:
 
     p50, bare_p50 = statistics.median(calls), statistics.median(bare)
     result = {
-        "invocations": len(calls), "concurrency": args.concurrency,
+        "invocations": len(calls),
+        "concurrency": args.concurrency,
         "invocations_per_s": round(len(calls) / wall, 1),
-        "p50_ms": round(p50, 2), "p99_ms": round(percentile(calls, 0.99), 2),
-        "bare_per_s": round(len(bare) / bare_wall, 1), "bare_p50_ms": round(bare_p50, 2),
+        "p50_ms": round(p50, 2),
+        "p99_ms": round(percentile(calls, 0.99), 2),
+        "bare_per_s": round(len(bare) / bare_wall, 1),
+        "bare_p50_ms": round(bare_p50, 2),
         "overhead_p50_ms": round(statistics.median(seq_invoke) - statistics.median(seq_ping), 2),
         "sequential_invoke_p50_ms": round(statistics.median(seq_invoke), 2),
         "sequential_bare_p50_ms": round(statistics.median(seq_ping), 2),
         "overhead_p50_ms_c32": round(p50 - bare_p50, 2),
-        "fabric_signs_per_s": round(fabric_rate), "raw_signs_per_s": round(raw_rate),
+        "fabric_signs_per_s": round(fabric_rate),
+        "raw_signs_per_s": round(raw_rate),
         "sign_ratio": round(fabric_rate / raw_rate, 3),
-        "cpus": os.cpu_count(), "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
     }
     print(json.dumps(result))
 

@@ -13,6 +13,7 @@ Prints progress lines, then as its LAST line one JSON object:
   checkpoint + inclusion proof) at ``--entries``, on a warm index; ``receipt_p99_ms`` too
 * ``index_cold_s``          building the host's index from storage once (a cold instance)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,13 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devhost.azurite import Azurite  # noqa: E402
-from shared.ledger.checkpoints import CheckpointSigner, origin_of  # noqa: E402
-from shared.ledger.checkpoint_store import CheckpointStore  # noqa: E402
-from shared.ledger.chain import Ledger, walk_chain  # noqa: E402
-from shared.ledger.audit import audit, roots_at  # noqa: E402
-from shared.ledger.index import LedgerIndex  # noqa: E402
-from shared.storage import table_client  # noqa: E402
+from devhost.azurite import Azurite
+from shared.ledger.audit import audit, roots_at
+from shared.ledger.chain import Ledger, walk_chain
+from shared.ledger.checkpoint_store import CheckpointStore
+from shared.ledger.checkpoints import CheckpointSigner, origin_of
+from shared.ledger.index import LedgerIndex
+from shared.storage import table_client
 
 
 def payload(n: int) -> dict:
@@ -122,8 +123,10 @@ def main() -> int:
             roots_at(leaves, {size})
             rates.append(size / (time.perf_counter() - start))
         result["verify_entries_per_s"] = round(statistics.median(rates))
-        print(f"verify (CPU) entries/s: {[round(r) for r in rates]}; reading rows: {result['read_entries_per_s']}/s",
-              flush=True)
+        print(
+            f"verify (CPU) entries/s: {[round(r) for r in rates]}; reading rows: {result['read_entries_per_s']}/s",
+            flush=True,
+        )
 
         signer = CheckpointSigner.from_secret(b"\x07" * 32, origin_of(ledger.stream))
         index = LedgerIndex(ledger, CheckpointStore(table, ledger.stream), signer)
@@ -143,12 +146,17 @@ def main() -> int:
         timings.sort()
         result["receipt_ms"] = round(statistics.median(timings), 2)
         result["receipt_p99_ms"] = round(timings[int(len(timings) * 0.99) - 1], 2)
-        print(f"receipts: median {result['receipt_ms']} ms, p99 {result['receipt_p99_ms']} ms; "
-              f"cold index {result['index_cold_s']} s; audit from storage "
-              f"{result['verify_from_storage_entries_per_s']} entries/s", flush=True)
-    result["targets_met"] = {"appends_per_s_group>=1500": result["appends_per_s_group"] >= 1500,
-                             "verify_entries_per_s>=200000": result["verify_entries_per_s"] >= 200_000,
-                             "receipt_ms<=20": result["receipt_ms"] <= 20}
+        print(
+            f"receipts: median {result['receipt_ms']} ms, p99 {result['receipt_p99_ms']} ms; "
+            f"cold index {result['index_cold_s']} s; audit from storage "
+            f"{result['verify_from_storage_entries_per_s']} entries/s",
+            flush=True,
+        )
+    result["targets_met"] = {
+        "appends_per_s_group>=1500": result["appends_per_s_group"] >= 1500,
+        "verify_entries_per_s>=200000": result["verify_entries_per_s"] >= 200_000,
+        "receipt_ms<=20": result["receipt_ms"] <= 20,
+    }
     print(json.dumps(result))
     return 0
 

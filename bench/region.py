@@ -10,6 +10,7 @@ signs an EIP-712 envelope) on a warm region. Also reported: the zygote's own sta
 provider) and, for comparison, starting a fresh interpreter that imports the container (what a
 region cost before the zygote). The last line printed is one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,16 +27,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.attestation import cryptlet_report_data  # noqa: E402
-from shared.packages.digest import package_digest  # noqa: E402
-from shared.encoding import from_hex  # noqa: E402
-from shared.envelope import Domain  # noqa: E402
-from shared.isolation.process import ProcessProvider  # noqa: E402
+from shared.attestation import cryptlet_report_data
+from shared.encoding import from_hex
+from shared.envelope import Domain
+from shared.isolation.process import ProcessProvider
+from shared.packages.digest import package_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "cryptlet_packages" / "customer_validator"
-CUSTOMER = {"name": "Ada Example", "email": "ada@example.com", "country": "GB", "birth_date": "1990-12-10",
-            "credit_score": 742}
+CUSTOMER = {
+    "name": "Ada Example",
+    "email": "ada@example.com",
+    "country": "GB",
+    "birth_date": "1990-12-10",
+    "credit_score": 742,
+}
 REGISTRATION = {"stream": "registry", "sequence": 1, "entry_hash": "0x" + "aa" * 32}
 
 
@@ -102,8 +108,13 @@ def main() -> None:
         for sequence in range(1, args.warm + 1):
             salt = "0x" + os.urandom(32).hex()
             t0 = time.perf_counter()
-            region.call("invoke", method="validate", args={"customer": CUSTOMER, "salt": salt}, sequence=sequence,
-                        request_id="0x" + "00" * 32)
+            region.call(
+                "invoke",
+                method="validate",
+                args={"customer": CUSTOMER, "salt": salt},
+                sequence=sequence,
+                request_id="0x" + "00" * 32,
+            )
             warm.append(time.perf_counter() - t0)
         region.close()
     finally:
@@ -129,13 +140,19 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
     }
-    print(f"cold start (spawn+load+unseal+attest): median {result['cold_start_ms']} ms, p95 "
-          f"{result['cold_start_p95_ms']} ms  [spawn+load {result['spawn_load_ms']}, unseal {result['unseal_ms']}, "
-          f"attest {result['attest_ms']}]")
-    print(f"warm call-in (invoke validate, signed envelope): median {result['warm_call_ms']} ms, p99 "
-          f"{result['warm_call_p99_ms']} ms")
-    print(f"zygote start (once per provider): {zygote_ms} ms; a fresh interpreter importing the container: "
-          f"{interpreter_ms} ms")
+    print(
+        f"cold start (spawn+load+unseal+attest): median {result['cold_start_ms']} ms, p95 "
+        f"{result['cold_start_p95_ms']} ms  [spawn+load {result['spawn_load_ms']}, unseal {result['unseal_ms']}, "
+        f"attest {result['attest_ms']}]"
+    )
+    print(
+        f"warm call-in (invoke validate, signed envelope): median {result['warm_call_ms']} ms, p99 "
+        f"{result['warm_call_p99_ms']} ms"
+    )
+    print(
+        f"zygote start (once per provider): {zygote_ms} ms; a fresh interpreter importing the container: "
+        f"{interpreter_ms} ms"
+    )
     print(json.dumps(result))
 
 

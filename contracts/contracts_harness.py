@@ -4,6 +4,7 @@ Used by ``tests/test_contracts.py`` and ``bench/gas.py`` (not by the fabric itse
 ``eth-tester`` over ``py-evm`` (Prague rules); artifacts are built from source by
 ``contracts/build.js`` into a directory the caller chooses, never read from a committed copy.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import eth_abi
+from eth.vm.spoof import SpoofTransaction
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.backends.pyevm.main import _execute_and_revert_transaction
-from eth.vm.spoof import SpoofTransaction
 from eth_utils import keccak, to_checksum_address
 
 HERE = Path(__file__).resolve().parent
@@ -45,7 +46,7 @@ def abi_type(item: dict[str, Any]) -> str:
     """The canonical ABI type of an ABI input/output (tuples expanded)."""
     t = item["type"]
     if t.startswith("tuple"):
-        return "(" + ",".join(abi_type(c) for c in item["components"]) + ")" + t[len("tuple"):]
+        return "(" + ",".join(abi_type(c) for c in item["components"]) + ")" + t[len("tuple") :]
     return t
 
 
@@ -85,10 +86,11 @@ class Chain:
         self.accounts = self.tester.get_accounts()
         self.chain_id = self.backend.chain.chain_id
 
-    def deploy(self, artifact: dict[str, Any], *args: Any, sender: str | None = None) -> "Contract":
+    def deploy(self, artifact: dict[str, Any], *args: Any, sender: str | None = None) -> Contract:
         ctor = next((i for i in artifact["abi"] if i["type"] == "constructor"), {"inputs": []})
-        data = bytes.fromhex(artifact["bytecode"][2:]) \
-            + eth_abi.encode([abi_type(i) for i in ctor["inputs"]], list(args))
+        data = bytes.fromhex(artifact["bytecode"][2:]) + eth_abi.encode(
+            [abi_type(i) for i in ctor["inputs"]], list(args)
+        )
         tx = {"from": sender or self.accounts[0], "gas": 10_000_000, "data": "0x" + data.hex()}
         self._check(tx, errors_of(artifact["abi"]))
         receipt = self.tester.get_transaction_receipt(self.tester.send_transaction(tx))
@@ -106,8 +108,9 @@ class Chain:
         """Execute ``tx`` against the latest state and revert it; return the computation."""
         normalized = self.tester.normalizer.normalize_inbound_transaction(dict(tx))
         unsigned = self.backend._get_normalized_and_unsigned_evm_transaction(normalized, "latest")
-        return _execute_and_revert_transaction(self.backend.chain,
-                                               SpoofTransaction(unsigned, from_=normalized["from"]), "latest")
+        return _execute_and_revert_transaction(
+            self.backend.chain, SpoofTransaction(unsigned, from_=normalized["from"]), "latest"
+        )
 
     def _check(self, tx: dict[str, Any], errors: dict[bytes, dict[str, Any]]):
         computation = self._raw_call(tx)
@@ -148,22 +151,29 @@ class Contract:
     def call(self, name: str, *args: Any, sender: str | None = None) -> Any:
         """A read (eth_call); returns the single output or a tuple; raises :class:`Reverted`."""
         item = self._function(name, args)
-        tx = {"from": sender or self.chain.accounts[0], "to": self.address, "gas": GAS,
-              "data": "0x" + self.calldata(name, *args).hex()}
+        tx = {
+            "from": sender or self.chain.accounts[0],
+            "to": self.address,
+            "gas": GAS,
+            "data": "0x" + self.calldata(name, *args).hex(),
+        }
         computation = self.chain._check(tx, self.errors)
         out = eth_abi.decode([abi_type(i) for i in item["outputs"]], bytes(computation.output))
         return out[0] if len(out) == 1 else out
 
     def transact(self, name: str, *args: Any, sender: str | None = None, gas: int = GAS) -> Receipt:
         """Send a transaction; raises :class:`Reverted` (decoded) if it would revert."""
-        tx = {"from": sender or self.chain.accounts[0], "to": self.address, "gas": gas,
-              "data": "0x" + self.calldata(name, *args).hex()}
+        tx = {
+            "from": sender or self.chain.accounts[0],
+            "to": self.address,
+            "gas": gas,
+            "data": "0x" + self.calldata(name, *args).hex(),
+        }
         self.chain._check(tx, self.errors)
         receipt = self.chain.tester.get_transaction_receipt(self.chain.tester.send_transaction(tx))
         if receipt["status"] != 1:
             raise RuntimeError(f"{name} failed after its dry run passed")
-        return Receipt(receipt["gas_used"], [self._decode_log(log) for log in receipt["logs"]],
-                       receipt["block_number"])
+        return Receipt(receipt["gas_used"], [self._decode_log(log) for log in receipt["logs"]], receipt["block_number"])
 
     def _decode_log(self, log: dict[str, Any]) -> dict[str, Any]:
         topics = [bytes(t) if not isinstance(t, str) else bytes.fromhex(t[2:]) for t in log["topics"]]
@@ -173,7 +183,7 @@ class Contract:
         indexed = [i for i in item["inputs"] if i["indexed"]]
         plain = [i for i in item["inputs"] if not i["indexed"]]
         data = log["data"] if isinstance(log["data"], bytes) else bytes.fromhex(log["data"][2:])
-        values = dict(zip([i["name"] for i in plain], eth_abi.decode([abi_type(i) for i in plain], data)))
-        for i, topic in zip(indexed, topics[1:]):
+        values = dict(zip([i["name"] for i in plain], eth_abi.decode([abi_type(i) for i in plain], data), strict=False))
+        for i, topic in zip(indexed, topics[1:], strict=False):
             values[i["name"]] = eth_abi.decode([abi_type(i)], topic)[0]
         return {"event": item["name"], "args": values}

@@ -3,6 +3,7 @@
 Thin commands over :mod:`cryptlet_cli.scaffold`, :mod:`cryptlet_cli.simulate` and :mod:`cryptlet_cli.header`;
 errors are :class:`~shared.errors.FabricError` (one line, exit 1, via the CLI's group).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,10 +21,21 @@ from shared.errors import InvalidInput
 @click.command()
 @click.argument("name")
 @click.option("--kind", type=click.Choice(["utility", "contract"]), default="utility", show_default=True)
-@click.option("--runtime", type=click.Choice(["python", "exec"]), default="python", show_default=True,
-              help="exec: a Node.js program speaking the container protocol.")
-@click.option("--dir", "parent", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="Folder to create the package folder NAME in.")
+@click.option(
+    "--runtime",
+    type=click.Choice(["python", "exec"]),
+    default="python",
+    show_default=True,
+    help="exec: a Node.js program speaking the container protocol.",
+)
+@click.option(
+    "--dir",
+    "parent",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder to create the package folder NAME in.",
+)
 def init(name: str, kind: str, runtime: str, parent: Path) -> None:
     """Scaffold a cryptlet package folder NAME (manifest, entry class, a passing test)."""
     from cryptlet_cli.scaffold import scaffold
@@ -43,8 +55,16 @@ def init(name: str, kind: str, runtime: str, parent: Path) -> None:
 @click.option("--egress", multiple=True, help="Host pattern fetch may reach (repeat; default: the manifest's).")
 @click.option("--timeout", type=float, default=None, help="Seconds the call may take (default: the manifest's or 10).")
 @click.option("-o", "--output", default=None, help="Write the envelope to this file instead of stdout.")
-def simulate(path: Path, method: str, values: tuple[str, ...], args_json: str | None, state_json: str | None,
-             egress: tuple[str, ...], timeout: float | None, output: str | None) -> None:
+def simulate(
+    path: Path,
+    method: str,
+    values: tuple[str, ...],
+    args_json: str | None,
+    state_json: str | None,
+    egress: tuple[str, ...],
+    timeout: float | None,
+    output: str | None,
+) -> None:
     """Run METHOD of the package at PATH in a fresh process region, without storage or host.
 
     ARGS are the method's arguments in declared order (or NAME=VALUE); each is read as JSON when
@@ -53,8 +73,9 @@ def simulate(path: Path, method: str, values: tuple[str, ...], args_json: str | 
     sequence 0, zero entry hash), so it never verifies against a ledger.
     """
     from cryptlet_cli.output import emit
+    from cryptlet_cli.simulate import positional_args
+    from cryptlet_cli.simulate import simulate as run
     from shared.packages.manifest import load_manifest
-    from cryptlet_cli.simulate import positional_args, simulate as run
 
     if args_json is not None and values:
         raise InvalidInput("give the arguments either as ARGS or as --args, not both", field="--args")
@@ -63,8 +84,10 @@ def simulate(path: Path, method: str, values: tuple[str, ...], args_json: str | 
         manifest = load_manifest(path)
         method_spec = manifest.methods.get(method)
         if method_spec is None:
-            raise InvalidInput(f"{manifest.name} has no method {method!r} (methods: {', '.join(sorted(manifest.methods))})",
-                               field="METHOD")
+            raise InvalidInput(
+                f"{manifest.name} has no method {method!r} (methods: {', '.join(sorted(manifest.methods))})",
+                field="METHOD",
+            )
         args = positional_args(method_spec.get("inputs") or [], values)
     state = _json_option(state_json, "--state") if state_json is not None else None
     logger = logging.getLogger("cryptlet.simulate")
@@ -74,8 +97,10 @@ def simulate(path: Path, method: str, values: tuple[str, ...], args_json: str | 
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
-    emit(run(path, method, args, timeout=timeout, logger=logger, egress=list(egress) if egress else None,
-             state=state), output)
+    emit(
+        run(path, method, args, timeout=timeout, logger=logger, egress=list(egress) if egress else None, state=state),
+        output,
+    )
 
 
 def _json_option(text: str, option: str) -> Any:

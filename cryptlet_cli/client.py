@@ -1,4 +1,5 @@
 """A small HTTP client for the fabric's API; errors become :class:`FabricError`."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,15 +31,21 @@ class FabricClient:
         try:
             response = self.http.request(method, f"/api/{path}", **kwargs)
         except httpx.HTTPError as exc:
-            raise ApiError(0, "Fabric unreachable", f"cannot reach the fabric at {self.url} ({type(exc).__name__})") from None
+            raise ApiError(
+                0, "Fabric unreachable", f"cannot reach the fabric at {self.url} ({type(exc).__name__})"
+            ) from None
         try:
             body = response.json()
         except ValueError:
             body = None
         if response.status_code >= 400:
             problem = body if isinstance(body, dict) else {}
-            raise ApiError(response.status_code, problem.get("title", f"HTTP {response.status_code}"),
-                           problem.get("detail", response.text[:200]), problem.get("field"))
+            raise ApiError(
+                response.status_code,
+                problem.get("title", f"HTTP {response.status_code}"),
+                problem.get("detail", response.text[:200]),
+                problem.get("field"),
+            )
         return body
 
     def register(self, package: str) -> dict[str, Any]:

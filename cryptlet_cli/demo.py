@@ -5,6 +5,7 @@ Starts Azurite and the dev host, registers the samples ``customer_validator`` (P
 event) against the ledger, audits the ledger and prints a summary. Exit status 0 means every
 envelope verified. Everything it started is stopped on exit.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,13 @@ from shared.storage import table_client
 from shared.verification import verify_against_registration
 
 DATA = PROJECT_ROOT / ".devdata"
-SAMPLE_CUSTOMER = {"name": "Ada Example", "email": "ada@example.com", "country": "GB",
-                   "birth_date": "1990-12-10", "credit_score": 742}
+SAMPLE_CUSTOMER = {
+    "name": "Ada Example",
+    "email": "ada@example.com",
+    "country": "GB",
+    "birth_date": "1990-12-10",
+    "credit_score": 742,
+}
 
 
 def _secret_file(path: Path, make) -> str:
@@ -47,8 +53,12 @@ class DevHostProcess:
 
     def __init__(self, port: int, env: dict[str, str]) -> None:
         self.port = port
-        self.process = subprocess.Popen([sys.executable, "-m", "devhost", "serve", "--app-dir", str(PROJECT_ROOT),
-                                         "--port", str(port)], env=env, cwd=PROJECT_ROOT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devhost", "serve", "--app-dir", str(PROJECT_ROOT), "--port", str(port)],
+            env=env,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -72,8 +82,10 @@ def _registered(client: FabricClient, name: str) -> dict:
         print(f"found       {registration['name']} v{registration['version']} (registered earlier)")
     print(f"  address   {registration['address']}")
     print(f"  digest    {registration['digest']}")
-    print(f"  ledger    {registration['ledger']['stream']}#{registration['ledger']['sequence']} "
-          f"{registration['ledger']['entry_hash'][:18]}...")
+    print(
+        f"  ledger    {registration['ledger']['stream']}#{registration['ledger']['sequence']} "
+        f"{registration['ledger']['entry_hash'][:18]}..."
+    )
     return registration
 
 
@@ -90,25 +102,39 @@ def run_demo(client: FabricClient, storage: str, table_prefix: str) -> bool:
         try:
             print(f"{verify_against_registration(envelope, entry, evidence_policy=policy).summary()}")
         except VerificationError:
-            print("note: if .devdata holds data from an older version of the fabric, `make clean` starts over",
-                  file=sys.stderr)
+            print(
+                "note: if .devdata holds data from an older version of the fabric, `make clean` starts over",
+                file=sys.stderr,
+            )
             raise
 
     _registered(client, "customer_validator")
-    envelope = client.invoke("customer_validator", "validate",
-                             {"customer": SAMPLE_CUSTOMER, "salt": "0x" + secrets.token_hex(32)})
-    print(f"invoked     customer_validator.validate -> approved={envelope['payload']['approved']} "
-          f"failed_rules={envelope['payload']['failed_rules']}")
+    envelope = client.invoke(
+        "customer_validator", "validate", {"customer": SAMPLE_CUSTOMER, "salt": "0x" + secrets.token_hex(32)}
+    )
+    print(
+        f"invoked     customer_validator.validate -> approved={envelope['payload']['approved']} "
+        f"failed_rules={envelope['payload']['failed_rules']}"
+    )
     print(f"  envelope  sequence {envelope['sequence']}, signature {envelope['signature'][:22]}...")
     verify(envelope)
     print("The customer record never left the region: the envelope carries only the verdict and a salted commitment.")
 
     _registered(client, "sla_monitor")  # the same path for a cryptlet written in JavaScript (exec runtime)
-    envelope = client.invoke("sla_monitor", "evaluate", {
-        "observations": [{"at": 0, "up": True}, {"at": 86_000_000, "up": False}, {"at": 89_600_000, "up": True}],
-        "period_end": 2_592_000_000, "target_bp": 9995, "penalty_per_bp": "100"})
-    print(f"invoked     sla_monitor.evaluate (Node.js) -> availability {envelope['payload']['availability_bp']} bp, "
-          f"breached={envelope['payload']['breached']}, penalty {envelope['payload']['penalty']}")
+    envelope = client.invoke(
+        "sla_monitor",
+        "evaluate",
+        {
+            "observations": [{"at": 0, "up": True}, {"at": 86_000_000, "up": False}, {"at": 89_600_000, "up": True}],
+            "period_end": 2_592_000_000,
+            "target_bp": 9995,
+            "penalty_per_bp": "100",
+        },
+    )
+    print(
+        f"invoked     sla_monitor.evaluate (Node.js) -> availability {envelope['payload']['availability_bp']} bp, "
+        f"breached={envelope['payload']['breached']}, penalty {envelope['payload']['penalty']}"
+    )
     verify(envelope)
     for event in envelope.get("events", []):
         print(f"  event     {event['topic']} {event['payload']}")
@@ -134,14 +160,22 @@ def main(argv: list[str] | None = None) -> int:
     host: DevHostProcess | None = None
     ok = False
     try:
-        shown = azurite.data_dir.relative_to(PROJECT_ROOT) if azurite.data_dir.is_relative_to(PROJECT_ROOT) \
+        shown = (
+            azurite.data_dir.relative_to(PROJECT_ROOT)
+            if azurite.data_dir.is_relative_to(PROJECT_ROOT)
             else azurite.data_dir
+        )
         print(f"starting Azurite (data in {shown}) ...")
         azurite.start()
         prefix = os.environ.get("FABRIC_TABLE_PREFIX", "fabric")
-        env = dict(os.environ, AzureWebJobsStorage=azurite.connection_string, FABRIC_SEALING_SECRET=sealing,
-                   DEVHOST_FUNCTION_KEY=function_key, DEVHOST_MASTER_KEY=master_key,
-                   FABRIC_TABLE_PREFIX=prefix)
+        env = dict(
+            os.environ,
+            AzureWebJobsStorage=azurite.connection_string,
+            FABRIC_SEALING_SECRET=sealing,
+            DEVHOST_FUNCTION_KEY=function_key,
+            DEVHOST_MASTER_KEY=master_key,
+            FABRIC_TABLE_PREFIX=prefix,
+        )
         for name, (default, _) in SETTINGS.items():  # binding expressions such as %FABRIC_INVOKE_QUEUE%
             if default is not None:
                 env.setdefault(name, default)
@@ -150,11 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         client = FabricClient(f"http://127.0.0.1:{port}", function_key)
         ok = run_demo(client, azurite.connection_string, prefix)
         if args.serve:
-            print(f"\nServing on http://127.0.0.1:{port} - try the CLI in another shell:\n"
-                  f"  export CRYPTLET_URL=http://127.0.0.1:{port} CRYPTLET_FUNCTION_KEY=$(cat {data}/function-key)\n"
-                  f"  export CRYPTLET_ADMIN_KEY=$(cat {data}/master-key)   # for policy changes\n"
-                  f"  export AzureWebJobsStorage='{azurite.connection_string}'\n"
-                  f"  .venv/bin/cryptlet list\n  .venv/bin/cryptlet ledger verify\nPress Ctrl-C to stop.")
+            print(
+                f"\nServing on http://127.0.0.1:{port} - try the CLI in another shell:\n"
+                f"  export CRYPTLET_URL=http://127.0.0.1:{port} CRYPTLET_FUNCTION_KEY=$(cat {data}/function-key)\n"
+                f"  export CRYPTLET_ADMIN_KEY=$(cat {data}/master-key)   # for policy changes\n"
+                f"  export AzureWebJobsStorage='{azurite.connection_string}'\n"
+                f"  .venv/bin/cryptlet list\n  .venv/bin/cryptlet ledger verify\nPress Ctrl-C to stop."
+            )
             while host.process.poll() is None:
                 time.sleep(0.5)
     except KeyboardInterrupt:

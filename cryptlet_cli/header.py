@@ -15,6 +15,7 @@ Type mapping: every ABI elementary type (``uint<M>``, ``int<M>``, ``address``, `
 ``string`` (the JSON text, UTF-8). Dynamic types are ``calldata`` parameters and ``memory`` returns.
 The JSON ABI is what solc emits for the interface (``internalType`` included).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,11 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.packages.digest import package_digest
 from shared.encoding import from_hex, to_hex
-from shared.envelope import (DOMAIN_NAME, DOMAIN_TYPE, DOMAIN_TYPEHASH, DOMAIN_VERSION, ENVELOPE_TYPE,
-                             ENVELOPE_TYPEHASH, to_checksum_address)
+from shared.envelope import (
+    DOMAIN_NAME,
+    DOMAIN_TYPE,
+    DOMAIN_TYPEHASH,
+    DOMAIN_VERSION,
+    ENVELOPE_TYPE,
+    ENVELOPE_TYPEHASH,
+    to_checksum_address,
+)
 from shared.errors import InvalidInput
+from shared.packages.digest import package_digest
 from shared.packages.manifest import load_manifest
 
 FORMATS = ("solidity", "abi")
@@ -40,15 +48,117 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 _VERSION = re.compile(r"^([0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?)?$")
 _ARRAY = re.compile(r"\[(?P<len>[0-9]*)\]$")
 #: Solidity keywords and reserved words that cannot name a function or parameter.
-SOLIDITY_RESERVED = frozenset("""
-abstract after alias anonymous apply assembly auto break byte calldata case catch constant constructor continue
-contract copyof default define delete do else emit enum error event external fallback false final for function
-global if immutable implements import in indexed inline interface internal is let library macro mapping match
-memory modifier mutable new null of override partial payable pragma private promise public pure receive
-reference relocatable return returns revert sealed sizeof static storage struct super supports switch this
-throw true try type typedef typeof unchecked unicode using var view virtual while wei gwei ether seconds minutes
-hours days weeks years address bool string bytes int uint fixed ufixed
-""".split())
+SOLIDITY_RESERVED = frozenset(
+    [
+        "abstract",
+        "after",
+        "alias",
+        "anonymous",
+        "apply",
+        "assembly",
+        "auto",
+        "break",
+        "byte",
+        "calldata",
+        "case",
+        "catch",
+        "constant",
+        "constructor",
+        "continue",
+        "contract",
+        "copyof",
+        "default",
+        "define",
+        "delete",
+        "do",
+        "else",
+        "emit",
+        "enum",
+        "error",
+        "event",
+        "external",
+        "fallback",
+        "false",
+        "final",
+        "for",
+        "function",
+        "global",
+        "if",
+        "immutable",
+        "implements",
+        "import",
+        "in",
+        "indexed",
+        "inline",
+        "interface",
+        "internal",
+        "is",
+        "let",
+        "library",
+        "macro",
+        "mapping",
+        "match",
+        "memory",
+        "modifier",
+        "mutable",
+        "new",
+        "null",
+        "of",
+        "override",
+        "partial",
+        "payable",
+        "pragma",
+        "private",
+        "promise",
+        "public",
+        "pure",
+        "receive",
+        "reference",
+        "relocatable",
+        "return",
+        "returns",
+        "revert",
+        "sealed",
+        "sizeof",
+        "static",
+        "storage",
+        "struct",
+        "super",
+        "supports",
+        "switch",
+        "this",
+        "throw",
+        "true",
+        "try",
+        "type",
+        "typedef",
+        "typeof",
+        "unchecked",
+        "unicode",
+        "using",
+        "var",
+        "view",
+        "virtual",
+        "while",
+        "wei",
+        "gwei",
+        "ether",
+        "seconds",
+        "minutes",
+        "hours",
+        "days",
+        "weeks",
+        "years",
+        "address",
+        "bool",
+        "string",
+        "bytes",
+        "int",
+        "uint",
+        "fixed",
+        "ufixed",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -61,22 +171,31 @@ class HeaderSource:
     version: str = ""
     kind: str = ""
     description: str = ""
-    digest: str | None = None   # 0x-hex SHA-256 package measurement
+    digest: str | None = None  # 0x-hex SHA-256 package measurement
     address: str | None = None  # signing address (registered cryptlets only)
 
     @classmethod
-    def from_package(cls, package_dir: Path) -> "HeaderSource":
+    def from_package(cls, package_dir: Path) -> HeaderSource:
         """Read and validate a package folder's manifest; its digest is measured here."""
         manifest = load_manifest(Path(package_dir))
-        return cls(name=manifest.name, methods=manifest.methods, events=manifest.events, version=manifest.version,
-                   kind=manifest.kind,
-                   description=manifest.description, digest=to_hex(package_digest(Path(package_dir))))
+        return cls(
+            name=manifest.name,
+            methods=manifest.methods,
+            events=manifest.events,
+            version=manifest.version,
+            kind=manifest.kind,
+            description=manifest.description,
+            digest=to_hex(package_digest(Path(package_dir))),
+        )
 
     @classmethod
-    def from_registration(cls, document: Any) -> "HeaderSource":
+    def from_registration(cls, document: Any) -> HeaderSource:
         """From ``GET /api/cryptlets/{name}`` (:meth:`shared.host.registry.Registration.to_dict`)."""
-        if not isinstance(document, dict) or not isinstance(document.get("name"), str) \
-                or not _NAME.match(document["name"]):
+        if (
+            not isinstance(document, dict)
+            or not isinstance(document.get("name"), str)
+            or not _NAME.match(document["name"])
+        ):
             raise InvalidInput("registration has no valid name", field="name")
         methods = document.get("methods")
         if not isinstance(methods, dict) or not methods:
@@ -93,9 +212,16 @@ class HeaderSource:
         events = document.get("events") or {}
         if not isinstance(events, dict):
             raise InvalidInput("registration events must be an object", field="events")
-        return cls(name=document["name"], methods=methods, events=events, version=version,
-                   kind=str(document.get("kind") or ""), description=str(document.get("description") or ""),
-                   digest=digest, address=address)
+        return cls(
+            name=document["name"],
+            methods=methods,
+            events=events,
+            version=version,
+            kind=str(document.get("kind") or ""),
+            description=str(document.get("description") or ""),
+            digest=digest,
+            address=address,
+        )
 
 
 def abi_type(manifest_type: Any, *, field: str) -> str:
@@ -107,7 +233,7 @@ def abi_type(manifest_type: Any, *, field: str) -> str:
         if match["len"] and (match["len"].startswith("0") or int(match["len"]) == 0):
             raise InvalidInput(f"{field}: array length in {manifest_type!r} must be a positive integer", field=field)
         dims = match.group(0) + dims
-        base = base[:match.start()]
+        base = base[: match.start()]
     if base == "json" and dims:
         raise InvalidInput(f"{field}: json cannot be an array element type", field=field)
     base = TYPE_ALIASES.get(base, base)
@@ -168,11 +294,13 @@ def _functions(source: HeaderSource) -> list[_Function]:
         for key, params in (("inputs", inputs), ("outputs", outputs)):
             for i, (param, _) in enumerate(params):
                 if param in seen:
-                    raise InvalidInput(f"{path}: parameter name {param!r} is used twice",
-                                       field=f"{path}.{key}[{i}].name")
+                    raise InvalidInput(
+                        f"{path}: parameter name {param!r} is used twice", field=f"{path}.{key}[{i}].name"
+                    )
                 seen.add(param)
-        functions.append(_Function(_identifier(name, field=path), str(method.get("description") or ""),
-                                   inputs, outputs))
+        functions.append(
+            _Function(_identifier(name, field=path), str(method.get("description") or ""), inputs, outputs)
+        )
     return functions
 
 
@@ -195,8 +323,13 @@ def _events(source: HeaderSource) -> list[_Event]:
             raise InvalidInput(f"{path}: at most 3 parameters may be indexed", field=f"{path}.inputs")
         if len({n for n, _ in params}) != len(params):
             raise InvalidInput(f"{path}: a parameter name is used twice", field=f"{path}.inputs")
-        events.append(_Event(_identifier(name, field=path), str(event.get("description") or ""),
-                             [(n, t, i) for (n, t), i in zip(params, indexed)]))
+        events.append(
+            _Event(
+                _identifier(name, field=path),
+                str(event.get("description") or ""),
+                [(n, t, i) for (n, t), i in zip(params, indexed, strict=False)],
+            )
+        )
     return events
 
 
@@ -219,11 +352,25 @@ def json_abi(source: HeaderSource) -> list[dict[str, Any]]:
     def params(items: list[tuple[str, str]]) -> list[dict[str, str]]:
         return [{"internalType": t, "name": n, "type": t} for n, t in items]
 
-    functions = [{"inputs": params(f.inputs), "name": f.name, "outputs": params(f.outputs),
-                  "stateMutability": "nonpayable", "type": "function"} for f in _functions(source)]
-    events = [{"anonymous": False, "inputs": [{"indexed": i, "internalType": t, "name": n, "type": t}
-                                              for n, t, i in e.inputs], "name": e.name, "type": "event"}
-              for e in _events(source)]
+    functions = [
+        {
+            "inputs": params(f.inputs),
+            "name": f.name,
+            "outputs": params(f.outputs),
+            "stateMutability": "nonpayable",
+            "type": "function",
+        }
+        for f in _functions(source)
+    ]
+    events = [
+        {
+            "anonymous": False,
+            "inputs": [{"indexed": i, "internalType": t, "name": n, "type": t} for n, t, i in e.inputs],
+            "name": e.name,
+            "type": "event",
+        }
+        for e in _events(source)
+    ]
     return events + functions
 
 
@@ -235,10 +382,14 @@ def solidity_header(source: HeaderSource) -> str:
     """The Solidity header file: the interface plus a library of the cryptlet's constants."""
     functions = _functions(source)
     lib, iface = library_name(source.name), interface_name(source.name)
-    lines = ["// SPDX-License-Identifier: MIT",
-             f"// Generated by `cryptlet header` from cryptlet {source.name!r}"
-             + (f" {source.version}" if source.version else "") + ". Do not edit.",
-             f"pragma solidity {SOLIDITY_PRAGMA};", ""]
+    lines = [
+        "// SPDX-License-Identifier: MIT",
+        f"// Generated by `cryptlet header` from cryptlet {source.name!r}"
+        + (f" {source.version}" if source.version else "")
+        + ". Do not edit.",
+        f"pragma solidity {SOLIDITY_PRAGMA};",
+        "",
+    ]
     lines.append(f"/// @title Constants of the {source.name} cryptlet and of the envelopes it signs (EIP-712).")
     lines.append(f"library {lib} {{")
     lines.append(f'    string internal constant NAME = "{source.name}";')
@@ -253,7 +404,9 @@ def solidity_header(source: HeaderSource) -> str:
         lines.append("    /// The registered cryptlet's signing address (envelope signer).")
         lines.append(f"    address internal constant CRYPTLET = {to_checksum_address(source.address)};")
     else:
-        lines.append("    // CRYPTLET address: unknown until registered (generate the header from the registered name).")
+        lines.append(
+            "    // CRYPTLET address: unknown until registered (generate the header from the registered name)."
+        )
     lines += [
         f'    string internal constant DOMAIN_NAME = "{DOMAIN_NAME}";',
         f'    string internal constant DOMAIN_VERSION = "{DOMAIN_VERSION}";',
@@ -262,7 +415,9 @@ def solidity_header(source: HeaderSource) -> str:
         f'    string internal constant ENVELOPE_TYPE = "{ENVELOPE_TYPE}";',
         "    /// keccak256(ENVELOPE_TYPE): the EIP-712 struct type hash of every envelope this cryptlet signs.",
         f"    bytes32 internal constant ENVELOPE_TYPEHASH = {to_hex(ENVELOPE_TYPEHASH)};",
-        "}", ""]
+        "}",
+        "",
+    ]
     description = _comment(source.description)
     lines.append(f"/// @title {source.name}" + (f" ({source.kind} cryptlet)" if source.kind else ""))
     if description:
@@ -270,8 +425,14 @@ def solidity_header(source: HeaderSource) -> str:
     lines.append("/// @dev Manifest type json is written as string (the JSON text).")
     lines.append(f"interface {iface} {{")
     for e in _events(source):
-        lines.append("    /// @notice " + (_comment(e.description) if e.description else
-                                           f"Signed by the cryptlet as an envelope with topic {source.name}.{e.name}."))
+        lines.append(
+            "    /// @notice "
+            + (
+                _comment(e.description)
+                if e.description
+                else f"Signed by the cryptlet as an envelope with topic {source.name}.{e.name}."
+            )
+        )
         params = ", ".join(f"{t}{' indexed' if i else ''} {n}" for n, t, i in e.inputs)
         lines.append(f"    event {e.name}({params});")
     for f in functions:

@@ -7,16 +7,17 @@ scheduled or webhook fire's envelope answers the fire's deterministic request id
 fabric signature recovers the delivery address (``GET /api/attestation``) over the body that was
 delivered. One line per problem on stderr, exit 1 on any; else a one-line summary.
 """
+
 from __future__ import annotations
 
 import sys
 
 import click
 
-from shared.events.delivery import signer_of
 from shared.encoding import from_hex
 from shared.envelope import Envelope, verify_envelope
 from shared.errors import FabricError
+from shared.events.delivery import signer_of
 
 OBSERVATION_REASONS = {"threshold_crossed", "deviation", "heartbeat", "first"}
 
@@ -76,8 +77,15 @@ def replay(obj, subscription: str) -> None:
         elif row.get("result") == "ok":
             problems.append(f"{where}: result ok without an envelope")
         if row.get("status") == "delivered" and row.get("delivery_signature") and delivery_address:
-            body = {"subscription": subscription, "sequence": sequence, "fire": fire, "status": row.get("result"),
-                    "envelope": envelope, "error": row.get("error"), "delivered_ms": row.get("delivered_ms")}
+            body = {
+                "subscription": subscription,
+                "sequence": sequence,
+                "fire": fire,
+                "status": row.get("result"),
+                "envelope": envelope,
+                "error": row.get("error"),
+                "delivered_ms": row.get("delivered_ms"),
+            }
             try:
                 if signer_of(body, from_hex(row["delivery_signature"], length=65)).lower() != delivery_address.lower():
                     problems.append(f"{where}: delivery signature is not the fabric's")
@@ -88,4 +96,6 @@ def replay(obj, subscription: str) -> None:
     if problems:
         sys.exit(1)
     delivered = sum(1 for r in rows if r.get("status") == "delivered")
-    click.echo(f"{subscription}: {len(rows)} deliveries ({delivered} delivered), every signature and the order verified")
+    click.echo(
+        f"{subscription}: {len(rows)} deliveries ({delivered} delivered), every signature and the order verified"
+    )

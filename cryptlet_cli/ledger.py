@@ -5,6 +5,7 @@
 against the pinned checkpoint key (``--public-key`` / ``CRYPTLET_LEDGER_KEY``). Without a pin
 they fall back to the key the host publishes and say so.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from typing import Any
 
 import click
 
-from shared.ledger.checkpoints import VerifierKey, open_checkpoint, parse_body, split_note
 from shared.errors import InvalidInput, VerificationError
+from shared.ledger.checkpoints import VerifierKey, open_checkpoint, parse_body, split_note
 
 KEY_HELP = "Pinned checkpoint key <name>+<id>+<base64> (env CRYPTLET_LEDGER_KEY)."
 
@@ -43,8 +44,12 @@ def ledger() -> None:
 
 
 @ledger.command("verify")
-@click.option("--connection", envvar="AzureWebJobsStorage", required=True,
-              help="Storage connection string (env AzureWebJobsStorage); read directly, not via the host.")
+@click.option(
+    "--connection",
+    envvar="AzureWebJobsStorage",
+    required=True,
+    help="Storage connection string (env AzureWebJobsStorage); read directly, not via the host.",
+)
 @click.option("--table-prefix", envvar="FABRIC_TABLE_PREFIX", default="fabric", show_default=True)
 @click.option("--stream", default="registry", show_default=True)
 @click.option("--public-key", envvar="CRYPTLET_LEDGER_KEY", default=None, help=KEY_HELP)
@@ -53,9 +58,9 @@ def ledger_verify(connection: str, table_prefix: str, stream: str, public_key: s
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from shared.ledger.checkpoint_store import CheckpointStore
-    from shared.ledger.chain import Ledger
     from shared.ledger.audit import audit
+    from shared.ledger.chain import Ledger
+    from shared.ledger.checkpoint_store import CheckpointStore
     from shared.storage import table_client
 
     table = table_client(connection, f"{table_prefix}ledger", create=False)
@@ -63,23 +68,31 @@ def ledger_verify(connection: str, table_prefix: str, stream: str, public_key: s
     key = VerifierKey.parse(public_key, field="--public-key") if public_key else None
     size = store.head().size
     columns = (TextColumn("verifying {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True, disable=not sys.stderr.isatty() or size < 10_000,
-                  console=Console(stderr=True)) as progress:
+    with Progress(
+        *columns, transient=True, disable=not sys.stderr.isatty() or size < 10_000, console=Console(stderr=True)
+    ) as progress:
         task = progress.add_task(stream, total=size)
-        report = audit(store, CheckpointStore(table, stream), key,
-                       progress=lambda n: progress.update(task, completed=n))
+        report = audit(
+            store, CheckpointStore(table, stream), key, progress=lambda n: progress.update(task, completed=n)
+        )
     click.echo(report.summary(stream))
 
 
 @ledger.command("receipt")
 @click.argument("sequence", type=int, required=False)
-@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Check a saved receipt offline instead of fetching one.")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Check a saved receipt offline instead of fetching one.",
+)
 @click.option("-o", "--output", default=None, help="Save the receipt (JSON) to this file.")
 @click.option("--public-key", envvar="CRYPTLET_LEDGER_KEY", default=None, help=KEY_HELP)
 @click.pass_obj
-def ledger_receipt(obj: Any, sequence: int | None, path: str | None, output: str | None,
-                   public_key: str | None) -> None:
+def ledger_receipt(
+    obj: Any, sequence: int | None, path: str | None, output: str | None, public_key: str | None
+) -> None:
     """Fetch the receipt of entry SEQUENCE (or check --file) and verify it against the checkpoint key."""
     from shared.ledger.receipts import Receipt
 
@@ -98,9 +111,11 @@ def ledger_receipt(obj: Any, sequence: int | None, path: str | None, output: str
     if output:
         _emit(document, output)
     entry = receipt.entry
-    click.echo(f"receipt verified: entry {entry.sequence} ({entry.kind}, {entry.time}) is in the checkpoint of "
-               f"{checkpoint.size} entries signed {checkpoint.time}; root {checkpoint.root.hex()[:16]}...; "
-               f"key {key.name}+{key.key_id.hex()} ({how})")
+    click.echo(
+        f"receipt verified: entry {entry.sequence} ({entry.kind}, {entry.time}) is in the checkpoint of "
+        f"{checkpoint.size} entries signed {checkpoint.time}; root {checkpoint.root.hex()[:16]}...; "
+        f"key {key.name}+{key.key_id.hex()} ({how})"
+    )
 
 
 @ledger.command("checkpoint")
@@ -110,14 +125,17 @@ def ledger_receipt(obj: Any, sequence: int | None, path: str | None, output: str
 @click.pass_obj
 def ledger_checkpoint(obj: Any, new: bool, output: str | None, public_key: str | None) -> None:
     """Fetch (or with --new, request) the newest signed checkpoint; check its signature; keep it for later."""
-    document = (obj.client.request("POST", "ledger/checkpoints") if new
-                else obj.client.request("GET", "ledger/checkpoint"))
+    document = (
+        obj.client.request("POST", "ledger/checkpoints") if new else obj.client.request("GET", "ledger/checkpoint")
+    )
     key, how = _key(obj, public_key)
     checkpoint = open_checkpoint(document["note"], key)
     if output:
         Path(output).write_text(document["note"], encoding="utf-8")
-    click.echo(f"checkpoint verified: {checkpoint.origin} size {checkpoint.size} root {checkpoint.root.hex()} "
-               f"at {checkpoint.time}; key {key} ({how})")
+    click.echo(
+        f"checkpoint verified: {checkpoint.origin} size {checkpoint.size} root {checkpoint.root.hex()} "
+        f"at {checkpoint.time}; key {key} ({how})"
+    )
 
 
 def _load_json(path: str) -> Any:
@@ -159,11 +177,14 @@ def ledger_consistency(obj: Any, old: str, new: str | None, public_key: str | No
     proof = Consistency.from_dict(obj.client.request("GET", "ledger/consistency", params=query))
     key, how = _key(obj, public_key)
     if proof.old is None and old_note is None:
-        raise VerificationError("consistency_proof_invalid", f"the host issued no checkpoint of size {size1}; "
-                                                             "use a saved checkpoint file")
+        raise VerificationError(
+            "consistency_proof_invalid", f"the host issued no checkpoint of size {size1}; use a saved checkpoint file"
+        )
     first, second = proof.verify(key, old_note, new_note)
-    click.echo(f"consistent: the ledger of {first.size} entries ({first.time}) is a prefix of the ledger of "
-               f"{second.size} entries ({second.time}); key {key.name}+{key.key_id.hex()} ({how})")
+    click.echo(
+        f"consistent: the ledger of {first.size} entries ({first.time}) is a prefix of the ledger of "
+        f"{second.size} entries ({second.time}); key {key.name}+{key.key_id.hex()} ({how})"
+    )
 
 
 @ledger.command("tail")
@@ -185,11 +206,14 @@ def ledger_tail(obj: Any, count: int, follow: bool, interval: float, as_json: bo
             for document in page:
                 entry = LedgerEntry.from_dict(document)
                 if entry.computed_hash() != entry.entry_hash:
-                    raise VerificationError("entry_hash_mismatch", f"ledger entry {entry.sequence} does not match "
-                                                                   "its hash")
+                    raise VerificationError(
+                        "entry_hash_mismatch", f"ledger entry {entry.sequence} does not match its hash"
+                    )
                 if previous is not None and entry.prev_hash != previous.entry_hash:
-                    raise VerificationError("prev_hash_mismatch", f"ledger entry {entry.sequence} does not link to "
-                                                                  f"entry {previous.sequence}")
+                    raise VerificationError(
+                        "prev_hash_mismatch",
+                        f"ledger entry {entry.sequence} does not link to entry {previous.sequence}",
+                    )
                 click.echo(json.dumps(document) if as_json else _line(entry))
                 previous, start = entry, entry.sequence + 1
             if not follow:

@@ -2,6 +2,7 @@
 
 Errors print one line to stderr and exit 1 (usage errors exit 2); nothing prints a traceback.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,8 @@ import click
 from cryptlet_cli.author import header, init, simulate
 from cryptlet_cli.client import FabricClient
 from cryptlet_cli.history import history
-from cryptlet_cli.output import emit
 from cryptlet_cli.ledger import ledger, signer_key_record
+from cryptlet_cli.output import emit
 from cryptlet_cli.policy import policy
 from cryptlet_cli.subscriptions import COMMANDS as SUBSCRIPTION_COMMANDS
 from shared.errors import FabricError, InvalidInput, VerificationError
@@ -55,10 +56,12 @@ class FabricGroup(click.Group):
 
 
 @click.group(cls=FabricGroup)
-@click.option("--url", envvar="CRYPTLET_URL", default=DEFAULT_URL, show_default=True,
-              help="Fabric base URL (env CRYPTLET_URL).")
-@click.option("--key", envvar="CRYPTLET_FUNCTION_KEY", default=None,
-              help="Function key for the API (env CRYPTLET_FUNCTION_KEY).")
+@click.option(
+    "--url", envvar="CRYPTLET_URL", default=DEFAULT_URL, show_default=True, help="Fabric base URL (env CRYPTLET_URL)."
+)
+@click.option(
+    "--key", envvar="CRYPTLET_FUNCTION_KEY", default=None, help="Function key for the API (env CRYPTLET_FUNCTION_KEY)."
+)
 @click.pass_context
 def cli(ctx: click.Context, url: str, key: str | None) -> None:
     """Register, invoke and verify cryptlets; audit the registration ledger."""
@@ -99,8 +102,9 @@ def list_(obj: Context, as_json: bool) -> None:
 
     table = Table("name", "version", "kind", "address", "digest", "ledger #")
     for c in cryptlets:
-        table.add_row(c["name"], c["version"], c["kind"], c["address"], c["digest"][:18] + "...",
-                      str(c["ledger"]["sequence"]))
+        table.add_row(
+            c["name"], c["version"], c["kind"], c["address"], c["digest"][:18] + "...", str(c["ledger"]["sequence"])
+        )
     Console().print(table)
 
 
@@ -122,17 +126,28 @@ def invoke(obj: Context, name: str, method: str, args_json: str, request_id: str
 
 @cli.command()
 @click.argument("envelope", type=click.File("r", encoding="utf-8"), default="-")
-@click.option("--allow-software-evidence", is_flag=True,
-              help="Accept the process provider's software/debug evidence (development only).")
-@click.option("--platform-key", envvar="CRYPTLET_PLATFORM_KEY", default=None,
-              help="Pin the Ed25519 platform key (hex) that must sign software evidence "
-                   "(env CRYPTLET_PLATFORM_KEY; default: the key GET /api/attestation reports).")
-@click.option("--connection", default=None,
-              help="Replay the signer's key history (rotation, revocation) from this storage connection "
-                   "string instead of asking the host.")
+@click.option(
+    "--allow-software-evidence",
+    is_flag=True,
+    help="Accept the process provider's software/debug evidence (development only).",
+)
+@click.option(
+    "--platform-key",
+    envvar="CRYPTLET_PLATFORM_KEY",
+    default=None,
+    help="Pin the Ed25519 platform key (hex) that must sign software evidence "
+    "(env CRYPTLET_PLATFORM_KEY; default: the key GET /api/attestation reports).",
+)
+@click.option(
+    "--connection",
+    default=None,
+    help="Replay the signer's key history (rotation, revocation) from this storage connection "
+    "string instead of asking the host.",
+)
 @click.pass_obj
-def verify(obj: Context, envelope, allow_software_evidence: bool, platform_key: str | None,
-           connection: str | None) -> None:
+def verify(
+    obj: Context, envelope, allow_software_evidence: bool, platform_key: str | None, connection: str | None
+) -> None:
     """Verify an ENVELOPE file (or stdin): envelope -> key -> evidence -> digest."""
     from shared.attestation.software import SoftwarePolicy
     from shared.errors import ConfigurationError
@@ -154,16 +169,22 @@ def verify(obj: Context, envelope, allow_software_evidence: bool, platform_key: 
         try:
             policy = SoftwarePolicy(allow_software=True, platform_keys=frozenset({key}))
         except ConfigurationError:
-            raise InvalidInput("--platform-key must be a 32-byte Ed25519 public key in hex", field="--platform-key") from None
+            raise InvalidInput(
+                "--platform-key must be a 32-byte Ed25519 public key in hex", field="--platform-key"
+            ) from None
     try:
         verified = verify_against_registration(document, entry, evidence_policy=policy, key=signer_key)
     except VerificationError as exc:
         if exc.reason != "software_evidence":
             raise
-        raise VerificationError(exc.reason, f"{exc.detail}; pass --allow-software-evidence to accept it "
-                                            "(development only)") from None
-    pinned = "" if not allow_software_evidence else (" (platform key pinned)" if platform_key
-                                                     else " (platform key as reported by the host)")
+        raise VerificationError(
+            exc.reason, f"{exc.detail}; pass --allow-software-evidence to accept it (development only)"
+        ) from None
+    pinned = (
+        ""
+        if not allow_software_evidence
+        else (" (platform key pinned)" if platform_key else " (platform key as reported by the host)")
+    )
     click.echo(verified.summary() + pinned)
 
 

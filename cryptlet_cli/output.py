@@ -1,4 +1,5 @@
 """How the CLI writes documents: JSON to stdout, or to a file with ``-o``."""
+
 from __future__ import annotations
 
 import json

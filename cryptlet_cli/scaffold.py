@@ -8,14 +8,15 @@ runs the method in a real ``process`` region through :func:`cryptlet_cli.simulat
 ``pytest.ini`` that keeps pytest from writing a cache into the package (a cache would change the
 package digest; ``__pycache__`` is not measured).
 """
+
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
 
-from shared.errors import Conflict, InvalidInput
 from cryptlet_cli.header import camel_name
+from shared.errors import Conflict, InvalidInput
 from shared.packages.manifest import MANIFEST_FILE, validate_manifest
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
@@ -43,12 +44,12 @@ class {cls}({base}):
 {py_body}
 '''
 
-_PY_UTILITY = '''        return {{"greeting": f"Hello, {{name}}!"}}'''
-_PY_CONTRACT = '''        greetings = self.state.get("greetings", 0) + 1  # the fabric keeps the state between calls
+_PY_UTILITY = """        return {{"greeting": f"Hello, {{name}}!"}}"""
+_PY_CONTRACT = """        greetings = self.state.get("greetings", 0) + 1  # the fabric keeps the state between calls
         self.state["greetings"] = greetings
-        return {{"greeting": f"Hello, {{name}}!", "greetings": greetings}}'''
+        return {{"greeting": f"Hello, {{name}}!", "greetings": greetings}}"""
 
-_JS_ENTRY = '''\'use strict\';
+_JS_ENTRY = """\'use strict\';
 // The {name} cryptlet ({kind}), for the exec runtime (Node.js). The container starts this program,
 // sends requests on stdin and signs what each method returns; the private key never reaches it.
 const {{ serve, CryptletError }} = require(\'./cryptlet\');
@@ -62,11 +63,11 @@ serve({{
 {js_body}
   }},
 }});
-'''
+"""
 
-_JS_UTILITY = '''    return {{ greeting: `Hello, ${{args.name}}!` }};'''
-_JS_CONTRACT = '''    ctx.state.greetings = (ctx.state.greetings || 0) + 1;  // the fabric keeps the state between calls
-    return {{ greeting: `Hello, ${{args.name}}!`, greetings: ctx.state.greetings }};'''
+_JS_UTILITY = """    return {{ greeting: `Hello, ${{args.name}}!` }};"""
+_JS_CONTRACT = """    ctx.state.greetings = (ctx.state.greetings || 0) + 1;  // the fabric keeps the state between calls
+    return {{ greeting: `Hello, ${{args.name}}!`, greetings: ctx.state.greetings }};"""
 
 _TEST = '''"""Tests of the {name} cryptlet: the method runs in a real `process` region (no storage, no host),
 exactly as `cryptlet simulate . hello Ada` runs it."""
@@ -99,10 +100,10 @@ def test_hello_refuses_an_empty_name() -> None:
     assert caught.value.extra["region_code"] == "bad_arguments"
 '''
 
-_UTILITY_CHECK = '''    assert envelope["payload"] == {"greeting": "Hello, Ada!"}'''
-_CONTRACT_CHECK = '''    assert envelope["payload"]["result"] == {"greeting": "Hello, Ada!", "greetings": 3}
+_UTILITY_CHECK = """    assert envelope["payload"] == {"greeting": "Hello, Ada!"}"""
+_CONTRACT_CHECK = """    assert envelope["payload"]["result"] == {"greeting": "Hello, Ada!", "greetings": 3}
     assert envelope["state"] == {"greetings": 3}  # the new state; the envelope signs its hash
-    assert envelope["payload"]["state"]["version"] == 1'''
+    assert envelope["payload"]["state"]["version"] == 1"""
 
 _PYTEST_INI = """[pytest]
 # No .pytest_cache in the package: every file here is part of the measured package (digest).
@@ -117,8 +118,11 @@ def scaffold(name: str, *, kind: str = "utility", runtime: str = "python", paren
     existing target that is not an empty folder.
     """
     if not re.match(NAME_PATTERN, name or ""):
-        raise InvalidInput(f"invalid cryptlet name {name!r}: use 2-63 lowercase letters, digits and underscores, "
-                           "starting with a letter", field="NAME")
+        raise InvalidInput(
+            f"invalid cryptlet name {name!r}: use 2-63 lowercase letters, digits and underscores, "
+            "starting with a letter",
+            field="NAME",
+        )
     if kind not in KINDS:
         raise InvalidInput(f"unknown kind {kind!r} (use {' or '.join(KINDS)})", field="--kind")
     if runtime not in RUNTIMES:
@@ -129,35 +133,61 @@ def scaffold(name: str, *, kind: str = "utility", runtime: str = "python", paren
     camel = camel_name(name)
     cls = camel if camel.endswith("Cryptlet") else camel + "Cryptlet"
     contract = kind == "contract"
-    description = f"The {name} {kind} cryptlet (scaffolded by cryptlet init): greets a name" + \
-        (" and counts greetings in its state." if contract else ".")
-    outputs = [{"name": "greeting", "type": "string"}] + ([{"name": "greetings", "type": "uint256"}] if contract else [])
-    manifest: dict = {"name": name, "version": "0.1.0", "kind": kind, "runtime": runtime,
-                      "entry": f"main:{cls}" if runtime == "python" else "main.js"}
+    description = f"The {name} {kind} cryptlet (scaffolded by cryptlet init): greets a name" + (
+        " and counts greetings in its state." if contract else "."
+    )
+    outputs = [{"name": "greeting", "type": "string"}] + (
+        [{"name": "greetings", "type": "uint256"}] if contract else []
+    )
+    manifest: dict = {
+        "name": name,
+        "version": "0.1.0",
+        "kind": kind,
+        "runtime": runtime,
+        "entry": f"main:{cls}" if runtime == "python" else "main.js",
+    }
     if runtime == "exec":
         manifest["interpreter"] = "node"
-    manifest.update({
-        "config": {"description": description, "isolation": True},
-        "interface": {"methods": {"hello": {"description": "Greet a name.",
-                                            "inputs": [{"name": "name", "type": "string"}], "outputs": outputs}},
-                      "events": {"Greeted": {"description": "Someone was greeted.",
-                                             "inputs": [{"name": "name", "type": "string"}]}}},
-    })
+    manifest.update(
+        {
+            "config": {"description": description, "isolation": True},
+            "interface": {
+                "methods": {
+                    "hello": {
+                        "description": "Greet a name.",
+                        "inputs": [{"name": "name", "type": "string"}],
+                        "outputs": outputs,
+                    }
+                },
+                "events": {
+                    "Greeted": {"description": "Someone was greeted.", "inputs": [{"name": "name", "type": "string"}]}
+                },
+            },
+        }
+    )
     validate_manifest(manifest)
     target.mkdir(parents=True, exist_ok=True)
     (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     if runtime == "python":
         base = "ContractCryptlet" if contract else "UtilityCryptlet"
         body = (_PY_CONTRACT if contract else _PY_UTILITY).format()
-        (target / "main.py").write_text(_PY_ENTRY.format(name=name, kind=kind, cls=cls, description=description,
-                                                         base=base, py_body=body), encoding="utf-8")
+        (target / "main.py").write_text(
+            _PY_ENTRY.format(name=name, kind=kind, cls=cls, description=description, base=base, py_body=body),
+            encoding="utf-8",
+        )
     else:
-        (target / "main.js").write_text(_JS_ENTRY.format(name=name, kind=kind,
-                                                         js_body=(_JS_CONTRACT if contract else _JS_UTILITY).format()),
-                                        encoding="utf-8")
+        (target / "main.js").write_text(
+            _JS_ENTRY.format(name=name, kind=kind, js_body=(_JS_CONTRACT if contract else _JS_UTILITY).format()),
+            encoding="utf-8",
+        )
         (target / "cryptlet.js").write_bytes(NODE_SDK.read_bytes())
-    (target / f"test_{name}.py").write_text(_TEST.format(
-        name=name, state_arg=', state={"greetings": 2}' if contract else "",
-        payload_check=_CONTRACT_CHECK if contract else _UTILITY_CHECK), encoding="utf-8")
+    (target / f"test_{name}.py").write_text(
+        _TEST.format(
+            name=name,
+            state_arg=', state={"greetings": 2}' if contract else "",
+            payload_check=_CONTRACT_CHECK if contract else _UTILITY_CHECK,
+        ),
+        encoding="utf-8",
+    )
     (target / "pytest.ini").write_text(_PYTEST_INI, encoding="utf-8")
     return target

@@ -8,6 +8,7 @@ envelope — but its registration reference is marked as simulated: stream ``"si
 sequence ``0`` and a zero entry hash, which no ledger entry has, so it never verifies against a
 registration (``cryptlet verify`` refuses it). Use it to test a package before registering it.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,23 +19,36 @@ from pathlib import Path
 from typing import Any
 
 from cryptlet_sdk import MAX_EVENTS
-from shared.packages.digest import package_digest
 from shared.encoding import to_hex
 from shared.envelope import ZERO_ADDRESS, Domain
 from shared.errors import InvalidInput
+from shared.host.registry import attest_key, evidence_reference
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider
+from shared.packages.digest import package_digest
 from shared.packages.manifest import load_manifest
-from shared.host.registry import attest_key, evidence_reference
 
 #: The registration reference a simulated envelope cites: no ledger holds it.
-SIMULATED_REGISTRATION: dict[str, Any] = {"stream": "simulation", "sequence": 0,
-                                          "entry_hash": "0x" + "00" * 32, "simulated": True}
+SIMULATED_REGISTRATION: dict[str, Any] = {
+    "stream": "simulation",
+    "sequence": 0,
+    "entry_hash": "0x" + "00" * 32,
+    "simulated": True,
+}
 
 
-def simulate(package_dir: Path, method: str, args: Any = None, *, timeout: float | None = None, chain_id: int = 0,
-             verifying_contract: str = ZERO_ADDRESS, logger: logging.Logger | None = None,
-             egress: Sequence[str] | None = None, state: dict[str, Any] | None = None) -> dict[str, Any]:
+def simulate(
+    package_dir: Path,
+    method: str,
+    args: Any = None,
+    *,
+    timeout: float | None = None,
+    chain_id: int = 0,
+    verifying_contract: str = ZERO_ADDRESS,
+    logger: logging.Logger | None = None,
+    egress: Sequence[str] | None = None,
+    state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Invoke ``method`` of the package at ``package_dir`` with named ``args`` in a fresh region.
 
     Returns what the fabric's invoke returns: the signed envelope document, with ``events`` when
@@ -60,8 +74,12 @@ def simulate(package_dir: Path, method: str, args: Any = None, *, timeout: float
     allowed = manifest.document.get("egress", ()) if egress is None else egress
     provider = ProcessProvider(os.urandom(32), timeout=timeout or manifest.timeout_s or 10.0)  # ephemeral secret
     try:
-        region = provider.create_region(package_dir, digest, domain=Domain(chain_id, verifying_contract),
-                                        call_out=HostCallOuts(manifest.name, logger, egress=allowed))
+        region = provider.create_region(
+            package_dir,
+            digest,
+            domain=Domain(chain_id, verifying_contract),
+            call_out=HostCallOuts(manifest.name, logger, egress=allowed),
+        )
         try:
             key = region.call("generate_key")
             evidence = evidence_reference(attest_key(region, key["public_key"]))
@@ -69,8 +87,15 @@ def simulate(package_dir: Path, method: str, args: Any = None, *, timeout: float
             params: dict[str, Any] = {}
             if manifest.kind == "contract":
                 params = {"state": state or {}, "state_version": 0}
-            reply = region.call("invoke", method=method, args=args, sequence=1, sequences=1 + MAX_EVENTS,
-                                request_id=to_hex(os.urandom(32)), **params)
+            reply = region.call(
+                "invoke",
+                method=method,
+                args=args,
+                sequence=1,
+                sequences=1 + MAX_EVENTS,
+                request_id=to_hex(os.urandom(32)),
+                **params,
+            )
         finally:
             region.close()
     finally:
@@ -97,8 +122,9 @@ def positional_args(manifest_inputs: list[dict[str, Any]], values: Sequence[str]
             key = name
         else:
             if position >= len(names):
-                raise InvalidInput(f"too many arguments: the method takes {len(names)} ({', '.join(names)})",
-                                   field="ARGS")
+                raise InvalidInput(
+                    f"too many arguments: the method takes {len(names)} ({', '.join(names)})", field="ARGS"
+                )
             key, text = names[position], raw
         if key in args:
             raise InvalidInput(f"argument {key!r} is given twice", field="ARGS")

@@ -1,12 +1,13 @@
 """``cryptlet subscriber …``, ``cryptlet subscribe …``, ``cryptlet subscriptions …``: subscriber keys,
 signed subscription requests (docs/events.md)."""
+
 from __future__ import annotations
 
 import json
 import os
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -64,8 +65,9 @@ def parse_deadline(text: str, now_ms: int) -> int:
 
 def _signed_post(obj: Any, path: str, key_file: str, name: str, action: str, body: Any) -> Any:
     content, signature = sign_request(read_key_file(key_file), name, action, body)
-    return obj.client.request("POST", path, content=content,
-                              headers={"content-type": "application/json", HEADER: signature})
+    return obj.client.request(
+        "POST", path, content=content, headers={"content-type": "application/json", HEADER: signature}
+    )
 
 
 # -- cryptlet subscriber ----------------------------------------------------------------------------
@@ -75,8 +77,14 @@ def subscriber() -> None:
 
 
 @subscriber.command("keygen")
-@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
-              help="Key file to create (mode 0600; refused if it exists).")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Key file to create (mode 0600; refused if it exists).",
+)
 def keygen(output: str) -> None:
     """Make a new secp256k1 key in a new file; print its public key and address (never the private key)."""
     import coincurve
@@ -94,13 +102,22 @@ def keygen(output: str) -> None:
 @subscriber.command("register")
 @click.argument("name")
 @click.option("--public-key", default=None, help="The subscriber's secp256k1 public key (hex, 65 or 33 bytes).")
-@click.option("--key-file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Take the public key from this key file instead.")
-@click.option("--admin-key", envvar="CRYPTLET_ADMIN_KEY", default=None,
-              help="Admin (master) key (env CRYPTLET_ADMIN_KEY; default: --key).")
+@click.option(
+    "--key-file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Take the public key from this key file instead.",
+)
+@click.option(
+    "--admin-key",
+    envvar="CRYPTLET_ADMIN_KEY",
+    default=None,
+    help="Admin (master) key (env CRYPTLET_ADMIN_KEY; default: --key).",
+)
 @click.pass_obj
-def register_subscriber(obj: Any, name: str, public_key: str | None, key_file: str | None,
-                        admin_key: str | None) -> None:
+def register_subscriber(
+    obj: Any, name: str, public_key: str | None, key_file: str | None, admin_key: str | None
+) -> None:
     """Register subscriber NAME with its public key (needs the admin key)."""
     if (public_key is None) == (key_file is None):
         raise InvalidInput("give exactly one of --public-key and --key-file", field="--public-key")
@@ -123,16 +140,39 @@ def list_subscribers(obj: Any) -> None:
 
 
 # -- cryptlet subscribe -----------------------------------------------------------------------------
-def _trigger(cron: str | None, tz: str | None, calendar: str | None, at: str | None, every: float | None,
-             webhook: bool, once: bool, threshold: float | None, direction: str | None, hysteresis: float | None,
-             deviation: float | None, heartbeat: float | None, now_ms: int) -> dict[str, Any]:
-    chosen = [name for name, given in (("--cron", cron is not None), ("--every", every is not None),
-                                       ("--webhook", webhook), ("--once", once),
-                                       ("--threshold", threshold is not None), ("--deviation", deviation is not None))
-              if given]
+def _trigger(
+    cron: str | None,
+    tz: str | None,
+    calendar: str | None,
+    at: str | None,
+    every: float | None,
+    webhook: bool,
+    once: bool,
+    threshold: float | None,
+    direction: str | None,
+    hysteresis: float | None,
+    deviation: float | None,
+    heartbeat: float | None,
+    now_ms: int,
+) -> dict[str, Any]:
+    chosen = [
+        name
+        for name, given in (
+            ("--cron", cron is not None),
+            ("--every", every is not None),
+            ("--webhook", webhook),
+            ("--once", once),
+            ("--threshold", threshold is not None),
+            ("--deviation", deviation is not None),
+        )
+        if given
+    ]
     if len(chosen) != 1:
-        raise InvalidInput("give exactly one trigger: --cron, --every, --webhook, --once, --threshold or "
-                           f"--deviation (got {', '.join(chosen) or 'none'})", field="--trigger")
+        raise InvalidInput(
+            "give exactly one trigger: --cron, --every, --webhook, --once, --threshold or "
+            f"--deviation (got {', '.join(chosen) or 'none'})",
+            field="--trigger",
+        )
     if cron is not None:
         if not tz:
             raise InvalidInput("--cron needs --tz (an IANA zone such as America/New_York)", field="--tz")
@@ -143,9 +183,12 @@ def _trigger(cron: str | None, tz: str | None, calendar: str | None, at: str | N
             trigger["at"] = at
         return trigger
     if every is not None:
-        start = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc)
-        return {"type": "interval", "seconds": every,
-                "start": start.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now_ms % 1000:03d}Z"}
+        start = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+        return {
+            "type": "interval",
+            "seconds": every,
+            "start": start.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now_ms % 1000:03d}Z",
+        }
     if threshold is not None:
         trigger = {"type": "threshold", "level": threshold}
         if direction:
@@ -162,47 +205,86 @@ def _trigger(cron: str | None, tz: str | None, calendar: str | None, at: str | N
 
 @click.command()
 @click.option("--as", "name", required=True, help="Subscriber name (registered).")
-@click.option("--key-file", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="The subscriber's key file (cryptlet subscriber keygen).")
+@click.option(
+    "--key-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The subscriber's key file (cryptlet subscriber keygen).",
+)
 @click.option("--cryptlet", required=True, help="Registered cryptlet to run.")
 @click.option("--method", required=True, help="Its method.")
 @click.option("--args", "args_json", default="{}", help="Named arguments as a JSON object.")
 @click.option("--cron", default=None, help="Trigger: NCRONTAB expression (seconds first), with --tz.")
 @click.option("--tz", default=None, help="IANA time zone of --cron.")
 @click.option("--calendar", default=None, help="Exchange calendar of --cron (e.g. XNYS): only on session days.")
-@click.option("--at", type=click.Choice(["cron", "open", "close"]), default=None,
-              help="With --calendar: fire at the session's open/close instead of the cron times.")
+@click.option(
+    "--at",
+    type=click.Choice(["cron", "open", "close"]),
+    default=None,
+    help="With --calendar: fire at the session's open/close instead of the cron times.",
+)
 @click.option("--every", type=float, default=None, help="Trigger: every SECONDS (>= 1), starting now.")
 @click.option("--webhook", is_flag=True, help="Trigger: each HMAC-signed webhook call (secret shown once).")
 @click.option("--once", is_flag=True, help="Trigger: once, now (a long job).")
 @click.option("--threshold", type=float, default=None, help="Trigger: the observed value crosses LEVEL.")
 @click.option("--direction", type=click.Choice(["above", "below"]), default=None, help="Threshold direction.")
 @click.option("--hysteresis", type=float, default=None, help="Threshold re-arm distance.")
-@click.option("--deviation", type=float, default=None, help="Trigger: relative deviation (e.g. 0.005), with --heartbeat.")
+@click.option(
+    "--deviation", type=float, default=None, help="Trigger: relative deviation (e.g. 0.005), with --heartbeat."
+)
 @click.option("--heartbeat", type=float, default=None, help="Deviation trigger's heartbeat, seconds.")
 @click.option("--observe", "observe_field", default=None, help="Observation triggers: payload member to watch.")
 @click.option("--observe-every", type=float, default=None, help="Observation triggers: poll every SECONDS.")
 @click.option("--callback", default=None, help="Target: POST each signed delivery to this URL.")
 @click.option("--history", is_flag=True, help="Target: the history table only.")
 @click.option("--deadline", required=True, help="Until when: a duration (30m, 12h, 7d) or unix ms.")
-@click.option("--missed", type=click.Choice(["skip", "fire_once", "fire_all"]), default=None,
-              help="Missed-fire policy (default fire_once).")
+@click.option(
+    "--missed",
+    type=click.Choice(["skip", "fire_once", "fire_all"]),
+    default=None,
+    help="Missed-fire policy (default fire_once).",
+)
 @click.pass_obj
-def subscribe(obj: Any, name: str, key_file: str, cryptlet: str, method: str, args_json: str, cron: str | None,
-              tz: str | None, calendar: str | None, at: str | None, every: float | None, webhook: bool, once: bool,
-              threshold: float | None, direction: str | None, hysteresis: float | None, deviation: float | None,
-              heartbeat: float | None, observe_field: str | None, observe_every: float | None,
-              callback: str | None, history: bool, deadline: str, missed: str | None) -> None:
+def subscribe(
+    obj: Any,
+    name: str,
+    key_file: str,
+    cryptlet: str,
+    method: str,
+    args_json: str,
+    cron: str | None,
+    tz: str | None,
+    calendar: str | None,
+    at: str | None,
+    every: float | None,
+    webhook: bool,
+    once: bool,
+    threshold: float | None,
+    direction: str | None,
+    hysteresis: float | None,
+    deviation: float | None,
+    heartbeat: float | None,
+    observe_field: str | None,
+    observe_every: float | None,
+    callback: str | None,
+    history: bool,
+    deadline: str,
+    missed: str | None,
+) -> None:
     """Subscribe as NAME: run CRYPTLET.METHOD on a trigger and deliver each signed result (a signed request)."""
     now_ms = int(time.time() * 1000)
     if (callback is None) == (not history):
         raise InvalidInput("give exactly one target: --callback URL or --history", field="--callback")
     spec: dict[str, Any] = {
-        "cryptlet": cryptlet, "method": method, "args": _json_option(args_json, "--args"),
-        "trigger": _trigger(cron, tz, calendar, at, every, webhook, once, threshold, direction, hysteresis,
-                            deviation, heartbeat, now_ms),
+        "cryptlet": cryptlet,
+        "method": method,
+        "args": _json_option(args_json, "--args"),
+        "trigger": _trigger(
+            cron, tz, calendar, at, every, webhook, once, threshold, direction, hysteresis, deviation, heartbeat, now_ms
+        ),
         "target": {"type": "callback", "url": callback} if callback else {"type": "history"},
-        "deadline_ms": parse_deadline(deadline, now_ms)}
+        "deadline_ms": parse_deadline(deadline, now_ms),
+    }
     if observe_field is not None or observe_every is not None:
         spec["observe"] = {"field": observe_field, "every_s": observe_every}
     if missed:
@@ -233,9 +315,16 @@ def list_subscriptions(obj: Any, name: str | None, status: str | None, as_json: 
 
     table = Table("id", "subscriber", "cryptlet.method", "trigger", "target", "status", "deadline (UTC)")
     for s in found:
-        deadline = datetime.fromtimestamp(s["deadline_ms"] / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(s["id"], s["subscriber"], f"{s['cryptlet']}.{s['method']}", s["trigger"].get("type", "?"),
-                      s["target"].get("type", "?"), s["status"], deadline)
+        deadline = datetime.fromtimestamp(s["deadline_ms"] / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(
+            s["id"],
+            s["subscriber"],
+            f"{s['cryptlet']}.{s['method']}",
+            s["trigger"].get("type", "?"),
+            s["target"].get("type", "?"),
+            s["status"],
+            deadline,
+        )
     Console(width=200).print(table)
 
 
@@ -250,13 +339,17 @@ def show_subscription(obj: Any, subscription_id: str) -> None:
 @subscriptions.command("cancel")
 @click.argument("subscription_id", metavar="ID")
 @click.option("--as", "name", required=True, help="Subscriber name (the subscription's owner).")
-@click.option("--key-file", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="The subscriber's key file.")
+@click.option(
+    "--key-file", required=True, type=click.Path(exists=True, dir_okay=False), help="The subscriber's key file."
+)
 @click.pass_obj
 def cancel_subscription(obj: Any, subscription_id: str, name: str, key_file: str) -> None:
     """Cancel subscription ID (a signed request by its subscriber)."""
-    _echo(_signed_post(obj, f"subscriptions/{subscription_id}/cancel", key_file, name, "cancel",
-                       {"subscription": subscription_id}))
+    _echo(
+        _signed_post(
+            obj, f"subscriptions/{subscription_id}/cancel", key_file, name, "cancel", {"subscription": subscription_id}
+        )
+    )
 
 
 COMMANDS = (subscriber, subscribe, subscriptions)

@@ -15,6 +15,7 @@ Every method the manifest's ``interface.methods`` names must exist on the class 
 with :func:`method`; the container checks that at load and calls nothing else. The container
 sets :attr:`Cryptlet.context` for the duration of each call. Signing is automatic.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -8,6 +8,7 @@ host clock; ``progress`` reports how far a long call has come. Events and state 
 collected here and signed by the container after the method returns; the cryptlet never sees a
 private key.
 """
+
 from __future__ import annotations
 
 import base64
@@ -50,7 +51,7 @@ class Response:
     def json(self) -> Any:
         return json.loads(self.body)
 
-    def raise_for_status(self) -> "Response":
+    def raise_for_status(self) -> Response:
         if self.status >= 400:
             raise CryptletError(f"{self.url} answered HTTP {self.status}")
         return self
@@ -121,8 +122,16 @@ class Emitted:
 class Context:
     """What one call of a cryptlet may use besides its arguments."""
 
-    def __init__(self, host: HostLink, *, name: str, method: str, request_id: str,
-                 events: Mapping[str, Mapping[str, Any]] | None = None, state: State | None = None) -> None:
+    def __init__(
+        self,
+        host: HostLink,
+        *,
+        name: str,
+        method: str,
+        request_id: str,
+        events: Mapping[str, Mapping[str, Any]] | None = None,
+        state: State | None = None,
+    ) -> None:
         self._host = host
         self.name = name
         self.method = method
@@ -142,7 +151,7 @@ class Context:
 
     def now(self) -> dt.datetime:
         """The host clock as an aware UTC datetime."""
-        return dt.datetime.fromtimestamp(self.now_ms() / 1000, tz=dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.now_ms() / 1000, tz=dt.UTC)
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report how far this call has come (``fraction`` from 0 to 1, and a short ``message``).
@@ -155,8 +164,15 @@ class Context:
             raise CryptletError(f"progress fraction must be a number from 0 to 1, not {fraction!r}")
         self._host.call("progress", request_id=self.request_id, fraction=float(fraction), message=str(message))
 
-    def fetch(self, url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None,
-              body: bytes | str | None = None, timeout_s: float | None = None) -> Response:
+    def fetch(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        body: bytes | str | None = None,
+        timeout_s: float | None = None,
+    ) -> Response:
         """HTTP through the host, allowed only to the cryptlet's egress allow-list."""
         params: dict[str, Any] = {"url": url, "method": method, "headers": dict(headers or {})}
         if body is not None:
@@ -165,8 +181,12 @@ class Context:
         if timeout_s is not None:
             params["timeout_s"] = timeout_s
         result = self._host.call("fetch", **params)
-        return Response(status=int(result["status"]), url=str(result["url"]), headers=dict(result["headers"]),
-                        body=base64.b64decode(result["body_b64"]))
+        return Response(
+            status=int(result["status"]),
+            url=str(result["url"]),
+            headers=dict(result["headers"]),
+            body=base64.b64decode(result["body_b64"]),
+        )
 
     def fetch_json(self, url: str, **kwargs: Any) -> Any:
         """``fetch(url).raise_for_status().json()``."""

@@ -4,6 +4,7 @@ Serves the function app like ``func start`` and runs until SIGINT/SIGTERM, then 
 down gracefully and exits 0 (``atexit`` handlers run). Configuration errors print one
 line ``devhost: error: ...`` and exit 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,9 @@ from devhost.server import DEFAULT_HOST, DEFAULT_PORT, build
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m devhost",
-                                     description="Serve an Azure Functions (Python v2) app without Core Tools.")
+    parser = argparse.ArgumentParser(
+        prog="python -m devhost", description="Serve an Azure Functions (Python v2) app without Core Tools."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the function app until SIGINT/SIGTERM")
     serve.add_argument("--app-dir", default=".", help="folder with function_app.py and host.json (default: .)")
@@ -32,8 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
     if args.verbose:
         logging.getLogger("devhost").setLevel(logging.DEBUG)

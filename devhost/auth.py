@@ -4,6 +4,7 @@
 ``DEVHOST_MASTER_KEY``; ``admin`` needs ``DEVHOST_MASTER_KEY``. Clients send the key in
 the ``x-functions-key`` header or the ``code`` query parameter, as with Azure.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -27,7 +28,7 @@ class Keys:
     master_key: str | None = None
 
     @classmethod
-    def from_settings(cls, environ: Mapping[str, str] | None = None) -> "Keys":
+    def from_settings(cls, environ: Mapping[str, str] | None = None) -> Keys:
         environ = os.environ if environ is None else environ
         return cls(environ.get(FUNCTION_KEY_SETTING) or None, environ.get(MASTER_KEY_SETTING) or None)
 
@@ -36,11 +37,14 @@ class Keys:
         if level not in LEVELS:
             raise DevHostError(f"function {function_name}: unknown authLevel '{level}'")
         if level == FUNCTION and not (self.function_key or self.master_key):
-            raise DevHostError(f"function {function_name} has authLevel 'function' but setting "
-                               f"{FUNCTION_KEY_SETTING} is not set (or set {MASTER_KEY_SETTING})")
+            raise DevHostError(
+                f"function {function_name} has authLevel 'function' but setting "
+                f"{FUNCTION_KEY_SETTING} is not set (or set {MASTER_KEY_SETTING})"
+            )
         if level == ADMIN and not self.master_key:
-            raise DevHostError(f"function {function_name} has authLevel 'admin' but setting "
-                               f"{MASTER_KEY_SETTING} is not set")
+            raise DevHostError(
+                f"function {function_name} has authLevel 'admin' but setting {MASTER_KEY_SETTING} is not set"
+            )
 
     def allows(self, level: str, presented: str | None) -> bool:
         """Whether the key ``presented`` by a request is good enough for ``level``."""

@@ -8,6 +8,7 @@ Used by ``make run``/``make test``/bench scripts and by the test suite::
 Command line: ``python -m devhost.azurite [--data DIR] -- COMMAND ...`` runs COMMAND with
 ``AzureWebJobsStorage`` pointing at a fresh Azurite and stops Azurite afterwards.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,22 +56,37 @@ class Azurite:
     def connection_string(self) -> str:
         return connection_string(self.blob_port, self.queue_port, self.table_port)
 
-    def start(self, timeout: float = 60.0) -> "Azurite":
+    def start(self, timeout: float = 60.0) -> Azurite:
         if not AZURITE_BIN.exists():
             raise RuntimeError(f"{AZURITE_BIN} is missing: run `make setup` (npm ci) first")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            str(AZURITE_BIN), "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
-            "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
-            "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
-            "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
-            "--location", str(self.data_dir),
+            str(AZURITE_BIN),
+            "--silent",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableTelemetry",
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(self.blob_port),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(self.queue_port),
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(self.table_port),
+            "--location",
+            str(self.data_dir),
         ]
         if self.in_memory:
             args.append("--inMemoryPersistence")
         log = open(self.data_dir / "azurite.log", "ab")
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         log.close()
         try:
             for port in (self.blob_port, self.queue_port, self.table_port):
@@ -95,7 +111,7 @@ class Azurite:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 
-    def __enter__(self) -> "Azurite":
+    def __enter__(self) -> Azurite:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -103,10 +119,14 @@ class Azurite:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devhost.azurite",
-                                     description="Run COMMAND with a private Azurite on free loopback ports.")
-    parser.add_argument("--data", default=str(PROJECT_ROOT / ".devdata" / "azurite-run"),
-                        help="Azurite data folder (default: .devdata/azurite-run)")
+    parser = argparse.ArgumentParser(
+        prog="python -m devhost.azurite", description="Run COMMAND with a private Azurite on free loopback ports."
+    )
+    parser.add_argument(
+        "--data",
+        default=str(PROJECT_ROOT / ".devdata" / "azurite-run"),
+        help="Azurite data folder (default: .devdata/azurite-run)",
+    )
     parser.add_argument("--fresh", action="store_true", help="empty the data folder first")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="command to run (after --)")
     args = parser.parse_args(argv)

@@ -8,6 +8,7 @@ As in the Functions host, a function that cannot be indexed (unresolved setting,
 parameters not matching bindings, ...) is "in error": it is reported and not served,
 while the other functions run.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -41,7 +42,7 @@ class Binding:
 
     name: str
     type: str
-    direction: str                  # "in", "out" or "inout"
+    direction: str  # "in", "out" or "inout"
     props: Mapping[str, Any]
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -57,10 +58,10 @@ class FunctionInfo:
     func: Callable[..., Any]
     is_async: bool
     trigger: Binding
-    trigger_annotation: Any          # annotation of the trigger parameter (inspect.Parameter.empty if none)
-    outputs: Mapping[str, Binding]   # by binding name, including "$return"
-    out_params: tuple[str, ...]      # parameters that receive a func.Out
-    wants_context: bool              # a parameter named "context" gets a func.Context
+    trigger_annotation: Any  # annotation of the trigger parameter (inspect.Parameter.empty if none)
+    outputs: Mapping[str, Binding]  # by binding name, including "$return"
+    out_params: tuple[str, ...]  # parameters that receive a func.Out
+    wants_context: bool  # a parameter named "context" gets a func.Context
     bindings: tuple[Binding, ...] = field(default=())
 
     @property
@@ -68,8 +69,9 @@ class FunctionInfo:
         return self.trigger.type
 
 
-def index(app: func.FunctionRegister, *, only: Iterable[str] | None = None,
-          environ: Mapping[str, str] | None = None) -> tuple[list[FunctionInfo], dict[str, str]]:
+def index(
+    app: func.FunctionRegister, *, only: Iterable[str] | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[list[FunctionInfo], dict[str, str]]:
     """Index ``app``: the functions to serve, and the reason for each function in error.
 
     Functions with unsupported bindings are skipped with a warning. ``only`` is
@@ -112,8 +114,9 @@ def _describe(function: func.Function, environ: Mapping[str, str]) -> FunctionIn
     assert name is not None and trigger_obj is not None  # get_functions() refuses a function without a trigger
     bindings = tuple(_binding(raw, environ) for raw in json.loads(function.get_function_json())["bindings"])
     trigger = next(b for b in bindings if b.name == trigger_obj.name and b.type == trigger_obj.type)
-    unsupported = [b.type for b in bindings if b is not trigger and
-                   (b.direction != "out" or b.type not in SUPPORTED_OUTPUTS)]
+    unsupported = [
+        b.type for b in bindings if b is not trigger and (b.direction != "out" or b.type not in SUPPORTED_OUTPUTS)
+    ]
     if trigger.type not in SUPPORTED_TRIGGERS or unsupported:
         kinds = ", ".join(sorted({trigger.type} - SUPPORTED_TRIGGERS | set(unsupported)))
         log.warning("skipping function %s: unsupported binding type(s) %s", name, kinds)
@@ -124,8 +127,7 @@ def _describe(function: func.Function, environ: Mapping[str, str]) -> FunctionIn
     named = {b.name: b for b in bindings if b.name != RETURN}
     for param in params:
         if param not in named and param != "context":
-            raise DevHostError(f"parameter '{param}' has no binding "
-                               f"(bindings: {', '.join(sorted(named)) or 'none'})")
+            raise DevHostError(f"parameter '{param}' has no binding (bindings: {', '.join(sorted(named)) or 'none'})")
     for binding_name in named:
         if binding_name not in params:
             raise DevHostError(f"binding '{binding_name}' has no parameter of that name")
@@ -157,5 +159,4 @@ def _binding(raw: dict[str, Any], environ: Mapping[str, str]) -> Binding:
         if isinstance(value, str) and key not in _UNRESOLVED:
             value = resolve(value, environ)
         props[key] = value
-    return Binding(name=raw["name"], type=raw["type"], direction=str(raw.get("direction", "IN")).lower(),
-                   props=props)
+    return Binding(name=raw["name"], type=raw["type"], direction=str(raw.get("direction", "IN")).lower(), props=props)

@@ -1,4 +1,5 @@
 """The one error type the dev host raises for bad configuration."""
+
 from __future__ import annotations
 
 

@@ -2,6 +2,7 @@
 
 Keys are matched case-insensitively, as the Functions host (.NET configuration) does.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,9 @@ class QueueOptions:
 
     batch_size: int = 16
     max_dequeue_count: int = 5
-    visibility_timeout: float = 0.0        # seconds before a failed message is visible again
-    max_polling_interval: float = 60.0     # seconds; upper bound of the idle back-off
-    message_encoding: str = "base64"       # "base64" or "none"
+    visibility_timeout: float = 0.0  # seconds before a failed message is visible again
+    max_polling_interval: float = 60.0  # seconds; upper bound of the idle back-off
+    message_encoding: str = "base64"  # "base64" or "none"
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class HostConfig:
     functions: tuple[str, ...] | None = None
 
     @classmethod
-    def load(cls, app_dir: Path) -> "HostConfig":
+    def load(cls, app_dir: Path) -> HostConfig:
         """Read ``app_dir/host.json`` (defaults if the file is missing)."""
         path = app_dir / "host.json"
         if not path.is_file():
@@ -45,7 +46,7 @@ class HostConfig:
         return cls.from_dict(data)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "HostConfig":
+    def from_dict(cls, data: dict[str, Any]) -> HostConfig:
         """Build from an already parsed ``host.json`` whose keys are lower case."""
         extensions = data.get("extensions") or {}
         http = extensions.get("http") or {}

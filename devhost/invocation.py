@@ -7,6 +7,7 @@ run on the server's event loop. After the call, output values (``Out`` values an
 return value for ``$return``) go to their binding: the HTTP response is handed back,
 other outputs to the sink registered for the binding type (e.g. queues).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -163,7 +164,7 @@ class Invoker:
                 return
             try:
                 result = self._call_sync(fn, trigger_value)
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, as run_in_executor does
+            except BaseException as exc:
                 loop.call_soon_threadsafe(_settle, outcome, None, exc)
             else:
                 loop.call_soon_threadsafe(_settle, outcome, result, None)

@@ -3,6 +3,7 @@
 Mirrors the Python worker: the app folder goes first on ``sys.path``, the script file
 name can be changed with the ``PYTHON_SCRIPT_FILE_NAME`` setting.
 """
+
 from __future__ import annotations
 
 import importlib.util

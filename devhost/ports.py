@@ -1,4 +1,5 @@
 """Free loopback ports."""
+
 from __future__ import annotations
 
 import socket

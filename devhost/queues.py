@@ -10,6 +10,7 @@ again after ``visibilityTimeout``, or goes to ``<queue>-poison`` once its dequeu
 reaches ``maxDequeueCount``. Messages that are not valid base64 (with the default
 ``messageEncoding``) go to the poison queue at once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,8 @@ from devhost.storage import MessageCodec, QueueClients, resolve_connection
 
 log = logging.getLogger("devhost")
 
-MIN_POLLING_INTERVAL = 0.1     # seconds
-LEASE_SECONDS = 600            # how long a fetched message stays invisible while it is processed
+MIN_POLLING_INTERVAL = 0.1  # seconds
+LEASE_SECONDS = 600  # how long a fetched message stays invisible while it is processed
 
 
 class WakeRegistry:
@@ -81,8 +82,7 @@ def _bodies(value: Any) -> Iterable[bytes]:
 class QueuePoller:
     """Polls the queue of one queue-triggered function on its own thread."""
 
-    def __init__(self, function: FunctionInfo, invoker: Invoker, clients: QueueClients,
-                 options: QueueOptions) -> None:
+    def __init__(self, function: FunctionInfo, invoker: Invoker, clients: QueueClients, options: QueueOptions) -> None:
         self.function = function
         self.invoker = invoker
         self.clients = clients
@@ -109,7 +109,7 @@ class QueuePoller:
         self._wake.set()
 
     def join(self, timeout: float | None = None) -> None:
-        if self._thread.ident is not None:          # started
+        if self._thread.ident is not None:  # started
             self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -118,8 +118,9 @@ class QueuePoller:
         while not self._stopping:
             try:
                 client = self.clients.get(self.connection, self.queue_name)
-                page = client.receive_messages(messages_per_page=self.options.batch_size,
-                                               visibility_timeout=LEASE_SECONDS).by_page()
+                page = client.receive_messages(
+                    messages_per_page=self.options.batch_size, visibility_timeout=LEASE_SECONDS
+                ).by_page()
                 messages = list(next(page, []))
                 failing = False
             except Exception as exc:  # storage down or similar: keep trying with back-off
@@ -150,19 +151,30 @@ class QueuePoller:
             except ValueError as exc:
                 self._poison(message, str(exc))
                 return
-            log.debug("Executing 'Functions.%s' (Reason='New queue message detected on %s', Id=%s)",
-                      name, self.queue_name, message.id)
+            log.debug(
+                "Executing 'Functions.%s' (Reason='New queue message detected on %s', Id=%s)",
+                name,
+                self.queue_name,
+                message.id,
+            )
             try:
                 self.invoker.invoke_blocking(self.function, self._trigger_value(message, body))
             except Exception:
-                log.exception("Executed 'Functions.%s' (Failed, MessageId=%s, DequeueCount=%s)",
-                              name, message.id, message.dequeue_count)
+                log.exception(
+                    "Executed 'Functions.%s' (Failed, MessageId=%s, DequeueCount=%s)",
+                    name,
+                    message.id,
+                    message.dequeue_count,
+                )
                 if message.dequeue_count >= self.options.max_dequeue_count:
                     self._poison(message, f"failed {message.dequeue_count} time(s)")
                 else:
                     client = self.clients.get(self.connection, self.queue_name)
-                    client.update_message(message.id, pop_receipt=message.pop_receipt,
-                                          visibility_timeout=round(self.options.visibility_timeout))
+                    client.update_message(
+                        message.id,
+                        pop_receipt=message.pop_receipt,
+                        visibility_timeout=round(self.options.visibility_timeout),
+                    )
                 return
             self.clients.get(self.connection, self.queue_name).delete_message(message.id, message.pop_receipt)
         except Exception as exc:
@@ -174,14 +186,16 @@ class QueuePoller:
         if self._as is str:
             return body.decode("utf-8")
         return FunctionsQueueMessage(
-            id=message.id, body=body, dequeue_count=message.dequeue_count,
-            expiration_time=message.expires_on, insertion_time=message.inserted_on,
-            time_next_visible=message.next_visible_on, pop_receipt=message.pop_receipt,
+            id=message.id,
+            body=body,
+            dequeue_count=message.dequeue_count,
+            expiration_time=message.expires_on,
+            insertion_time=message.inserted_on,
+            time_next_visible=message.next_visible_on,
+            pop_receipt=message.pop_receipt,
         )
 
     def _poison(self, message: QueueMessage, reason: str) -> None:
-        log.warning("moving message %s from %s to %s (%s)", message.id, self.queue_name,
-                    self.poison_name, reason)
+        log.warning("moving message %s from %s to %s (%s)", message.id, self.queue_name, self.poison_name, reason)
         self.clients.get(self.connection, self.poison_name).send_message(message.content)
         self.clients.get(self.connection, self.queue_name).delete_message(message.id, message.pop_receipt)
-

@@ -7,6 +7,7 @@ Supported: literal segments (case-insensitive), ``{name}``, constraints ``{id:in
 ASP.NET precedence order (literal > constrained > plain parameter > catch-all), and a
 path that matches only with other methods yields "405" with the allowed methods.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,7 @@ ALL_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIO
 @dataclass(frozen=True)
 class Parameter:
     name: str
-    group: str                       # regex group name
+    group: str  # regex group name
     checks: tuple[Check, ...]
     optional: bool = False
     default: str | None = None
@@ -39,7 +40,7 @@ class Route(Generic[T]):
     """One compiled template with the target it routes to."""
 
     template: str
-    methods: frozenset[str]          # empty means every method
+    methods: frozenset[str]  # empty means every method
     target: T
     regex: re.Pattern[str]
     parameters: tuple[Parameter, ...]
@@ -95,11 +96,12 @@ class RouteTable(Generic[T]):
         """Compile and add ``template`` (relative to the prefix) for ``methods`` (None: all)."""
         route = compile_route(self.full_template(template), methods, target)
         for other in self._routes:
-            if (other.template.lower() == route.template.lower() and
-                    (not other.methods or not route.methods or other.methods & route.methods)):
+            if other.template.lower() == route.template.lower() and (
+                not other.methods or not route.methods or other.methods & route.methods
+            ):
                 raise DevHostError(f"route '{template}' is declared twice for the same method(s)")
         self._routes.append(route)
-        self._routes.sort(key=lambda r: r.precedence)          # stable: ties keep declaration order
+        self._routes.sort(key=lambda r: r.precedence)  # stable: ties keep declaration order
         self._literal.clear()
         self._patterned.clear()
         for r in self._routes:
@@ -185,8 +187,9 @@ def compile_route(template: str, methods: Iterable[str] | None, target: T) -> Ro
                 continue
             param = _parameter(token, f"p{len(parameters)}", template)
             if param.catch_all or param.optional or param.default is not None:
-                raise DevHostError(f"route '{template}': optional, default or catch-all parameters "
-                                   f"must be a whole segment")
+                raise DevHostError(
+                    f"route '{template}': optional, default or catch-all parameters must be a whole segment"
+                )
             parameters.append(param)
             piece.append(f"(?P<{param.group}>[^/]+?)")
         pattern.append("".join(piece))
@@ -218,10 +221,10 @@ def _tokenize(segment: str, template: str) -> list[str | _ParamSpec]:
     i, n = 0, len(segment)
     while i < n:
         ch = segment[i]
-        if ch == "{" and segment[i + 1:i + 2] == "{":
+        if ch == "{" and segment[i + 1 : i + 2] == "{":
             literal.append("{")
             i += 2
-        elif ch == "}" and segment[i + 1:i + 2] == "}":
+        elif ch == "}" and segment[i + 1 : i + 2] == "}":
             literal.append("}")
             i += 2
         elif ch == "{":
@@ -233,13 +236,13 @@ def _tokenize(segment: str, template: str) -> list[str | _ParamSpec]:
             while True:
                 if i >= n:
                     raise DevHostError(f"route '{template}': unbalanced '{{'")
-                if segment[i] == "}" and segment[i + 1:i + 2] == "}":
+                if segment[i] == "}" and segment[i + 1 : i + 2] == "}":
                     text.append("}")
                     i += 2
                 elif segment[i] == "}":
                     i += 1
                     break
-                elif segment[i] == "{" and segment[i + 1:i + 2] == "{":
+                elif segment[i] == "{" and segment[i + 1 : i + 2] == "{":
                     text.append("{")
                     i += 2
                 else:
@@ -269,7 +272,7 @@ def _parameter(spec: _ParamSpec, group: str, template: str) -> Parameter:
     match = _NAME.match(text)
     if not match:
         raise DevHostError(f"route '{template}': bad parameter '{{{spec.text}}}'")
-    name, rest = match.group(0).strip(), text[match.end():]
+    name, rest = match.group(0).strip(), text[match.end() :]
     default: str | None = None
     optional = False
     checks: list[Check] = []
@@ -283,8 +286,9 @@ def _parameter(spec: _ParamSpec, group: str, template: str) -> Parameter:
             checks.append(_constraint(constraint, template))
         else:
             raise DevHostError(f"route '{template}': bad parameter '{{{spec.text}}}'")
-    return Parameter(name=name, group=group, checks=tuple(checks), optional=optional,
-                     default=default, catch_all=catch_all)
+    return Parameter(
+        name=name, group=group, checks=tuple(checks), optional=optional, default=default, catch_all=catch_all
+    )
 
 
 def _split_constraint(text: str, template: str) -> tuple[str, str]:
@@ -293,13 +297,13 @@ def _split_constraint(text: str, template: str) -> tuple[str, str]:
     if not head:
         raise DevHostError(f"route '{template}': bad constraint in '{text}'")
     end = head.end()
-    if text[end:end + 1] != "(":
+    if text[end : end + 1] != "(":
         return text[:end], text[end:]
     # The argument list ends at a ')' followed by the end, another constraint, '?' or '='.
     for close in (i for i, c in enumerate(text) if c == ")" and i > end):
-        after = text[close + 1:]
+        after = text[close + 1 :]
         if after == "" or after == "?" or after[:1] in (":", "="):
-            return text[:close + 1], after
+            return text[: close + 1], after
     raise DevHostError(f"route '{template}': unbalanced '(' in constraint '{text}'")
 
 

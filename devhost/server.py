@@ -11,6 +11,7 @@ indexes its functions; ``start`` serves HTTP (uvicorn + httptools on a backgroun
 loop) and starts one thread per timer and per queue trigger; ``stop`` shuts everything
 down, letting invocations in progress finish.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,7 +51,7 @@ class DevHost:
     app_dir: Path
     config: HostConfig
     functions: list[FunctionInfo]
-    errors: dict[str, str]           # function name -> why it is in error (not served)
+    errors: dict[str, str]  # function name -> why it is in error (not served)
     web: WebApp
     invoker: Invoker
     timers: list[TimerRunner]
@@ -67,15 +68,25 @@ class DevHost:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "DevHost":
+    def start(self, timeout: float = 30.0) -> DevHost:
         """Listen on ``host:port`` (port 0 picks a free one), then start timers and pollers."""
         if self._thread is not None:
             raise RuntimeError("the dev host is already started")
         sock = _listen(self.host, self.port)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.web, host=self.host, port=self.port, http="httptools", ws="none", loop="none",
-                                lifespan="off", log_config=None, log_level="warning",
-                                access_log=self.access_log, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            self.web,
+            host=self.host,
+            port=self.port,
+            http="httptools",
+            ws="none",
+            loop="none",
+            lifespan="off",
+            log_config=None,
+            log_level="warning",
+            access_log=self.access_log,
+            timeout_graceful_shutdown=5,
+        )
         if self.access_log:
             logging.getLogger("uvicorn.access").setLevel(logging.INFO)
         self._server = uvicorn.Server(config)
@@ -121,13 +132,15 @@ class DevHost:
                 startup = ", run on startup" if trigger.get("runOnStartup") else ""
                 what = f"timer '{trigger.get('schedule')}'{startup}"
             else:
-                what = f"queue {str(trigger.get('queueName')).lower()} (connection: " \
-                       f"{trigger.get('connection') or 'AzureWebJobsStorage'})"
+                what = (
+                    f"queue {str(trigger.get('queueName')).lower()} (connection: "
+                    f"{trigger.get('connection') or 'AzureWebJobsStorage'})"
+                )
             lines.append(f"  {function.name}: {what}")
         lines.extend(f"  {name}: IN ERROR, not running: {reason}" for name, reason in self.errors.items())
         return lines
 
-    def __enter__(self) -> "DevHost":
+    def __enter__(self) -> DevHost:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -149,8 +162,13 @@ class DevHost:
             loop.close()
 
 
-def build(app_dir: str | os.PathLike[str] = ".", *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          access_log: bool = False) -> DevHost:
+def build(
+    app_dir: str | os.PathLike[str] = ".",
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    access_log: bool = False,
+) -> DevHost:
     """Load the function app in ``app_dir`` and prepare a :class:`DevHost` (not started).
 
     Raises :class:`DevHostError` when the app cannot be served at all (no app, bad
@@ -183,7 +201,7 @@ def build(app_dir: str | os.PathLike[str] = ".", *, host: str = DEFAULT_HOST, po
     for function in indexed:
         try:
             for binding in function.outputs.values():
-                if binding.type == "queue":        # fail now rather than at the first invocation
+                if binding.type == "queue":  # fail now rather than at the first invocation
                     resolve_connection(binding.get("connection"))
             if function.kind == HTTP_TRIGGER:
                 web.add(function)
@@ -199,9 +217,20 @@ def build(app_dir: str | os.PathLike[str] = ".", *, host: str = DEFAULT_HOST, po
         log.error("function %s is in error and will not run: %s", name, reason)
     for poller in pollers:
         wake.register(poller)
-    return DevHost(app_dir=directory, config=config, functions=functions, errors=errors, web=web,
-                   invoker=invoker, timers=timers, pollers=pollers, clients=clients, host=host, port=port,
-                   access_log=access_log)
+    return DevHost(
+        app_dir=directory,
+        config=config,
+        functions=functions,
+        errors=errors,
+        web=web,
+        invoker=invoker,
+        timers=timers,
+        pollers=pollers,
+        clients=clients,
+        host=host,
+        port=port,
+        access_log=access_log,
+    )
 
 
 def _listen(host: str, port: int) -> socket.socket:

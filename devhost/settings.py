@@ -3,6 +3,7 @@
 Like Core Tools, the values of ``local.settings.json`` become environment variables,
 but never override a variable that is already set.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,5 +80,10 @@ def parse_timespan(value: str | int | float, *, default_unit: float = 1.0) -> fl
     days, hours, minutes, seconds, fraction = match.groups()
     if int(minutes) > 59 or (seconds and int(seconds) > 59):
         raise DevHostError(f"not a TimeSpan (expected hh:mm:ss): {value!r}")
-    return (int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds or 0)
-            + (float("0." + fraction) if fraction else 0.0))
+    return (
+        int(days or 0) * 86400
+        + int(hours) * 3600
+        + int(minutes) * 60
+        + int(seconds or 0)
+        + (float("0." + fraction) if fraction else 0.0)
+    )

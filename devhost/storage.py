@@ -5,6 +5,7 @@ host also tries ``AzureWebJobs<name>``) holding a connection string, or
 ``UseDevelopmentStorage=true`` for Azurite on its default ports. Queues are created on
 first use. Message bodies are encoded per host.json ``messageEncoding``.
 """
+
 from __future__ import annotations
 
 import base64

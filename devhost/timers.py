@@ -6,13 +6,14 @@ the invocation returns, so a timer never overlaps itself (occurrences missed whi
 ran are skipped, as in the Functions host). Schedules are evaluated in UTC, or in the
 IANA time zone named by the ``WEBSITE_TIME_ZONE`` setting.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import threading
 import time
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,7 +27,7 @@ from devhost.settings import parse_timespan
 
 log = logging.getLogger("devhost")
 
-PAST_DUE_AFTER = 1.0   # seconds late after which an invocation is reported as past due
+PAST_DUE_AFTER = 1.0  # seconds late after which an invocation is reported as past due
 
 
 class Schedule(Protocol):
@@ -37,10 +38,11 @@ class Schedule(Protocol):
 class CronSchedule:
     """An NCRONTAB expression: ``{second} {minute} {hour} {day} {month} {day-of-week}``."""
 
-    def __init__(self, expression: str, zone: tzinfo = timezone.utc) -> None:
+    def __init__(self, expression: str, zone: tzinfo = UTC) -> None:
         if len(expression.split()) != 6 or not croniter.is_valid(expression, second_at_beginning=True):
-            raise DevHostError(f"'{expression}' is not a valid NCRONTAB expression "
-                               f"(six fields, seconds first, e.g. '0 */5 * * * *')")
+            raise DevHostError(
+                f"'{expression}' is not a valid NCRONTAB expression (six fields, seconds first, e.g. '0 */5 * * * *')"
+            )
         self.expression = expression
         self.zone = zone
 
@@ -72,7 +74,7 @@ def parse_schedule(expression: str, zone_name: str | None = None) -> Schedule:
     expression = expression.strip()
     if ":" in expression and " " not in expression:
         return IntervalSchedule(parse_timespan(expression))
-    zone: tzinfo = timezone.utc
+    zone: tzinfo = UTC
     if zone_name:
         try:
             zone = ZoneInfo(zone_name)
@@ -87,8 +89,7 @@ class TimerRunner:
     def __init__(self, function: FunctionInfo, invoker: Invoker) -> None:
         self.function = function
         self.invoker = invoker
-        self.schedule = parse_schedule(str(function.trigger.get("schedule", "")),
-                                       os.environ.get("WEBSITE_TIME_ZONE"))
+        self.schedule = parse_schedule(str(function.trigger.get("schedule", "")), os.environ.get("WEBSITE_TIME_ZONE"))
         self.run_on_startup = bool(function.trigger.get("runOnStartup", False))
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"devhost-timer-{function.name}", daemon=True)
@@ -102,7 +103,7 @@ class TimerRunner:
         self._stopping.set()
 
     def join(self, timeout: float | None = None) -> None:
-        if self._thread.ident is not None:          # started
+        if self._thread.ident is not None:  # started
             self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -144,8 +145,8 @@ class TimerRunner:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat()
+    return moment.astimezone(UTC).isoformat()

@@ -6,6 +6,7 @@ function's auth level, turned into ``func.HttpRequest`` and the function's
 RFC 9457 ``application/problem+json`` documents; user exceptions become a generic 500
 (the traceback goes to the log, never to the client).
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,8 +46,8 @@ class Endpoint:
     """An HTTP-triggered function with its route and auth level."""
 
     function: FunctionInfo
-    route: str                       # template relative to the route prefix
-    methods: frozenset[str]          # empty: every method
+    route: str  # template relative to the route prefix
+    methods: frozenset[str]  # empty: every method
     auth_level: str
 
 
@@ -125,8 +126,12 @@ class WebApp:
         ep = match.target
         if ep is None:
             if match.allowed:
-                return problem(405, "Method Not Allowed", f"{method} is not allowed on this route.",
-                               {"Allow": ", ".join(sorted(match.allowed))})
+                return problem(
+                    405,
+                    "Method Not Allowed",
+                    f"{method} is not allowed on this route.",
+                    {"Allow": ", ".join(sorted(match.allowed))},
+                )
             return problem(404, "Not Found", "No function matches this route.")
         headers, key = _joined(scope["headers"])
         query: bytes = scope.get("query_string", b"")
@@ -136,7 +141,8 @@ class WebApp:
                 detail = "A valid key is required in the x-functions-key header or the code query parameter."
                 return problem(401, "Unauthorized", detail)
         http_request = func.HttpRequest(
-            method, _url(scope),
+            method,
+            _url(scope),
             headers=headers,
             params=params,
             route_params=match.params,
@@ -196,8 +202,13 @@ def _url(scope: Scope) -> str:
 def _origin(scheme: str, host: bytes | None, server: tuple[str, int] | None) -> str | None:
     """``scheme://authority`` as starlette derives it from the host header (else the server address);
     None when there is neither."""
-    scope = {"scheme": scheme, "server": server, "path": "/", "query_string": b"",
-             "headers": [(b"host", host)] if host is not None else []}
+    scope = {
+        "scheme": scheme,
+        "server": server,
+        "path": "/",
+        "query_string": b"",
+        "headers": [(b"host", host)] if host is not None else [],
+    }
     root = str(URL(scope=scope))
     return root[:-1] if root != "/" and root.endswith("/") else None
 

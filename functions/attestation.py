@@ -2,8 +2,8 @@
 
 import azure.functions as func
 
-from functions.http import handle_errors, json_response
 from functions.host import get_host
+from functions.http import handle_errors, json_response
 
 bp = func.Blueprint()
 

@@ -10,8 +10,8 @@ import logging
 
 import azure.functions as func
 
-from functions.http import MAX_SEQUENCE, handle_errors, int_param, json_response
 from functions.host import get_host
+from functions.http import MAX_SEQUENCE, handle_errors, int_param, json_response
 
 bp = func.Blueprint()
 log = logging.getLogger("fabric.events")
@@ -35,8 +35,9 @@ def run_fire(message: func.QueueMessage) -> None:
 @handle_errors
 def webhook(req: func.HttpRequest) -> func.HttpResponse:
     """HMAC-authenticated webhook call -> 202 with the fire's sequence; 401 problem if the HMAC is bad."""
-    accepted = get_host().events.webhook(req.route_params["subscription_id"], req.headers.get("X-Webhook-Signature"),
-                                    req.get_body())
+    accepted = get_host().events.webhook(
+        req.route_params["subscription_id"], req.headers.get("X-Webhook-Signature"), req.get_body()
+    )
     return json_response(accepted, 202)
 
 

@@ -1,5 +1,6 @@
 """The one :class:`~shared.host.composition.Host` of this worker process, built from the app settings on
 first use and closed at exit. Blueprints call :func:`get_host`; the core never does."""
+
 from __future__ import annotations
 
 import atexit

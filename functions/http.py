@@ -1,4 +1,5 @@
 """HTTP plumbing shared by the blueprints: JSON bodies in, JSON or problem documents out."""
+
 from __future__ import annotations
 
 import functools
@@ -19,8 +20,9 @@ MAX_SEQUENCE = 2**62  #: the largest ledger sequence or tree size a query may na
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body, separators=(",", ":")), status_code=status,
-                             mimetype="application/json", headers=headers)
+    return func.HttpResponse(
+        json.dumps(body, separators=(",", ":")), status_code=status, mimetype="application/json", headers=headers
+    )
 
 
 def document_response(document: Any, status: int = 200) -> func.HttpResponse:
@@ -30,8 +32,9 @@ def document_response(document: Any, status: int = 200) -> func.HttpResponse:
 
 
 def problem_response(error: FabricError) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(error.problem(), separators=(",", ":")), status_code=error.status,
-                             mimetype=PROBLEM)
+    return func.HttpResponse(
+        json.dumps(error.problem(), separators=(",", ":")), status_code=error.status, mimetype=PROBLEM
+    )
 
 
 def json_body(req: func.HttpRequest) -> Any:
@@ -42,8 +45,9 @@ def json_body(req: func.HttpRequest) -> Any:
     try:
         return parse_json(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}",
-                           field="$") from None
+        raise InvalidInput(
+            f"request body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}", field="$"
+        ) from None
 
 
 @overload

@@ -20,9 +20,15 @@ def ledger_head(req: func.HttpRequest) -> func.HttpResponse:
     host = get_host()
     head = host.ledger.head()
     latest = host.ledger_index.latest()
-    return json_response({"stream": host.ledger.stream, "size": head.size, "head_hash": "0x" + head.entry_hash,
-                          "checkpoint": latest.to_dict() if latest else None,
-                          "public_key": host.ledger_index.public_key})
+    return json_response(
+        {
+            "stream": host.ledger.stream,
+            "size": head.size,
+            "head_hash": "0x" + head.entry_hash,
+            "checkpoint": latest.to_dict() if latest else None,
+            "public_key": host.ledger_index.public_key,
+        }
+    )
 
 
 @bp.route(route="ledger/entries", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

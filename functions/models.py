@@ -1,5 +1,6 @@
 """Typed request models, parsed at the edge: HTTP bodies become the core's request objects here, and a
 malformed body is a 400 problem naming the field (``$`` for the body itself)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,8 +25,9 @@ def registration_package(body: Any) -> str:
         raise InvalidInput("package is required", field="package")
     package = body["package"]
     if not isinstance(package, str):
-        raise InvalidInput("package must be a package folder name (lowercase letters, digits, underscores)",
-                           field="package")
+        raise InvalidInput(
+            "package must be a package folder name (lowercase letters, digits, underscores)", field="package"
+        )
     return package
 
 
@@ -38,8 +40,11 @@ def call(body: Any) -> Call:
     if not isinstance(args, dict):
         raise InvalidInput("args must be a JSON object of named arguments", field="args")
     request_id = body.get("request_id")
-    return Call(method if isinstance(method, str) else "", args,
-                from_hex(request_id, length=32, field="request_id") if request_id is not None else None)
+    return Call(
+        method if isinstance(method, str) else "",
+        args,
+        from_hex(request_id, length=32, field="request_id") if request_id is not None else None,
+    )
 
 
 def deadline(body: Any) -> int | None:

@@ -22,8 +22,9 @@ def request_invocation(req: func.HttpRequest, queue: func.Out[str]) -> func.Http
     request = get_host().queued.accept(req.route_params["name"], models.call(body), models.deadline(body))
     queue.set(request.to_message())
     location = f"/api/requests/{request.request_id}"
-    return json_response({"request_id": request.request_id, "status": "pending", "location": location}, 202,
-                         {"Location": location})
+    return json_response(
+        {"request_id": request.request_id, "status": "pending", "location": location}, 202, {"Location": location}
+    )
 
 
 @bp.route(route="requests/{request_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

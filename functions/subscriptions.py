@@ -1,5 +1,6 @@
 """Subscribers and subscriptions: /api/subscribers (register: admin key), /api/subscriptions (signed
 subscriber requests, header ``X-Subscriber-Signature``; docs/events.md)."""
+
 import azure.functions as func
 
 from functions import models
@@ -31,16 +32,18 @@ def list_subscribers(req: func.HttpRequest) -> func.HttpResponse:
 def create_subscription(req: func.HttpRequest) -> func.HttpResponse:
     """A signed ``subscribe`` request -> 201 with the subscription (and a webhook secret, shown once)."""
     created = get_host().subscriptions.subscribe(req.get_body(), req.headers.get(HEADER), now_ms=now_ms())
-    return json_response(created, status=201,
-                         headers={"Location": f"/api/subscriptions/{created['subscription']['id']}"})
+    return json_response(
+        created, status=201, headers={"Location": f"/api/subscriptions/{created['subscription']['id']}"}
+    )
 
 
 @bp.route(route="subscriptions", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def list_subscriptions(req: func.HttpRequest) -> func.HttpResponse:
     """Subscriptions, optionally of one ``subscriber`` and/or in one ``status``."""
-    return json_response(get_host().subscriptions.list(subscriber=req.params.get("subscriber"),
-                                            status=req.params.get("status")))
+    return json_response(
+        get_host().subscriptions.list(subscriber=req.params.get("subscriber"), status=req.params.get("status"))
+    )
 
 
 @bp.route(route="subscriptions/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
@@ -54,5 +57,8 @@ def get_subscription(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def cancel_subscription(req: func.HttpRequest) -> func.HttpResponse:
     """A signed ``cancel`` request by the subscription's own subscriber -> the cancelled subscription."""
-    return json_response(get_host().subscriptions.cancel(req.route_params["id"], req.get_body(), req.headers.get(HEADER),
-                                              now_ms=now_ms()))
+    return json_response(
+        get_host().subscriptions.cancel(
+            req.route_params["id"], req.get_body(), req.headers.get(HEADER), now_ms=now_ms()
+        )
+    )

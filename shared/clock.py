@@ -1,4 +1,5 @@
 """The host's clock: unix milliseconds and ISO-8601 UTC timestamps, defined once."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -12,4 +13,4 @@ def now_ms() -> int:
 
 def utc_now() -> str:
     """The current UTC time as ISO 8601 with milliseconds and ``Z`` (the ledger's time format)."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

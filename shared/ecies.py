@@ -12,6 +12,7 @@ compressed SEC1) and wraps ``K`` with AES-256-GCM under ``KEK``, a zero nonce (e
 once: it depends on the ephemeral key) and the same AAD. A recipient is named by its key id,
 SHA-256 of its compressed public key.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -91,9 +92,16 @@ def _shared_x(public_key: coincurve.PublicKey, secret: bytes) -> bytes:
     return public_key.multiply(secret).format(compressed=True)[1:]
 
 
-def encrypt_field(field: str, value: str, recipients: list[Any], context: str = "", *,
-                  ephemeral_secret: bytes | None = None, content_key: bytes | None = None,
-                  nonce: bytes | None = None) -> dict[str, Any]:
+def encrypt_field(
+    field: str,
+    value: str,
+    recipients: list[Any],
+    context: str = "",
+    *,
+    ephemeral_secret: bytes | None = None,
+    content_key: bytes | None = None,
+    nonce: bytes | None = None,
+) -> dict[str, Any]:
     """Encrypt ``value`` to ``recipients`` (hex SEC1 public keys). The keyword-only randomness
     parameters exist for test vectors only; leave them out."""
     if not isinstance(field, str) or not field:
@@ -116,16 +124,28 @@ def encrypt_field(field: str, value: str, recipients: list[Any], context: str = 
     header = aad(field, context)
     e_pub = ephemeral.public_key.format(compressed=True)
     wrapped = []
-    for k, kid in zip(keys, ids):
+    for k, kid in zip(keys, ids, strict=False):
         kek = _kek(_shared_x(k, ephemeral.secret), e_pub, k.format(compressed=True))
         wrapped.append({"key_id": _hex(kid), "wrapped_key": _hex(AESGCM(kek).encrypt(WRAP_NONCE, content_key, header))})
-    return {"version": VERSION, "field": field, "context": context, "ephemeral_public_key": _hex(e_pub),
-            "nonce": _hex(nonce), "ciphertext": _hex(AESGCM(content_key).encrypt(nonce, value.encode("utf-8"), header)),
-            "recipients": wrapped, "recipients_digest": _hex(recipients_digest(ids))}
+    return {
+        "version": VERSION,
+        "field": field,
+        "context": context,
+        "ephemeral_public_key": _hex(e_pub),
+        "nonce": _hex(nonce),
+        "ciphertext": _hex(AESGCM(content_key).encrypt(nonce, value.encode("utf-8"), header)),
+        "recipients": wrapped,
+        "recipients_digest": _hex(recipients_digest(ids)),
+    }
 
 
-def decrypt_field(message: dict[str, Any], private_key: bytes | str | coincurve.PrivateKey, *,
-                  field: str | None = None, context: str | None = None) -> str:
+def decrypt_field(
+    message: dict[str, Any],
+    private_key: bytes | str | coincurve.PrivateKey,
+    *,
+    field: str | None = None,
+    context: str | None = None,
+) -> str:
     """Decrypt a ciphertext object with a recipient's private key.
 
     ``field``/``context`` are what the counterparty expects (the AAD); by default the values the
@@ -165,8 +185,10 @@ def decrypt_field(message: dict[str, Any], private_key: bytes | str | coincurve.
         content_key = AESGCM(kek).decrypt(WRAP_NONCE, _unhex(entry.get("wrapped_key"), "wrapped_key"), header)
         plain = AESGCM(content_key).decrypt(nonce, _unhex(message.get("ciphertext"), "ciphertext"), header)
     except InvalidTag:
-        raise EciesError("authentication failed: the ciphertext, its field/context (AAD) or the wrapped key "
-                         "was altered, or the message was bound to another field/context") from None
+        raise EciesError(
+            "authentication failed: the ciphertext, its field/context (AAD) or the wrapped key "
+            "was altered, or the message was bound to another field/context"
+        ) from None
     try:
         return plain.decode("utf-8")
     except UnicodeDecodeError:

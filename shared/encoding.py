@@ -4,6 +4,7 @@
 * ``keccak256`` is Ethereum's Keccak-256 (not SHA3-256), as used by EIP-712.
 * Byte strings travel as ``0x``-prefixed lowercase hex.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,6 @@ import rfc8785
 from sha3 import keccak_256 as _keccak_256
 
 from shared.errors import InvalidInput
-
 
 _MAX_SAFE_INT = 2**53 - 1
 _FAST_DEPTH = 32

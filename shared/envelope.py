@@ -15,6 +15,7 @@ Signatures are 65 bytes ``r || s || v`` with ``v`` in {27, 28} and low ``s`` (EI
 (precomputed type hashes + ``coincurve``); ``eth-account`` is the reference implementation the
 tests compare against on published vectors (``docs/envelope.md``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import coincurve
+
 from shared.encoding import canonical_json, from_hex, keccak256, to_hex
 from shared.errors import InvalidInput, VerificationError
 
@@ -34,20 +36,32 @@ SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = SECP256K1_N // 2
 
 DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-ENVELOPE_TYPE = ("Envelope(address cryptlet,bytes32 digest,bytes32 topic,bytes32 requestId,uint64 sequence,"
-                 "uint64 timestamp,bytes32 payloadHash,bytes32 evidenceHash,bytes32 registration)")
+ENVELOPE_TYPE = (
+    "Envelope(address cryptlet,bytes32 digest,bytes32 topic,bytes32 requestId,uint64 sequence,"
+    "uint64 timestamp,bytes32 payloadHash,bytes32 evidenceHash,bytes32 registration)"
+)
 DOMAIN_TYPEHASH = keccak256(DOMAIN_TYPE.encode())
 ENVELOPE_TYPEHASH = keccak256(ENVELOPE_TYPE.encode())
 
 #: EIP-712 type definitions, for ``eth_account.messages.encode_typed_data`` and for wallets.
 EIP712_TYPES: dict[str, list[dict[str, str]]] = {
-    "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                     {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
-    "Envelope": [{"name": "cryptlet", "type": "address"}, {"name": "digest", "type": "bytes32"},
-                 {"name": "topic", "type": "bytes32"}, {"name": "requestId", "type": "bytes32"},
-                 {"name": "sequence", "type": "uint64"}, {"name": "timestamp", "type": "uint64"},
-                 {"name": "payloadHash", "type": "bytes32"}, {"name": "evidenceHash", "type": "bytes32"},
-                 {"name": "registration", "type": "bytes32"}],
+    "EIP712Domain": [
+        {"name": "name", "type": "string"},
+        {"name": "version", "type": "string"},
+        {"name": "chainId", "type": "uint256"},
+        {"name": "verifyingContract", "type": "address"},
+    ],
+    "Envelope": [
+        {"name": "cryptlet", "type": "address"},
+        {"name": "digest", "type": "bytes32"},
+        {"name": "topic", "type": "bytes32"},
+        {"name": "requestId", "type": "bytes32"},
+        {"name": "sequence", "type": "uint64"},
+        {"name": "timestamp", "type": "uint64"},
+        {"name": "payloadHash", "type": "bytes32"},
+        {"name": "evidenceHash", "type": "bytes32"},
+        {"name": "registration", "type": "bytes32"},
+    ],
 }
 
 
@@ -71,11 +85,15 @@ class Domain:
 
     @functools.cached_property
     def _dict(self) -> dict[str, Any]:
-        return {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": self.chain_id,
-                "verifyingContract": to_checksum_address(self.verifying_contract)}
+        return {
+            "name": DOMAIN_NAME,
+            "version": DOMAIN_VERSION,
+            "chainId": self.chain_id,
+            "verifyingContract": to_checksum_address(self.verifying_contract),
+        }
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Domain":
+    def from_dict(cls, data: Any) -> Domain:
         if not isinstance(data, dict):
             raise InvalidInput("domain must be an object", field="domain")
         if data.get("name") != DOMAIN_NAME or data.get("version") != DOMAIN_VERSION:
@@ -90,8 +108,13 @@ class Domain:
 
 @functools.lru_cache(maxsize=64)
 def _separator(chain_id: int, verifying_contract: str) -> bytes:
-    return keccak256(DOMAIN_TYPEHASH + keccak256(DOMAIN_NAME.encode()) + keccak256(DOMAIN_VERSION.encode())
-                     + chain_id.to_bytes(32, "big") + _address_word(verifying_contract))
+    return keccak256(
+        DOMAIN_TYPEHASH
+        + keccak256(DOMAIN_NAME.encode())
+        + keccak256(DOMAIN_VERSION.encode())
+        + chain_id.to_bytes(32, "big")
+        + _address_word(verifying_contract)
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -104,7 +127,7 @@ def to_checksum_address(address: str | bytes) -> str:
     raw = address if isinstance(address, bytes) else from_hex(address, length=20, field="address")
     lower = raw.hex()
     hashed = keccak256(lower.encode()).hex()
-    return "0x" + "".join(c.upper() if int(h, 16) >= 8 else c for c, h in zip(lower, hashed))
+    return "0x" + "".join(c.upper() if int(h, 16) >= 8 else c for c, h in zip(lower, hashed, strict=False))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -180,10 +203,22 @@ class Envelope:
 
     def struct_hash(self, payload_hash: bytes | None = None) -> bytes:
         """keccak256 of the encoded struct; ``payload_hash`` if the caller already has it."""
-        return keccak256(b"".join((
-            ENVELOPE_TYPEHASH, _address_word(self.cryptlet), self.digest, topic_hash(self.topic), self.request_id,
-            self.sequence.to_bytes(32, "big"), self.timestamp_ms.to_bytes(32, "big"),
-            payload_hash or self.payload_hash, self.evidence_hash, self.registration_hash)))
+        return keccak256(
+            b"".join(
+                (
+                    ENVELOPE_TYPEHASH,
+                    _address_word(self.cryptlet),
+                    self.digest,
+                    topic_hash(self.topic),
+                    self.request_id,
+                    self.sequence.to_bytes(32, "big"),
+                    self.timestamp_ms.to_bytes(32, "big"),
+                    payload_hash or self.payload_hash,
+                    self.evidence_hash,
+                    self.registration_hash,
+                )
+            )
+        )
 
     def signing_hash(self, payload_hash: bytes | None = None) -> bytes:
         """The EIP-712 digest ``keccak256(0x1901 || domainSeparator || structHash)``."""
@@ -192,12 +227,20 @@ class Envelope:
     def typed_data(self) -> dict[str, Any]:
         """The EIP-712 ``eth_signTypedData_v4`` document of this envelope."""
         return {
-            "types": EIP712_TYPES, "primaryType": "Envelope", "domain": self.domain.to_dict(),
-            "message": {"cryptlet": to_checksum_address(self.cryptlet), "digest": to_hex(self.digest),
-                        "topic": to_hex(topic_hash(self.topic)), "requestId": to_hex(self.request_id),
-                        "sequence": self.sequence, "timestamp": self.timestamp_ms,
-                        "payloadHash": to_hex(self.payload_hash), "evidenceHash": to_hex(self.evidence_hash),
-                        "registration": to_hex(self.registration_hash)},
+            "types": EIP712_TYPES,
+            "primaryType": "Envelope",
+            "domain": self.domain.to_dict(),
+            "message": {
+                "cryptlet": to_checksum_address(self.cryptlet),
+                "digest": to_hex(self.digest),
+                "topic": to_hex(topic_hash(self.topic)),
+                "requestId": to_hex(self.request_id),
+                "sequence": self.sequence,
+                "timestamp": self.timestamp_ms,
+                "payloadHash": to_hex(self.payload_hash),
+                "evidenceHash": to_hex(self.evidence_hash),
+                "registration": to_hex(self.registration_hash),
+            },
         }
 
     def to_dict(self, payload_hash: bytes | None = None) -> dict[str, Any]:
@@ -206,21 +249,40 @@ class Envelope:
 
     def _render(self, payload_hash: bytes, signature: bytes) -> dict[str, Any]:
         return {
-            "version": ENVELOPE_VERSION, "cryptlet": to_checksum_address(self.cryptlet), "name": self.name,
-            "digest": "0x" + self.digest.hex(), "topic": self.topic, "request_id": "0x" + self.request_id.hex(),
-            "sequence": self.sequence, "timestamp": self.timestamp_ms, "payload": self.payload,
-            "payload_hash": "0x" + payload_hash.hex(), "evidence": self.evidence,
-            "registration": self.registration, "domain": self.domain.to_dict(),
+            "version": ENVELOPE_VERSION,
+            "cryptlet": to_checksum_address(self.cryptlet),
+            "name": self.name,
+            "digest": "0x" + self.digest.hex(),
+            "topic": self.topic,
+            "request_id": "0x" + self.request_id.hex(),
+            "sequence": self.sequence,
+            "timestamp": self.timestamp_ms,
+            "payload": self.payload,
+            "payload_hash": "0x" + payload_hash.hex(),
+            "evidence": self.evidence,
+            "registration": self.registration,
+            "domain": self.domain.to_dict(),
             "signature": "0x" + signature.hex(),
         }
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Envelope":
+    def from_dict(cls, data: Any) -> Envelope:
         """Parse an envelope document; malformed input raises :class:`InvalidInput` naming the field."""
         if not isinstance(data, dict):
             raise InvalidInput("envelope must be a JSON object", field="$")
-        for key in ("cryptlet", "name", "digest", "topic", "request_id", "sequence", "timestamp", "payload",
-                    "registration", "domain", "signature"):
+        for key in (
+            "cryptlet",
+            "name",
+            "digest",
+            "topic",
+            "request_id",
+            "sequence",
+            "timestamp",
+            "payload",
+            "registration",
+            "domain",
+            "signature",
+        ):
             if key not in data:
                 raise InvalidInput(f"envelope is missing {key!r}", field=key)
         if data.get("version", ENVELOPE_VERSION) != ENVELOPE_VERSION:
@@ -235,13 +297,24 @@ class Envelope:
             raise InvalidInput("evidence must be an object", field="evidence")
         from_hex(data["cryptlet"], length=20, field="cryptlet")
         envelope = cls(
-            cryptlet=data["cryptlet"], name=str(data["name"]), digest=from_hex(data["digest"], length=32, field="digest"),
-            topic=str(data["topic"]), request_id=from_hex(data["request_id"], length=32, field="request_id"),
-            sequence=data["sequence"], timestamp_ms=data["timestamp"], payload=data["payload"],
-            domain=Domain.from_dict(data["domain"]), registration=data["registration"], evidence=evidence,
-            signature=from_hex(data["signature"], field="signature"))
-        envelope.registration_hash  # validates the field early
-        if "payload_hash" in data and from_hex(data["payload_hash"], length=32, field="payload_hash") != envelope.payload_hash:
+            cryptlet=data["cryptlet"],
+            name=str(data["name"]),
+            digest=from_hex(data["digest"], length=32, field="digest"),
+            topic=str(data["topic"]),
+            request_id=from_hex(data["request_id"], length=32, field="request_id"),
+            sequence=data["sequence"],
+            timestamp_ms=data["timestamp"],
+            payload=data["payload"],
+            domain=Domain.from_dict(data["domain"]),
+            registration=data["registration"],
+            evidence=evidence,
+            signature=from_hex(data["signature"], field="signature"),
+        )
+        _ = envelope.registration_hash  # validates the field early
+        if (
+            "payload_hash" in data
+            and from_hex(data["payload_hash"], length=32, field="payload_hash") != envelope.payload_hash
+        ):
             raise VerificationError("payload_hash_mismatch", "payload_hash does not match the payload")
         return envelope
 
@@ -309,8 +382,9 @@ def verify_envelope(envelope: Envelope, expected_address: str | None = None) -> 
     """
     signer = recover_address(envelope.signing_hash(), envelope.signature)
     if signer.lower() != envelope.cryptlet.lower():
-        raise VerificationError("signature_mismatch",
-                                f"signature was made by {signer}, not by the envelope's cryptlet {envelope.cryptlet}")
+        raise VerificationError(
+            "signature_mismatch", f"signature was made by {signer}, not by the envelope's cryptlet {envelope.cryptlet}"
+        )
     if expected_address is not None and signer.lower() != expected_address.lower():
         raise VerificationError("signer_mismatch", f"envelope signed by {signer}, expected {expected_address}")
     return signer

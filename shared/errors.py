@@ -5,6 +5,7 @@ status, a stable machine ``code``, an optional ``field`` (the JSON path of the o
 input) and renders as an RFC 9457 problem document with :meth:`FabricError.problem`.
 Messages never contain key material.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,8 +26,13 @@ class FabricError(Exception):
 
     def problem(self) -> dict[str, Any]:
         """The error as an RFC 9457 ``application/problem+json`` body."""
-        body: dict[str, Any] = {"type": f"urn:cryptlet-fabric:error:{self.code}", "title": self.title,
-                                "status": self.status, "detail": self.detail, "code": self.code}
+        body: dict[str, Any] = {
+            "type": f"urn:cryptlet-fabric:error:{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
         if self.field is not None:
             body["field"] = self.field
         body.update(self.extra)

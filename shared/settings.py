@@ -3,6 +3,7 @@
 Every setting is listed in :data:`SETTINGS` with its default and meaning; docs/settings.md and
 the Bicep template are checked against this list by the tests.
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,39 +21,76 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: name -> (default or None when required, description)
 SETTINGS: dict[str, tuple[str | None, str]] = {
-    "AzureWebJobsStorage": (None, "Storage connection string (tables, queues); `UseDevelopmentStorage=true` for "
-                                  "Azurite. In Azure: `AzureWebJobsStorage__accountName` with the managed identity."),
-    "FABRIC_SEALING_SECRET": (None, "Base64 of >= 32 random bytes: the process provider's platform sealing secret. "
-                                    "Keys sealed under one secret cannot be opened under another."),
-    "FABRIC_PACKAGES_DIR": ("cryptlet_packages", "Folder holding cryptlet packages that may be registered "
-                                                 "(relative to the app root)."),
-    "FABRIC_UPLOADS_DIR": ("", "Writable folder where uploaded packages are extracted (`<digest>/` each); empty: "
-                               "FABRIC_PACKAGES_DIR/.uploads. Every upload is also kept in blob storage."),
-    "FABRIC_MAX_PACKAGE_BYTES": ("5242880", "Largest uploaded package zip in bytes (compressed); it may unpack to "
-                                            "at most four times this and hold at most 256 entries."),
+    "AzureWebJobsStorage": (
+        None,
+        "Storage connection string (tables, queues); `UseDevelopmentStorage=true` for "
+        "Azurite. In Azure: `AzureWebJobsStorage__accountName` with the managed identity.",
+    ),
+    "FABRIC_SEALING_SECRET": (
+        None,
+        "Base64 of >= 32 random bytes: the process provider's platform sealing secret. "
+        "Keys sealed under one secret cannot be opened under another.",
+    ),
+    "FABRIC_PACKAGES_DIR": (
+        "cryptlet_packages",
+        "Folder holding cryptlet packages that may be registered (relative to the app root).",
+    ),
+    "FABRIC_UPLOADS_DIR": (
+        "",
+        "Writable folder where uploaded packages are extracted (`<digest>/` each); empty: "
+        "FABRIC_PACKAGES_DIR/.uploads. Every upload is also kept in blob storage.",
+    ),
+    "FABRIC_MAX_PACKAGE_BYTES": (
+        "5242880",
+        "Largest uploaded package zip in bytes (compressed); it may unpack to "
+        "at most four times this and hold at most 256 entries.",
+    ),
     "FABRIC_TABLE_PREFIX": ("fabric", "Prefix of every table the fabric creates (letters and digits)."),
     "FABRIC_CHAIN_ID": ("0", "EIP-712 domain chainId that envelopes are signed for."),
-    "FABRIC_VERIFYING_CONTRACT": ("0x0000000000000000000000000000000000000000",
-                                  "EIP-712 domain verifyingContract that envelopes are signed for."),
+    "FABRIC_VERIFYING_CONTRACT": (
+        "0x0000000000000000000000000000000000000000",
+        "EIP-712 domain verifyingContract that envelopes are signed for.",
+    ),
     "FABRIC_REGION_TIMEOUT_S": ("10", "Seconds a region may take to answer one call before it is killed."),
     "FABRIC_REGIONS_PER_CRYPTLET": ("2", "Most warm regions kept per cryptlet (calls beyond wait for one)."),
-    "FABRIC_AUDIT_SCHEDULE": ("0 0 * * * *", "NCRONTAB schedule of the ledger audit timer (six fields, seconds first)."),
-    "FABRIC_CHECKPOINT_SCHEDULE": ("0 */5 * * * *", "NCRONTAB schedule of the signed ledger checkpoint timer "
-                                                    "(a checkpoint is written only when the ledger grew)."),
-    "FABRIC_WARM_SCHEDULE": ("0 */1 * * * *", "NCRONTAB schedule of the timer that keeps each cryptlet's "
-                                              "min_instances regions warm (also run at host start)."),
+    "FABRIC_AUDIT_SCHEDULE": (
+        "0 0 * * * *",
+        "NCRONTAB schedule of the ledger audit timer (six fields, seconds first).",
+    ),
+    "FABRIC_CHECKPOINT_SCHEDULE": (
+        "0 */5 * * * *",
+        "NCRONTAB schedule of the signed ledger checkpoint timer (a checkpoint is written only when the ledger grew).",
+    ),
+    "FABRIC_WARM_SCHEDULE": (
+        "0 */1 * * * *",
+        "NCRONTAB schedule of the timer that keeps each cryptlet's "
+        "min_instances regions warm (also run at host start).",
+    ),
     "FABRIC_INVOKE_QUEUE": ("cryptlet-invocations", "Queue of asynchronous invocation requests."),
-    "FABRIC_FIRE_QUEUE": ("cryptlet-fires", "Queue of subscription fires (event engine; poison: `<queue>-poison`, "
-                                            "listed by GET /api/deadletters)."),
-    "FABRIC_SCHEDULER_SCHEDULE": ("* * * * * *", "NCRONTAB schedule of the event scheduler tick (every second: it "
-                                                 "enqueues the fires due within the next 2 s)."),
-    "FABRIC_DELIVERY_BACKOFF_MAX_S": ("60", "Longest wait in seconds between two delivery attempts of a fire "
-                                            "(exponential from host.json visibilityTimeout; after maxDequeueCount "
-                                            "attempts the fire goes to the poison queue)."),
-    "FABRIC_KEY_STORE": ("table", "Where sealed cryptlet keys are stored: `table` (the `<prefix>keys` table; "
-                                  "Azurite locally) or `keyvault` (Key Vault secrets at FABRIC_KEY_VAULT_URL)."),
-    "FABRIC_KEY_VAULT_URL": ("", "Key Vault URL (https://<name>.vault.azure.net) for FABRIC_KEY_STORE=keyvault; "
-                                 "reached with DefaultAzureCredential (the app's managed identity in Azure)."),
+    "FABRIC_FIRE_QUEUE": (
+        "cryptlet-fires",
+        "Queue of subscription fires (event engine; poison: `<queue>-poison`, listed by GET /api/deadletters).",
+    ),
+    "FABRIC_SCHEDULER_SCHEDULE": (
+        "* * * * * *",
+        "NCRONTAB schedule of the event scheduler tick (every second: it enqueues the fires due within the next 2 s).",
+    ),
+    "FABRIC_DELIVERY_BACKOFF_MAX_S": (
+        "60",
+        "Longest wait in seconds between two delivery attempts of a fire "
+        "(exponential from host.json visibilityTimeout; after maxDequeueCount "
+        "attempts the fire goes to the poison queue).",
+    ),
+    "FABRIC_KEY_STORE": (
+        "table",
+        "Where sealed cryptlet keys are stored: `table` (the `<prefix>keys` table; "
+        "Azurite locally) or `keyvault` (Key Vault secrets at FABRIC_KEY_VAULT_URL).",
+    ),
+    "FABRIC_KEY_VAULT_URL": (
+        "",
+        "Key Vault URL (https://<name>.vault.azure.net) for FABRIC_KEY_STORE=keyvault; "
+        "reached with DefaultAzureCredential (the app's managed identity in Azure).",
+    ),
 }
 
 _TABLE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}$")
@@ -82,7 +120,7 @@ class Settings:
         return self.uploads_dir or self.packages_dir / ".uploads"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
 
         def get(name: str) -> str:
@@ -96,24 +134,31 @@ class Settings:
         except (binascii.Error, ValueError):
             raise ConfigurationError("FABRIC_SEALING_SECRET must be base64", field="FABRIC_SEALING_SECRET") from None
         if len(secret) < 32:
-            raise ConfigurationError("FABRIC_SEALING_SECRET must decode to at least 32 bytes",
-                                     field="FABRIC_SEALING_SECRET")
+            raise ConfigurationError(
+                "FABRIC_SEALING_SECRET must decode to at least 32 bytes", field="FABRIC_SEALING_SECRET"
+            )
         prefix = get("FABRIC_TABLE_PREFIX")
         if not _TABLE_PREFIX.match(prefix):
-            raise ConfigurationError("FABRIC_TABLE_PREFIX must be letters and digits, starting with a letter",
-                                     field="FABRIC_TABLE_PREFIX")
+            raise ConfigurationError(
+                "FABRIC_TABLE_PREFIX must be letters and digits, starting with a letter", field="FABRIC_TABLE_PREFIX"
+            )
         packages = Path(get("FABRIC_PACKAGES_DIR"))
         packages = packages if packages.is_absolute() else PROJECT_ROOT / packages
         uploads = Path(get("FABRIC_UPLOADS_DIR") or packages / ".uploads")
         return cls(
-            storage=storage_setting(env), sealing_secret=secret,
-            packages_dir=packages, uploads_dir=uploads if uploads.is_absolute() else PROJECT_ROOT / uploads,
-            table_prefix=prefix, chain_id=_int(get, "FABRIC_CHAIN_ID", 0),
+            storage=storage_setting(env),
+            sealing_secret=secret,
+            packages_dir=packages,
+            uploads_dir=uploads if uploads.is_absolute() else PROJECT_ROOT / uploads,
+            table_prefix=prefix,
+            chain_id=_int(get, "FABRIC_CHAIN_ID", 0),
             verifying_contract=get("FABRIC_VERIFYING_CONTRACT"),
             region_timeout=float(_int(get, "FABRIC_REGION_TIMEOUT_S", 1)),
             regions_per_cryptlet=_int(get, "FABRIC_REGIONS_PER_CRYPTLET", 1),
-            invoke_queue=get("FABRIC_INVOKE_QUEUE"), max_package_bytes=_int(get, "FABRIC_MAX_PACKAGE_BYTES", 1024),
-            **_key_store(get))
+            invoke_queue=get("FABRIC_INVOKE_QUEUE"),
+            max_package_bytes=_int(get, "FABRIC_MAX_PACKAGE_BYTES", 1024),
+            **_key_store(get),
+        )
 
     def table(self, name: str) -> str:
         """Full table name for one of the fabric's tables."""
@@ -125,8 +170,10 @@ def _key_store(get: Callable[[str], str]) -> dict[str, str]:
     if store not in ("table", "keyvault"):
         raise ConfigurationError("FABRIC_KEY_STORE must be table or keyvault", field="FABRIC_KEY_STORE")
     if store == "keyvault" and not url.startswith("https://"):
-        raise ConfigurationError("FABRIC_KEY_VAULT_URL must be the vault's https:// URL when FABRIC_KEY_STORE=keyvault",
-                                 field="FABRIC_KEY_VAULT_URL")
+        raise ConfigurationError(
+            "FABRIC_KEY_VAULT_URL must be the vault's https:// URL when FABRIC_KEY_STORE=keyvault",
+            field="FABRIC_KEY_VAULT_URL",
+        )
     return {"key_store": store, "key_vault_url": url}
 
 

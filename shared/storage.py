@@ -8,6 +8,7 @@ The setting is a connection string (``UseDevelopmentStorage=true`` means Azurite
 ports, as Core Tools does) or, in Azure, identity-based: ``AzureWebJobsStorage__accountName``
 (optionally ``__tableServiceUri``) with the app's managed identity via ``DefaultAzureCredential``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
@@ -37,8 +38,11 @@ def storage_setting(env: Mapping[str, str]) -> str:
         return env["AzureWebJobsStorage__tableServiceUri"]
     if env.get("AzureWebJobsStorage__accountName"):
         return f"https://{env['AzureWebJobsStorage__accountName']}.table.core.windows.net"
-    raise ConfigurationError("AzureWebJobsStorage is not set: give a connection string, or "
-                             "AzureWebJobsStorage__accountName for identity-based access", field="AzureWebJobsStorage")
+    raise ConfigurationError(
+        "AzureWebJobsStorage is not set: give a connection string, or "
+        "AzureWebJobsStorage__accountName for identity-based access",
+        field="AzureWebJobsStorage",
+    )
 
 
 def resolve_connection_string(value: str | None) -> str:

@@ -8,10 +8,11 @@ and evidence agree on the package measurement).
 Each failed link raises :class:`~shared.errors.VerificationError` whose ``reason`` names the
 check and whose ``link`` (and the start of its message) names the link.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.attestation.evidence import Evidence, EvidencePolicy, VerifiedEvidence
@@ -36,18 +37,29 @@ class VerifiedEnvelope:
         if self.evidence is None:
             attested = "evidence not checked"
         else:
-            attested = (f"evidence {self.evidence.kind}" + (" (software/debug)" if self.evidence.debuggable else "")
-                        + " binds the key")
-        return (f"verified: {e.name} ({e.cryptlet}) signed {e.topic} #{e.sequence}; digest {to_hex(e.digest)[:18]}...; "
-                f"registered at ledger {self.registration.stream}#{self.registration.sequence}; {attested}")
+            attested = (
+                f"evidence {self.evidence.kind}"
+                + (" (software/debug)" if self.evidence.debuggable else "")
+                + " binds the key"
+            )
+        return (
+            f"verified: {e.name} ({e.cryptlet}) signed {e.topic} #{e.sequence}; digest {to_hex(e.digest)[:18]}...; "
+            f"registered at ledger {self.registration.stream}#{self.registration.sequence}; {attested}"
+        )
 
 
 def _broken(link: str, reason: str, detail: str) -> VerificationError:
     return VerificationError(reason, f"{link}: {detail}", link=link)
 
 
-def verify_against_registration(document: Any, entry: LedgerEntry, *, evidence_policy: EvidencePolicy | None = None,
-                                now: datetime | None = None, key: KeyRecord | None = None) -> VerifiedEnvelope:
+def verify_against_registration(
+    document: Any,
+    entry: LedgerEntry,
+    *,
+    evidence_policy: EvidencePolicy | None = None,
+    now: datetime | None = None,
+    key: KeyRecord | None = None,
+) -> VerifiedEnvelope:
     """Verify an envelope document against the ledger entry that registered its signer.
 
     With ``evidence_policy`` the evidence link is checked too (``now`` defaults to the current
@@ -63,17 +75,25 @@ def verify_against_registration(document: Any, entry: LedgerEntry, *, evidence_p
         raise _broken("envelope", exc.reason, exc.detail) from None
     if entry.computed_hash() != entry.entry_hash:
         raise _broken("registration", "registration_tampered", f"ledger entry {entry.sequence} does not match its hash")
-    if (envelope.registration.get("sequence") != entry.sequence
-            or envelope.registration_hash.hex() != entry.entry_hash):
-        raise _broken("registration", "registration_mismatch",
-                      "the envelope cites a different registration entry than the ledger holds")
+    if envelope.registration.get("sequence") != entry.sequence or envelope.registration_hash.hex() != entry.entry_hash:
+        raise _broken(
+            "registration",
+            "registration_mismatch",
+            "the envelope cites a different registration entry than the ledger holds",
+        )
     if entry.kind not in KEY_ESTABLISHING:  # cryptlet.registered, or cryptlet.key_rotated for a rotated key
-        raise _broken("registration", "registration_mismatch",
-                      f"ledger entry {entry.sequence} is a {entry.kind}, not a registration")
+        raise _broken(
+            "registration",
+            "registration_mismatch",
+            f"ledger entry {entry.sequence} is a {entry.kind}, not a registration",
+        )
     registered = entry.payload
     if str(registered.get("address", "")).lower() != envelope.cryptlet.lower():
-        raise _broken("key", "signer_not_registered",
-                      f"envelope signer {envelope.cryptlet} is not the key registered for {registered.get('name')}")
+        raise _broken(
+            "key",
+            "signer_not_registered",
+            f"envelope signer {envelope.cryptlet} is not the key registered for {registered.get('name')}",
+        )
     try:
         public_key = from_hex(registered.get("public_key", ""), length=65, field="public_key")
         key_matches = address_of(public_key).lower() == envelope.cryptlet.lower()
@@ -90,21 +110,25 @@ def verify_against_registration(document: Any, entry: LedgerEntry, *, evidence_p
             raise _broken("key", exc.reason, exc.detail) from None
     verified_evidence = None
     if evidence_policy is not None:
-        verified_evidence = _check_evidence(envelope, registered, public_key, evidence_policy,
-                                            now or datetime.now(timezone.utc))
+        verified_evidence = _check_evidence(envelope, registered, public_key, evidence_policy, now or datetime.now(UTC))
     if registered.get("digest") != to_hex(envelope.digest):
         raise _broken("digest", "digest_mismatch", "envelope digest differs from the registered package digest")
     if verified_evidence is not None and "0x" + verified_evidence.measurement != registered.get("digest"):
-        raise _broken("digest", "measurement_mismatch",
-                      "the evidence attests another package measurement than the registered digest")
+        raise _broken(
+            "digest",
+            "measurement_mismatch",
+            "the evidence attests another package measurement than the registered digest",
+        )
     if registered.get("name") != envelope.name:
-        raise _broken("digest", "name_mismatch",
-                      f"envelope names {envelope.name!r}, registration is {registered.get('name')!r}")
+        raise _broken(
+            "digest", "name_mismatch", f"envelope names {envelope.name!r}, registration is {registered.get('name')!r}"
+        )
     return VerifiedEnvelope(envelope, entry, verified_evidence)
 
 
-def _check_evidence(envelope: Envelope, registered: dict[str, Any], public_key: bytes, policy: EvidencePolicy,
-                    now: datetime) -> VerifiedEvidence:
+def _check_evidence(
+    envelope: Envelope, registered: dict[str, Any], public_key: bytes, policy: EvidencePolicy, now: datetime
+) -> VerifiedEvidence:
     record = registered.get("evidence")
     if not isinstance(record, dict):
         raise _broken("evidence", "evidence_missing", "the registration entry records no attestation evidence")

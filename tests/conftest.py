@@ -5,6 +5,7 @@ Tiers (docs/architecture.md): ``tests/unit`` (no processes, no storage, no netwo
 ``tests/e2e`` (a dev host process, a chain, the demo; ``fabric_host`` lives in ``tests/e2e/conftest.py``).
 Every test is marked ``unit``, ``integration`` or ``e2e`` from its folder: ``pytest -m unit``.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,7 +45,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
 @pytest.fixture(scope="session")
 def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Connection string of a real Azurite: the one `make test` started, else a private one."""
-    existing = os.environ.get("AzureWebJobsStorage", "")
+    existing = os.environ.get("AzureWebJobsStorage", "")  # noqa: SIM112  (the Functions setting name)
     if existing.startswith("DefaultEndpointsProtocol"):
         yield existing
         return

@@ -1,4 +1,5 @@
 """Small helpers shared by test modules: polling, a loopback HTTP server, a fake DNS resolver."""
+
 from __future__ import annotations
 
 import socket
@@ -61,8 +62,10 @@ def resolver_for(mapping: dict[str, list[str]]):
         lookups.append(host)
         if host not in mapping:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
-                for a in mapping[host]]
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+            for a in mapping[host]
+        ]
 
     resolve.lookups = lookups  # type: ignore[attr-defined]
     return resolve

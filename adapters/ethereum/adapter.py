@@ -31,6 +31,7 @@ Failures are logged with their reason, retried with exponential backoff up to ``
 then reported (``failed`` in the state file and an ``ERROR`` log line). Permanent ones (the request
 is no longer pending, the envelope was signed for another domain, ...) are not retried.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,11 +50,11 @@ from web3 import Web3
 
 from shared.encoding import canonical_json
 from shared.envelope import Envelope, topic_hash
-from shared.ledger.checkpoints import VerifierKey
 from shared.errors import FabricError, InvalidInput
-from shared.ledger.chain import LedgerEntry
-from shared.ledger.kinds import KEY_REVOKED, KEY_ROTATED, REGISTERED, RETIRED
 from shared.events.subscribers import sign_request
+from shared.ledger.chain import LedgerEntry
+from shared.ledger.checkpoints import VerifierKey
+from shared.ledger.kinds import KEY_REVOKED, KEY_ROTATED, REGISTERED, RETIRED
 
 from .state import State
 
@@ -63,9 +64,21 @@ PENDING = 1  # CryptletProxy.RequestStatus.Pending
 UNKNOWN, ACTIVE, REVOKED = 0, 1, 2  # SignerSet.Status
 STATUS_NAMES = {UNKNOWN: "unknown", ACTIVE: "active", REVOKED: "revoked"}
 #: Reverts that mean "someone already did it / it cannot be done any more": do not retry.
-PERMANENT = {"RequestNotPending", "UnknownRequest", "RequestExpired", "UnknownSubscription", "SubscriptionEnded",
-             "ReplayedSequence", "WrongTopic", "WrongDigest", "WrongHost", "PayloadMismatch", "WrongChain",
-             "RevokedSigner", "BadSignature"}
+PERMANENT = {
+    "RequestNotPending",
+    "UnknownRequest",
+    "RequestExpired",
+    "UnknownSubscription",
+    "SubscriptionEnded",
+    "ReplayedSequence",
+    "WrongTopic",
+    "WrongDigest",
+    "WrongHost",
+    "PayloadMismatch",
+    "WrongChain",
+    "RevokedSigner",
+    "BadSignature",
+}
 
 
 class Failure(Exception):
@@ -116,21 +129,27 @@ class Fabric:
             except ValueError:
                 problem = {"detail": response.text[:300]}
             reason = problem.get("reason") or problem.get("code") or ""
-            raise Failure(f"fabric {response.request.method} {response.request.url.path} -> {response.status_code}"
-                          f" {reason} {problem.get('detail', '')} field={problem.get('field')}".strip(),
-                          permanent=400 <= response.status_code < 500 and response.status_code not in (408, 409, 429))
+            raise Failure(
+                f"fabric {response.request.method} {response.request.url.path} -> {response.status_code}"
+                f" {reason} {problem.get('detail', '')} field={problem.get('field')}".strip(),
+                permanent=400 <= response.status_code < 500 and response.status_code not in (408, 409, 429),
+            )
         return response.json()
 
     def cryptlet(self, name: str) -> dict[str, Any]:
         return self._check(self.http.get(f"/api/cryptlets/{name}"))
 
     def invoke(self, name: str, method: str, args: dict[str, Any], request_id: str) -> dict[str, Any]:
-        return self._check(self.http.post(f"/api/cryptlets/{name}/invoke",
-                                          json={"method": method, "args": args, "request_id": request_id}))
+        return self._check(
+            self.http.post(
+                f"/api/cryptlets/{name}/invoke", json={"method": method, "args": args, "request_id": request_id}
+            )
+        )
 
     def signed(self, path: str, body: bytes, signature: str) -> httpx.Response:
-        return self.http.post(path, content=body, headers={"X-Subscriber-Signature": signature,
-                                                           "Content-Type": "application/json"})
+        return self.http.post(
+            path, content=body, headers={"X-Subscriber-Signature": signature, "Content-Type": "application/json"}
+        )
 
     def subscriptions(self, subscriber: str) -> list[dict[str, Any]]:
         return self._check(self.http.get("/api/subscriptions", params={"subscriber": subscriber}))["subscriptions"]
@@ -147,16 +166,26 @@ class Fabric:
         return self._check(self.http.get(f"/api/ledger/entries/{sequence}/receipt"))
 
     def history(self, subscription: str, start: int) -> dict[str, Any]:
-        return self._check(self.http.get(f"/api/subscriptions/{subscription}/history",
-                                         params={"from": str(start), "limit": "50"}))
+        return self._check(
+            self.http.get(f"/api/subscriptions/{subscription}/history", params={"from": str(start), "limit": "50"})
+        )
 
 
 def envelope_args(document: dict[str, Any]) -> tuple[tuple, int, tuple, bytes]:
     """(Envelope struct, chainId, Signature struct, payload bytes) of an envelope document."""
     e = Envelope.from_dict(document)
     signature = e.signature
-    struct = (to_checksum_address(e.cryptlet), e.digest, topic_hash(e.topic), e.request_id, e.sequence,
-              e.timestamp_ms, e.payload_hash, e.evidence_hash, e.registration_hash)
+    struct = (
+        to_checksum_address(e.cryptlet),
+        e.digest,
+        topic_hash(e.topic),
+        e.request_id,
+        e.sequence,
+        e.timestamp_ms,
+        e.payload_hash,
+        e.evidence_hash,
+        e.registration_hash,
+    )
     return struct, e.domain.chain_id, (signature[64], signature[:32], signature[32:64]), canonical_json(e.payload)
 
 
@@ -168,8 +197,9 @@ class LedgerVerificationError(Failure):
         self.sequence, self.code = sequence, code
 
 
-def verify_ledger_page(documents: list[Any], *, next_sequence: int, prev_hash: str,
-                       stream: str | None) -> list[LedgerEntry]:
+def verify_ledger_page(
+    documents: list[Any], *, next_sequence: int, prev_hash: str, stream: str | None
+) -> list[LedgerEntry]:
     """Parse and check a page of ledger entries (JSON documents) that must continue a verified chain
     ending in ``prev_hash`` at sequence ``next_sequence - 1`` (``GENESIS_HASH`` before entry 1).
 
@@ -195,11 +225,13 @@ def verify_ledger_page(documents: list[Any], *, next_sequence: int, prev_hash: s
         if stream is not None and entry.stream != stream:
             raise LedgerVerificationError(expected, "stream_mismatch", f"stream {entry.stream!r}, not {stream!r}")
         if entry.computed_hash() != entry.entry_hash:
-            raise LedgerVerificationError(expected, "entry_hash_mismatch",
-                                          "its content does not hash to its entry_hash")
+            raise LedgerVerificationError(
+                expected, "entry_hash_mismatch", "its content does not hash to its entry_hash"
+            )
         if entry.prev_hash != previous:
-            raise LedgerVerificationError(expected, "prev_hash_mismatch",
-                                          f"does not link to entry {expected - 1} ({previous[:16]}…)")
+            raise LedgerVerificationError(
+                expected, "prev_hash_mismatch", f"does not link to entry {expected - 1} ({previous[:16]}…)"
+            )
         entries.append(entry)
         stream, previous, expected = entry.stream, entry.entry_hash, expected + 1
     return entries
@@ -216,11 +248,13 @@ def verify_anchor(receipt_document: Any, last: LedgerEntry, key: VerifierKey) ->
         receipt = Receipt.from_dict(receipt_document)
         checkpoint = receipt.verify(key)
     except FabricError as exc:
-        raise LedgerVerificationError(last.sequence, getattr(exc, "reason", None) or "receipt_invalid",
-                                      f"its receipt does not verify: {exc}") from None
+        raise LedgerVerificationError(
+            last.sequence, getattr(exc, "reason", None) or "receipt_invalid", f"its receipt does not verify: {exc}"
+        ) from None
     if receipt.entry.sequence != last.sequence or receipt.entry.entry_hash != last.entry_hash:
-        raise LedgerVerificationError(last.sequence, "receipt_mismatch",
-                                      f"the checkpointed entry {receipt.entry.sequence} is not the one served")
+        raise LedgerVerificationError(
+            last.sequence, "receipt_mismatch", f"the checkpointed entry {receipt.entry.sequence} is not the one served"
+        )
     return checkpoint.size
 
 
@@ -231,13 +265,17 @@ class Adapter:
         abi = json.loads(Path(config.abi_path).read_text())
         self.abi = abi["abi"] if isinstance(abi, dict) else abi
         self.proxy = self.w3.eth.contract(address=to_checksum_address(config.proxy), abi=self.abi)
-        self.errors = {keccak(text=f"{item['name']}({','.join(i['type'] for i in item['inputs'])})")[:4]: item
-                       for item in self.abi if item.get("type") == "error"}
+        self.errors = {
+            keccak(text=f"{item['name']}({','.join(i['type'] for i in item['inputs'])})")[:4]: item
+            for item in self.abi
+            if item.get("type") == "error"
+        }
         self.account = Account.from_key(config.tx_key)
         self.fabric = Fabric(config.fabric_url, config.function_key)
         self.chain_id = self.w3.eth.chain_id
-        self.state = State.load(config.state_path, chain_id=self.chain_id, proxy=self.proxy.address,
-                                start_block=config.start_block)
+        self.state = State.load(
+            config.state_path, chain_id=self.chain_id, proxy=self.proxy.address, start_block=config.start_block
+        )
         self.name = self.proxy.functions.name().call()
         self.topics: dict[bytes, str] = {}
         self.stopping = False
@@ -257,21 +295,35 @@ class Adapter:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         self._check_domain()
-        log.info("adapter for proxy %s (cryptlet %s) on chain %d: resuming from block %d%s, %d confirmations",
-                 self.proxy.address, self.name, self.chain_id, self.state.data["next_block"],
-                 f" after log {self.state.data['cursor']}" if self.state.data["cursor"] else "",
-                 self.config.confirmations)
+        log.info(
+            "adapter for proxy %s (cryptlet %s) on chain %d: resuming from block %d%s, %d confirmations",
+            self.proxy.address,
+            self.name,
+            self.chain_id,
+            self.state.data["next_block"],
+            f" after log {self.state.data['cursor']}" if self.state.data["cursor"] else "",
+            self.config.confirmations,
+        )
         if self.follows_ledger:
             ledger = self.state.ledger
-            log.info("signer set: following the fabric's ledger from entry %d for cryptlet %s, %s%s", ledger["next"],
-                     self.name, f"checkpoint key {self.ledger_key.name}+{self.ledger_key.key_id.hex()} pinned"
-                     if self.ledger_key else "no checkpoint key pinned (hash chain only)",
-                     f" (it had halted, trying again: {ledger['halted']})" if ledger.get("halted") else "")
+            log.info(
+                "signer set: following the fabric's ledger from entry %d for cryptlet %s, %s%s",
+                ledger["next"],
+                self.name,
+                f"checkpoint key {self.ledger_key.name}+{self.ledger_key.key_id.hex()} pinned"
+                if self.ledger_key
+                else "no checkpoint key pinned (hash chain only)",
+                f" (it had halted, trying again: {ledger['halted']})" if ledger.get("halted") else "",
+            )
             ledger.update(halted=None, attempts=0, next_try=0.0)
             self.state.save()
         else:
-            log.info("signer set: not following the ledger (%s)", "--no-ledger" if not self.config.follow_ledger
-                     else f"the proxy's owner is not the transaction account {self.account.address}")
+            log.info(
+                "signer set: not following the ledger (%s)",
+                "--no-ledger"
+                if not self.config.follow_ledger
+                else f"the proxy's owner is not the transaction account {self.account.address}",
+            )
         while not self.stopping:
             try:
                 self.scan()
@@ -298,7 +350,7 @@ class Adapter:
             log.error("cryptlet %s is not registered on the fabric: %s", self.name, exc.reason)
             self.cryptlet_info = {}
         methods = self.cryptlet_info.get("methods") or []
-        for method in (methods if isinstance(methods, (list, dict)) else []):
+        for method in methods if isinstance(methods, (list, dict)) else []:
             self.topics[topic_hash(f"{self.name}.{method}")] = method
 
     # -- scanning -----------------------------------------------------------------------------------
@@ -310,9 +362,10 @@ class Adapter:
         while data["next_block"] <= safe and not self.stopping:
             start = data["next_block"]
             end = min(safe, start + self.config.batch_blocks - 1)
-            logs = self.w3.eth.get_logs({"address": self.proxy.address, "fromBlock": start, "toBlock": end,
-                                         "topics": [list(self.event_topics)]})
-            for entry in sorted(logs, key=lambda l: (l["blockNumber"], l["logIndex"])):
+            logs = self.w3.eth.get_logs(
+                {"address": self.proxy.address, "fromBlock": start, "toBlock": end, "topics": [list(self.event_topics)]}
+            )
+            for entry in sorted(logs, key=lambda log: (log["blockNumber"], log["logIndex"])):
                 position = [entry["blockNumber"], entry["logIndex"]]
                 if data["cursor"] and position <= data["cursor"]:
                     continue  # handled before a restart
@@ -331,8 +384,13 @@ class Adapter:
         number, block_hash = recorded
         if self.w3.eth.get_block(number)["hash"].hex() != block_hash:
             back = max(0, number - 2 * self.config.confirmations - 1)
-            log.error("block %d changed after %d confirmations (reorg deeper than the confirmation depth): "
-                      "rescanning from block %d", number, self.config.confirmations, back)
+            log.error(
+                "block %d changed after %d confirmations (reorg deeper than the confirmation depth): "
+                "rescanning from block %d",
+                number,
+                self.config.confirmations,
+                back,
+            )
             self.state.data.update(next_block=back, cursor=None, last_block_hash=None)
             self.state.save()
 
@@ -345,17 +403,29 @@ class Adapter:
             if request_id in self.state.requests or self.state.is_done(request_id):
                 return
             self.state.requests[request_id] = {
-                "topic": "0x" + bytes(args["topic"]).hex(), "args": "0x" + bytes(args["args"]).hex(),
-                "deadline": args["deadline"], "consumer": args["consumer"], "block": entry["blockNumber"],
-                "attempts": 0, "next_try": 0.0}
+                "topic": "0x" + bytes(args["topic"]).hex(),
+                "args": "0x" + bytes(args["args"]).hex(),
+                "deadline": args["deadline"],
+                "consumer": args["consumer"],
+                "block": entry["blockNumber"],
+                "attempts": 0,
+                "next_try": 0.0,
+            }
             log.info("request %s from %s seen in block %d", request_id, args["consumer"], entry["blockNumber"])
         elif kind == "Subscribed":
             sid = "0x" + bytes(args["subscriptionId"]).hex()
             if sid in self.state.subscriptions:
                 return
-            self.state.subscriptions[sid] = {"topic": "0x" + bytes(args["topic"]).hex(), "until": args["until"],
-                                             "consumer": args["consumer"], "status": "new", "fabric_id": None,
-                                             "next_fire": 0, "attempts": 0, "next_try": 0.0}
+            self.state.subscriptions[sid] = {
+                "topic": "0x" + bytes(args["topic"]).hex(),
+                "until": args["until"],
+                "consumer": args["consumer"],
+                "status": "new",
+                "fabric_id": None,
+                "next_fire": 0,
+                "attempts": 0,
+                "next_try": 0.0,
+            }
             log.info("subscription %s from %s seen in block %d", sid, args["consumer"], entry["blockNumber"])
         elif kind == "Unsubscribed":
             sid = "0x" + bytes(args["subscriptionId"]).hex()
@@ -381,8 +451,9 @@ class Adapter:
         while not self.stopping:
             try:
                 documents = self.fabric.ledger_entries(ledger["next"], self.config.ledger_page)
-                entries = verify_ledger_page(documents, next_sequence=ledger["next"], prev_hash=ledger["prev_hash"],
-                                             stream=ledger.get("stream"))
+                entries = verify_ledger_page(
+                    documents, next_sequence=ledger["next"], prev_hash=ledger["prev_hash"], stream=ledger.get("stream")
+                )
                 if entries and self.ledger_key is not None:
                     verify_anchor(self.fabric.receipt(entries[-1].sequence), entries[-1], self.ledger_key)
             except Failure as exc:
@@ -399,10 +470,15 @@ class Adapter:
                     if not exc.permanent:  # retried from this entry; after max_attempts: reported, halted
                         self._ledger_failed(exc, entry.sequence)
                         return
-                    self._report("ledger", str(entry.sequence), {"kind": entry.kind,
-                                                                 "entry_hash": "0x" + entry.entry_hash}, exc.reason)
-                ledger.update(next=entry.sequence + 1, prev_hash=entry.entry_hash, stream=entry.stream, attempts=0,
-                              next_try=0.0)
+                    self._report(
+                        "ledger",
+                        str(entry.sequence),
+                        {"kind": entry.kind, "entry_hash": "0x" + entry.entry_hash},
+                        exc.reason,
+                    )
+                ledger.update(
+                    next=entry.sequence + 1, prev_hash=entry.entry_hash, stream=entry.stream, attempts=0, next_try=0.0
+                )
                 self.state.save()
             if len(documents) < self.config.ledger_page:
                 return
@@ -413,13 +489,21 @@ class Adapter:
         if ledger["attempts"] >= self.config.max_attempts:
             ledger["halted"] = exc.reason
             self._report("ledger", str(sequence), {"attempts": ledger["attempts"]}, exc.reason)
-            log.error("signer set: no longer following the ledger (entry %d): restart the adapter once the "
-                      "cause is fixed", sequence)
+            log.error(
+                "signer set: no longer following the ledger (entry %d): restart the adapter once the cause is fixed",
+                sequence,
+            )
         else:
             delay = min(self.config.backoff_max_s, self.config.backoff_s * 2 ** (ledger["attempts"] - 1))
             ledger["next_try"] = time.time() + delay
-            log.warning("signer set: ledger from entry %d failed (attempt %d/%d), retrying in %.1f s: %s", sequence,
-                        ledger["attempts"], self.config.max_attempts, delay, exc.reason)
+            log.warning(
+                "signer set: ledger from entry %d failed (attempt %d/%d), retrying in %.1f s: %s",
+                sequence,
+                ledger["attempts"],
+                self.config.max_attempts,
+                delay,
+                exc.reason,
+            )
         self.state.save()
 
     def signer_status(self, address: str) -> int:
@@ -442,8 +526,12 @@ class Adapter:
         if entry.kind in (REGISTERED, KEY_ROTATED):
             digest = str(payload.get("digest", ""))
             if digest.lower() != "0x" + self.digest.hex():
-                log.info("signer set: %s is for package %s, the proxy is bound to 0x%s: not mirrored", where,
-                         digest, self.digest.hex())
+                log.info(
+                    "signer set: %s is for package %s, the proxy is bound to 0x%s: not mirrored",
+                    where,
+                    digest,
+                    self.digest.hex(),
+                )
                 return
         if entry.kind == REGISTERED:
             status = self.signer_status(address)
@@ -458,21 +546,33 @@ class Adapter:
                 raise Failure(f"{where} names no previous_address", permanent=True)
             old_status, new_status = self.signer_status(old), self.signer_status(address)
             if new_status != UNKNOWN and old_status != ACTIVE:
-                log.info("signer set: %s: %s -> %s is on chain already (%s, %s)", where, old, address,
-                         STATUS_NAMES[old_status], STATUS_NAMES[new_status])
+                log.info(
+                    "signer set: %s: %s -> %s is on chain already (%s, %s)",
+                    where,
+                    old,
+                    address,
+                    STATUS_NAMES[old_status],
+                    STATUS_NAMES[new_status],
+                )
                 return
             if old_status == UNKNOWN:  # the set never held the old key: the new one is still this cryptlet's key
                 tx = self._transact("addSigner", to_checksum_address(address), ledger_entry)
-                log.info("signer set: %s mirrored: addSigner(%s) (the old key %s was never in the set) in tx %s",
-                         where, address, old, tx["hash"])
+                log.info(
+                    "signer set: %s mirrored: addSigner(%s) (the old key %s was never in the set) in tx %s",
+                    where,
+                    address,
+                    old,
+                    tx["hash"],
+                )
                 return
             tx = self._transact("rotateSigner", to_checksum_address(old), to_checksum_address(address), ledger_entry)
             log.info("signer set: %s mirrored: rotateSigner(%s, %s) in tx %s", where, old, address, tx["hash"])
         else:  # KEY_REVOKED, RETIRED
             status = self.signer_status(address)
             if status != ACTIVE:
-                log.info("signer set: %s: key %s is %s on chain: nothing to revoke", where, address,
-                         STATUS_NAMES[status])
+                log.info(
+                    "signer set: %s: key %s is %s on chain: nothing to revoke", where, address, STATUS_NAMES[status]
+                )
                 return
             tx = self._transact("revokeSigner", to_checksum_address(address), ledger_entry)
             log.info("signer set: %s mirrored: revokeSigner(%s) in tx %s", where, address, tx["hash"])
@@ -502,8 +602,11 @@ class Adapter:
         if now > request["deadline"]:
             if self.config.expire_late:
                 self._transact("expire", rid)
-            raise Failure(f"deadline {request['deadline']} passed before fulfilment (chain time {now}); "
-                          + ("expired on chain" if self.config.expire_late else "left pending"), permanent=True)
+            raise Failure(
+                f"deadline {request['deadline']} passed before fulfilment (chain time {now}); "
+                + ("expired on chain" if self.config.expire_late else "left pending"),
+                permanent=True,
+            )
         method = self.topics.get(bytes.fromhex(request["topic"][2:]))
         if method is None:
             self._check_domain()  # the cryptlet may have been registered (or updated) since
@@ -521,18 +624,27 @@ class Adapter:
         self._check_envelope_domain(document)
         struct, chain_id, sig, payload = envelope_args(document)
         tx = self._transact("fulfil", struct, chain_id, sig, payload)
-        log.info("request %s fulfilled in tx %s (block %d, envelope sequence %d)", request_id, tx["hash"],
-                 tx["block"], struct[4])
+        log.info(
+            "request %s fulfilled in tx %s (block %d, envelope sequence %d)",
+            request_id,
+            tx["hash"],
+            tx["block"],
+            struct[4],
+        )
         return "fulfilled"
 
     def _check_envelope_domain(self, document: dict[str, Any]) -> None:
         domain = document.get("domain") or {}
-        if domain.get("chainId") != self.chain_id or \
-                str(domain.get("verifyingContract", "")).lower() != self.proxy.address.lower():
-            raise Failure(f"the fabric signs for chainId {domain.get('chainId')} verifyingContract "
-                          f"{domain.get('verifyingContract')}, not for this proxy (chainId {self.chain_id}, "
-                          f"{self.proxy.address}): set the host's FABRIC_CHAIN_ID/FABRIC_VERIFYING_CONTRACT",
-                          permanent=True)
+        if (
+            domain.get("chainId") != self.chain_id
+            or str(domain.get("verifyingContract", "")).lower() != self.proxy.address.lower()
+        ):
+            raise Failure(
+                f"the fabric signs for chainId {domain.get('chainId')} verifyingContract "
+                f"{domain.get('verifyingContract')}, not for this proxy (chainId {self.chain_id}, "
+                f"{self.proxy.address}): set the host's FABRIC_CHAIN_ID/FABRIC_VERIFYING_CONTRACT",
+                permanent=True,
+            )
 
     # -- subscriptions ------------------------------------------------------------------------------
     def work_subscriptions(self) -> None:
@@ -564,8 +676,14 @@ class Adapter:
         name, spec = self._spec(sub["topic"])
         cryptlet, _, method = name.partition(".")
         deadline_ms = min(sub["until"] * 1000, int(time.time() * 1000) + 365 * 86400 * 1000)
-        body = {"cryptlet": cryptlet, "method": spec.get("method", method), "args": spec.get("args", {}),
-                "trigger": spec["trigger"], "target": {"type": "history"}, "deadline_ms": deadline_ms}
+        body = {
+            "cryptlet": cryptlet,
+            "method": spec.get("method", method),
+            "args": spec.get("args", {}),
+            "trigger": spec["trigger"],
+            "target": {"type": "history"},
+            "deadline_ms": deadline_ms,
+        }
         if "missed" in spec:
             body["missed"] = spec["missed"]
         if sub["status"] == "creating":  # a restart between sending the request and recording its answer
@@ -605,8 +723,13 @@ class Adapter:
                     self._check_envelope_domain(document)
                     struct, chain_id, sig, payload = envelope_args(document)
                     tx = self._transact("deliver", bytes.fromhex(sid[2:]), struct, chain_id, sig, payload)
-                    log.info("subscription %s: fire %d delivered in tx %s (envelope sequence %d)", sid,
-                             row["sequence"], tx["hash"], struct[4])
+                    log.info(
+                        "subscription %s: fire %d delivered in tx %s (envelope sequence %d)",
+                        sid,
+                        row["sequence"],
+                        tx["hash"],
+                        struct[4],
+                    )
                 except Failure as exc:
                     if exc.reason.startswith("ReplayedSequence"):
                         log.info("subscription %s: fire %d was delivered already", sid, row["sequence"])
@@ -618,8 +741,9 @@ class Adapter:
                     else:
                         self._report("subscription", sid, {"fire": row["sequence"]}, exc.reason)
             else:
-                self._report("subscription", sid, {"fire": row["sequence"]},
-                             f"fabric fire {row['result']}: {row.get('error')}")
+                self._report(
+                    "subscription", sid, {"fire": row["sequence"]}, f"fabric fire {row['result']}: {row.get('error')}"
+                )
             sub.update(next_fire=row["sequence"] + 1, attempts=0)
             self.state.save()
 
@@ -627,16 +751,20 @@ class Adapter:
         sub["status"] = "ended"
         log.info("subscription %s ended: %s", sid, why)
         if cancel and sub.get("fabric_id") and self.config.subscriber:
-            message, signature = sign_request(self.config.subscriber_key, self.config.subscriber, "cancel",
-                                              {"subscription": sub["fabric_id"]})
+            message, signature = sign_request(
+                self.config.subscriber_key, self.config.subscriber, "cancel", {"subscription": sub["fabric_id"]}
+            )
             response = self.fabric.signed(f"/api/subscriptions/{sub['fabric_id']}/cancel", message, signature)
             if response.status_code >= 400 and response.status_code != 409:
-                log.warning("cancelling fabric subscription %s: %d %s", sub["fabric_id"], response.status_code,
-                            response.text[:200])
+                log.warning(
+                    "cancelling fabric subscription %s: %d %s",
+                    sub["fabric_id"],
+                    response.status_code,
+                    response.text[:200],
+                )
 
     # -- failures -----------------------------------------------------------------------------------
-    def _failed(self, kind: str, ident: str, item: dict[str, Any], exc: Failure,
-                table: dict[str, Any] | None) -> None:
+    def _failed(self, kind: str, ident: str, item: dict[str, Any], exc: Failure, table: dict[str, Any] | None) -> None:
         item["attempts"] = item.get("attempts", 0) + 1
         if exc.permanent or item["attempts"] >= self.config.max_attempts:
             self._report(kind, ident, {"attempts": item["attempts"]}, exc.reason)
@@ -646,8 +774,15 @@ class Adapter:
             return
         delay = min(self.config.backoff_max_s, self.config.backoff_s * 2 ** (item["attempts"] - 1))
         item["next_try"] = time.time() + delay
-        log.warning("%s %s failed (attempt %d/%d), retrying in %.0f s: %s", kind, ident, item["attempts"],
-                    self.config.max_attempts, delay, exc.reason)
+        log.warning(
+            "%s %s failed (attempt %d/%d), retrying in %.0f s: %s",
+            kind,
+            ident,
+            item["attempts"],
+            self.config.max_attempts,
+            delay,
+            exc.reason,
+        )
 
     def _report(self, kind: str, ident: str, extra: dict[str, Any], reason: str) -> None:
         record = {"kind": kind, "id": ident, "reason": reason, "at_ms": int(time.time() * 1000), **extra}
@@ -678,8 +813,14 @@ class Adapter:
             reason = self._decode_revert(exc)
             name = reason.split("(", 1)[0]
             raise Failure(reason, permanent=name in PERMANENT) from None
-        tx = call.build_transaction({"from": self.account.address, "chainId": self.chain_id, "gas": self.config.gas,
-                                     "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending")})
+        tx = call.build_transaction(
+            {
+                "from": self.account.address,
+                "chainId": self.chain_id,
+                "gas": self.config.gas,
+                "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),
+            }
+        )
         signed = self.account.sign_transaction(tx)
         try:
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
@@ -692,6 +833,8 @@ class Adapter:
                 reason = "unknown reason"
             except Exception as exc:
                 reason = self._decode_revert(exc)
-            raise Failure(f"{reason} (transaction 0x{bytes(tx_hash).hex()} reverted)",
-                          permanent=reason.split("(", 1)[0] in PERMANENT)
+            raise Failure(
+                f"{reason} (transaction 0x{bytes(tx_hash).hex()} reverted)",
+                permanent=reason.split("(", 1)[0] in PERMANENT,
+            )
         return {"hash": "0x" + bytes(tx_hash).hex(), "block": receipt["blockNumber"]}

@@ -4,6 +4,7 @@ It holds where the scan of the chain stands (the next block to read, the last ha
 partially handled block, the hash of the last fully handled block), the requests and subscriptions
 in progress, and the failures that were given up on (reported). See docs/adapters.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,20 +32,32 @@ class State:
         self.data = data
 
     @classmethod
-    def load(cls, path: Path, *, chain_id: int, proxy: str, start_block: int) -> "State":
+    def load(cls, path: Path, *, chain_id: int, proxy: str, start_block: int) -> State:
         path = Path(path)
         if path.exists():
             data = json.loads(path.read_text())
             if data.get("version") != VERSION:
                 raise SystemExit(f"state file {path}: unsupported version {data.get('version')!r}")
             if data.get("chain_id") != chain_id or data.get("proxy", "").lower() != proxy.lower():
-                raise SystemExit(f"state file {path} belongs to chain {data.get('chain_id')} proxy "
-                                 f"{data.get('proxy')}, not chain {chain_id} proxy {proxy}")
+                raise SystemExit(
+                    f"state file {path} belongs to chain {data.get('chain_id')} proxy "
+                    f"{data.get('proxy')}, not chain {chain_id} proxy {proxy}"
+                )
             data.setdefault("ledger", new_ledger_cursor())
             return cls(path, data)
-        data = {"version": VERSION, "chain_id": chain_id, "proxy": proxy, "next_block": start_block,
-                "cursor": None, "last_block_hash": None, "requests": {}, "subscriptions": {}, "done": [],
-                "failed": [], "ledger": new_ledger_cursor()}
+        data = {
+            "version": VERSION,
+            "chain_id": chain_id,
+            "proxy": proxy,
+            "next_block": start_block,
+            "cursor": None,
+            "last_block_hash": None,
+            "requests": {},
+            "subscriptions": {},
+            "done": [],
+            "failed": [],
+            "ledger": new_ledger_cursor(),
+        }
         state = cls(path, data)
         state.save()
         return state

@@ -4,6 +4,7 @@ The verdict says whether the record passes the onboarding rules and which rules 
 record itself never leaves the region. ``record_commitment`` = SHA-256(salt || canonical record)
 lets the caller later prove which record was checked, without anyone else learning it.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -28,8 +29,13 @@ class CustomerValidator:
     """Rules: required fields, adult, valid email, not in a sanctioned country, credit score floor."""
 
     def rules(self) -> dict:
-        return {"version": RULES_VERSION, "min_age_years": MIN_AGE_YEARS, "min_credit_score": MIN_CREDIT_SCORE,
-                "sanctioned_countries": sorted(SANCTIONED_COUNTRIES), "required_fields": list(REQUIRED_FIELDS)}
+        return {
+            "version": RULES_VERSION,
+            "min_age_years": MIN_AGE_YEARS,
+            "min_credit_score": MIN_CREDIT_SCORE,
+            "sanctioned_countries": sorted(SANCTIONED_COUNTRIES),
+            "required_fields": list(REQUIRED_FIELDS),
+        }
 
     def validate(self, customer: dict, salt: str) -> dict:
         if not isinstance(customer, dict):
@@ -55,5 +61,9 @@ class CustomerValidator:
             failed.append("credit_score")
         record = json.dumps(customer, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
         commitment = hashlib.sha256(salt_bytes + record).hexdigest()
-        return {"approved": not failed, "failed_rules": failed, "record_commitment": "0x" + commitment,
-                "rules_version": RULES_VERSION}
+        return {
+            "approved": not failed,
+            "failed_rules": failed,
+            "record_commitment": "0x" + commitment,
+            "rules_version": RULES_VERSION,
+        }

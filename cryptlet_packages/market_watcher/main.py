@@ -13,6 +13,7 @@ Sources (see README.md in this folder):
 
 Only the standard library and ``cryptlet_sdk`` are imported: a package never imports host code.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -67,7 +68,7 @@ def _load() -> dict[str, Series]:
             found.dates.append(day)
             found.prices.append(row["price"])
     for found in series.values():
-        pairs = sorted(zip(found.dates, found.prices))
+        pairs = sorted(zip(found.dates, found.prices, strict=False))
         found.dates, found.prices = [d for d, _ in pairs], [p for _, p in pairs]
     return series
 
@@ -85,7 +86,7 @@ def scaled(price: str) -> int:
         raise ValueError(f"price {price!r} is not a decimal number") from None
     if not value.is_finite():
         raise ValueError(f"price {price!r} is not a finite number")
-    return int((value * (10 ** PRICE_DECIMALS)).to_integral_value())
+    return int((value * (10**PRICE_DECIMALS)).to_integral_value())
 
 
 def _day(text: Any, field: str) -> str:
@@ -126,8 +127,16 @@ class MarketWatcher(UtilityCryptlet):
 
     # -- methods ------------------------------------------------------------------------------------
     @method
-    def quote(self, symbol: str, source: str = "replay", date: str = "", clock: Any = None, url: str = "",
-              provider: str = "", fields: Any = None) -> dict[str, Any]:
+    def quote(
+        self,
+        symbol: str,
+        source: str = "replay",
+        date: str = "",
+        clock: Any = None,
+        url: str = "",
+        provider: str = "",
+        fields: Any = None,
+    ) -> dict[str, Any]:
         """The price of ``symbol``: from the replay data (last at or before ``date`` / the replay clock)
         or from an HTTP JSON provider. Emits ``PriceQuoted``."""
         symbol = _symbol(symbol)
@@ -141,8 +150,16 @@ class MarketWatcher(UtilityCryptlet):
         return result
 
     @method
-    def market_event(self, symbols: Any, source: str = "replay", date: str = "", clock: Any = None, url: str = "",
-                     provider: str = "", fields: Any = None) -> dict[str, Any]:
+    def market_event(
+        self,
+        symbols: Any,
+        source: str = "replay",
+        date: str = "",
+        clock: Any = None,
+        url: str = "",
+        provider: str = "",
+        fields: Any = None,
+    ) -> dict[str, Any]:
         """The paper's MarketEvent: several prices in one signed value, with whether the market was
         open on the event's day. Emits ``MarketEvent``."""
         if not isinstance(symbols, list) or not 1 <= len(symbols) <= MAX_SYMBOLS:
@@ -168,17 +185,33 @@ class MarketWatcher(UtilityCryptlet):
                 as_of.append(when)
                 opens.append(is_open)
             market_open = all(opens)
-        result = {"day": day, "market_open": market_open, "tickers": names, "prices": prices,
-                  "prices_e8": [scaled(p) for p in prices], "as_of": as_of, "feed": source}
+        result = {
+            "day": day,
+            "market_open": market_open,
+            "tickers": names,
+            "prices": prices,
+            "prices_e8": [scaled(p) for p in prices],
+            "as_of": as_of,
+            "feed": source,
+        }
         self.context.emit("MarketEvent", **{k: v for k, v in result.items() if k != "prices"})
         return result
 
     @method
     def replay_range(self) -> dict[str, Any]:
         """What the replay source holds: each symbol's frequency and first and last date."""
-        return {"symbols": {s.symbol: {"frequency": s.frequency, "first": s.dates[0], "last": s.dates[-1],
-                                       "observations": len(s.dates)} for s in self.series.values()},
-                "calendar": {"first": self.calendar[0], "last": self.calendar[-1]}}
+        return {
+            "symbols": {
+                s.symbol: {
+                    "frequency": s.frequency,
+                    "first": s.dates[0],
+                    "last": s.dates[-1],
+                    "observations": len(s.dates),
+                }
+                for s in self.series.values()
+            },
+            "calendar": {"first": self.calendar[0], "last": self.calendar[-1]},
+        }
 
     # -- replay -------------------------------------------------------------------------------------
     def _series(self, symbol: str) -> Series:
@@ -188,8 +221,10 @@ class MarketWatcher(UtilityCryptlet):
 
     def _trading_day(self, day: str) -> bool:
         if not self.calendar[0] <= day <= self.calendar[-1]:
-            raise ValueError(f"market_open is known only from {self.calendar[0]} to {self.calendar[-1]} "
-                             "(the daily S&P 500 data's trading days)")
+            raise ValueError(
+                f"market_open is known only from {self.calendar[0]} to {self.calendar[-1]} "
+                "(the daily S&P 500 data's trading days)"
+            )
         index = bisect.bisect_left(self.calendar, day)
         return index < len(self.calendar) and self.calendar[index] == day
 
@@ -234,8 +269,9 @@ class MarketWatcher(UtilityCryptlet):
         return self.calendar[first + steps]
 
     # -- http ---------------------------------------------------------------------------------------
-    def _http(self, symbol: str, url: str, provider: str, fields: Any,
-              want_open: bool = False) -> tuple[str, str, bool]:
+    def _http(
+        self, symbol: str, url: str, provider: str, fields: Any, want_open: bool = False
+    ) -> tuple[str, str, bool]:
         """(price text, as-of, market open) from a JSON provider, fetched through the host."""
         template, paths = url, dict(DEFAULT_MAPPING)
         if provider:
@@ -247,12 +283,18 @@ class MarketWatcher(UtilityCryptlet):
         if not isinstance(template, str) or not template.startswith(("http://", "https://")):
             raise ValueError("the http source needs url (http:// or https://, {symbol} is replaced) or provider")
         if fields is not None:
-            if not isinstance(fields, dict) or set(fields) - set(DEFAULT_MAPPING) or \
-                    not all(isinstance(v, str) for v in fields.values()):
+            if (
+                not isinstance(fields, dict)
+                or set(fields) - set(DEFAULT_MAPPING)
+                or not all(isinstance(v, str) for v in fields.values())
+            ):
                 raise ValueError("fields must be {price?, time?, open?}: JSON pointers")
             paths.update(fields)
-        response = self.context.fetch(template.replace("{symbol}", url_quote(symbol, safe="")),
-                                      headers={"Accept": "application/json"}, timeout_s=5)
+        response = self.context.fetch(
+            template.replace("{symbol}", url_quote(symbol, safe="")),
+            headers={"Accept": "application/json"},
+            timeout_s=5,
+        )
         response.raise_for_status()
         try:
             document = json.loads(response.body, parse_float=Decimal)  # exact decimal text, no float rounding
@@ -288,7 +330,7 @@ def _timestamp(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         raise LookupError("the provider's time is neither ISO text nor a unix time")
     seconds = float(value) / 1000 if value > 10**11 else float(value)
-    return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat(timespec="seconds")
 
 
 def _symbol(symbol: Any) -> str:

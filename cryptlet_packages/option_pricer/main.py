@@ -8,6 +8,7 @@ The paths run in chunks; after each one the cryptlet reports its progress to the
 (``self.context.progress``), which ``GET /api/requests/{request_id}/progress`` shows while the call
 runs. The same arguments and seed give the same result on the same Python version.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,7 @@ from cryptlet_sdk import UtilityCryptlet, method
 MAX_PATHS = 2_000_000
 MAX_CHUNKS = 20
 #: Results are also given as integers scaled by 10**8 (``price_e8``, ``std_error_e8``) for contracts.
-SCALE = 10 ** 8
+SCALE = 10**8
 
 
 def _number(value: Any, field: str, *, positive: bool = True, allow_zero: bool = False) -> float:
@@ -46,8 +47,17 @@ class OptionPricer(UtilityCryptlet):
     """Prices European calls and puts by Monte Carlo, reporting progress as it goes."""
 
     @method
-    def price_european(self, spot: Any, strike: Any, rate: Any, volatility: Any, maturity_years: Any,
-                       paths: int, seed: int, kind: str = "call") -> dict[str, Any]:
+    def price_european(
+        self,
+        spot: Any,
+        strike: Any,
+        rate: Any,
+        volatility: Any,
+        maturity_years: Any,
+        paths: int,
+        seed: int,
+        kind: str = "call",
+    ) -> dict[str, Any]:
         s0 = _number(spot, "spot")
         k = _number(strike, "strike")
         r = _number(rate, "rate", positive=False)
@@ -57,7 +67,7 @@ class OptionPricer(UtilityCryptlet):
             raise ValueError("kind must be call or put")
         if isinstance(paths, bool) or not isinstance(paths, int) or not 2 <= paths <= MAX_PATHS:
             raise ValueError(f"paths must be an integer from 2 to {MAX_PATHS}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 64:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
             raise ValueError("seed must be an integer from 0 to 2^64 - 1")
 
         rng = random.Random(seed)
@@ -84,11 +94,29 @@ class OptionPricer(UtilityCryptlet):
         variance = max(total_sq / paths - mean * mean, 0.0) * paths / (paths - 1)
         price = discount * mean
         std_error = discount * math.sqrt(variance / paths)
-        terms = {"spot": str(spot), "strike": str(strike), "rate": str(rate), "volatility": str(volatility),
-                 "maturity_years": str(maturity_years)}
-        result = {"price": _decimal(price), "std_error": _decimal(std_error), "price_e8": round(price * SCALE),
-                  "std_error_e8": round(std_error * SCALE), "path_count": paths, "rng_seed": seed, "option": kind,
-                  "terms": terms}
-        self.context.emit("OptionPriced", option=kind, price_e8=result["price_e8"],
-                          std_error_e8=result["std_error_e8"], path_count=paths, rng_seed=seed)
+        terms = {
+            "spot": str(spot),
+            "strike": str(strike),
+            "rate": str(rate),
+            "volatility": str(volatility),
+            "maturity_years": str(maturity_years),
+        }
+        result = {
+            "price": _decimal(price),
+            "std_error": _decimal(std_error),
+            "price_e8": round(price * SCALE),
+            "std_error_e8": round(std_error * SCALE),
+            "path_count": paths,
+            "rng_seed": seed,
+            "option": kind,
+            "terms": terms,
+        }
+        self.context.emit(
+            "OptionPriced",
+            option=kind,
+            price_e8=result["price_e8"],
+            std_error_e8=result["std_error_e8"],
+            path_count=paths,
+            rng_seed=seed,
+        )
         return result

@@ -4,6 +4,7 @@ ECIES over secp256k1 + AES-256-GCM (format: docs/ecies.md). Self-contained on pu
 that touches the plaintext is inside this package, so the package digest measures it. The
 counterparty side (decryption) is ``shared/ecies.py``; tests prove both produce the same bytes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -76,14 +77,22 @@ def encrypt(field, value, recipients, context="", *, ephemeral_secret=None, cont
     header = aad(field, context)
     e_pub = ephemeral.public_key.format(compressed=True)
     wrapped = []
-    for key, kid in zip(keys, ids):
+    for key, kid in zip(keys, ids, strict=False):
         shared_x = key.multiply(ephemeral.secret).format(compressed=True)[1:]
-        kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=e_pub + key.format(compressed=True),
-                   info=KEK_INFO).derive(shared_x)
+        kek = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=e_pub + key.format(compressed=True), info=KEK_INFO
+        ).derive(shared_x)
         wrapped.append({"key_id": _hex(kid), "wrapped_key": _hex(AESGCM(kek).encrypt(WRAP_NONCE, content_key, header))})
-    return {"version": VERSION, "field": field, "context": context, "ephemeral_public_key": _hex(e_pub),
-            "nonce": _hex(nonce), "ciphertext": _hex(AESGCM(content_key).encrypt(nonce, value.encode("utf-8"), header)),
-            "recipients": wrapped, "recipients_digest": _hex(hashlib.sha256(b"".join(sorted(ids))).digest())}
+    return {
+        "version": VERSION,
+        "field": field,
+        "context": context,
+        "ephemeral_public_key": _hex(e_pub),
+        "nonce": _hex(nonce),
+        "ciphertext": _hex(AESGCM(content_key).encrypt(nonce, value.encode("utf-8"), header)),
+        "recipients": wrapped,
+        "recipients_digest": _hex(hashlib.sha256(b"".join(sorted(ids))).digest()),
+    }
 
 
 class PropertyPrivacy:
@@ -92,5 +101,7 @@ class PropertyPrivacy:
 
     def recipient_set(self, recipients: list) -> dict:
         _, ids = parse_recipients(recipients)
-        return {"key_ids": [_hex(i) for i in ids],
-                "recipients_digest": _hex(hashlib.sha256(b"".join(sorted(ids))).digest())}
+        return {
+            "key_ids": [_hex(i) for i in ids],
+            "recipients_digest": _hex(hashlib.sha256(b"".join(sorted(ids))).digest()),
+        }

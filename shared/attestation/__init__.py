@@ -8,6 +8,7 @@
 Both raise :class:`~shared.errors.AttestationError` whose ``reason`` is a :class:`Reason`
 value, and their results convert to the format-independent :class:`VerifiedEvidence`.
 """
+
 from shared.errors import AttestationError
 
 from .evidence import Evidence, EvidencePolicy, Reason, VerifiedEvidence, cryptlet_report_data

@@ -11,6 +11,7 @@ Key binding: a region proves that *its* cryptlet key lives inside the attested r
 putting ``report_data = SHA-256(cryptlet public key || nonce)`` into the hardware report
 (see :func:`cryptlet_report_data` and ``docs/evidence.md``).
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,7 +19,7 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -28,34 +29,34 @@ from shared.errors import AttestationError
 class Reason(StrEnum):
     """Stable ``reason`` values of :class:`AttestationError` raised by the verifiers."""
 
-    MALFORMED = "malformed"                      # not parseable / wrong types / missing fields
-    UNSUPPORTED_ALG = "unsupported_alg"          # JWS alg other than RS256, COSE alg other than ES384
-    UNKNOWN_KID = "unknown_kid"                  # no JWKS key with the token's kid
-    UNTRUSTED_KEY = "untrusted_key"              # JWKS key inconsistent, expired or too weak
-    UNTRUSTED_JKU = "untrusted_jku"              # jku header not under the pinned issuer
-    BAD_SIGNATURE = "bad_signature"              # JWS / COSE signature does not verify
-    WRONG_ISSUER = "wrong_issuer"                # iss differs from the pinned issuer
-    EXPIRED = "expired"                          # token exp passed
-    NOT_YET_VALID = "not_yet_valid"              # token nbf/iat or document timestamp in the future
-    STALE = "stale"                              # older than the policy's max_age
+    MALFORMED = "malformed"  # not parseable / wrong types / missing fields
+    UNSUPPORTED_ALG = "unsupported_alg"  # JWS alg other than RS256, COSE alg other than ES384
+    UNKNOWN_KID = "unknown_kid"  # no JWKS key with the token's kid
+    UNTRUSTED_KEY = "untrusted_key"  # JWKS key inconsistent, expired or too weak
+    UNTRUSTED_JKU = "untrusted_jku"  # jku header not under the pinned issuer
+    BAD_SIGNATURE = "bad_signature"  # JWS / COSE signature does not verify
+    WRONG_ISSUER = "wrong_issuer"  # iss differs from the pinned issuer
+    EXPIRED = "expired"  # token exp passed
+    NOT_YET_VALID = "not_yet_valid"  # token nbf/iat or document timestamp in the future
+    STALE = "stale"  # older than the policy's max_age
     WRONG_ATTESTATION_TYPE = "wrong_attestation_type"
-    DEBUGGABLE = "debuggable"                    # debug enclave / VM / Nitro debug mode
+    DEBUGGABLE = "debuggable"  # debug enclave / VM / Nitro debug mode
     MRENCLAVE_NOT_ALLOWED = "mrenclave_not_allowed"
     MRSIGNER_NOT_ALLOWED = "mrsigner_not_allowed"
     PRODUCT_ID_NOT_ALLOWED = "product_id_not_allowed"
     SVN_TOO_LOW = "svn_too_low"
     MEASUREMENT_NOT_ALLOWED = "measurement_not_allowed"  # SEV-SNP launch measurement
-    HOST_DATA_NOT_ALLOWED = "host_data_not_allowed"      # SEV-SNP host data
-    RUNTIME_DATA_MISMATCH = "runtime_data_mismatch"      # runtime/report data does not bind the key
-    UNTRUSTED_ROOT = "untrusted_root"            # Nitro cabundle root is not the pinned root
-    CHAIN_INVALID = "chain_invalid"              # Nitro certificate path does not validate
-    CERT_EXPIRED = "cert_expired"                # a Nitro certificate is outside its validity
+    HOST_DATA_NOT_ALLOWED = "host_data_not_allowed"  # SEV-SNP host data
+    RUNTIME_DATA_MISMATCH = "runtime_data_mismatch"  # runtime/report data does not bind the key
+    UNTRUSTED_ROOT = "untrusted_root"  # Nitro cabundle root is not the pinned root
+    CHAIN_INVALID = "chain_invalid"  # Nitro certificate path does not validate
+    CERT_EXPIRED = "cert_expired"  # a Nitro certificate is outside its validity
     PCR_MISMATCH = "pcr_mismatch"
     USER_DATA_MISMATCH = "user_data_mismatch"
     NONCE_MISMATCH = "nonce_mismatch"
     PUBLIC_KEY_MISMATCH = "public_key_mismatch"
-    SOFTWARE_EVIDENCE = "software_evidence"      # software/debug evidence and the policy does not allow it
-    EVIDENCE_TAMPERED = "evidence_tampered"      # the evidence bytes do not hash to the recorded hash
+    SOFTWARE_EVIDENCE = "software_evidence"  # software/debug evidence and the policy does not allow it
+    EVIDENCE_TAMPERED = "evidence_tampered"  # the evidence bytes do not hash to the recorded hash
 
 
 def fail(reason: Reason, detail: str, **extra: object) -> AttestationError:
@@ -78,7 +79,7 @@ def as_utc(moment: datetime) -> datetime:
     """``moment`` as an aware UTC datetime; naive datetimes are rejected (ambiguous clocks)."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("now must be timezone-aware (e.g. datetime.now(timezone.utc))")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,7 @@ class VerifiedEvidence:
     def require_binding(self, public_key: bytes, nonce: bytes) -> None:
         """Raise ``runtime_data_mismatch`` unless the evidence binds ``public_key``/``nonce``."""
         if not self.binds(public_key, nonce):
-            raise fail(Reason.RUNTIME_DATA_MISMATCH,
-                       f"{self.kind} evidence does not bind the cryptlet key and nonce")
+            raise fail(Reason.RUNTIME_DATA_MISMATCH, f"{self.kind} evidence does not bind the cryptlet key and nonce")
 
 
 MAX_EVIDENCE_BYTES = 256 * 1024
@@ -137,7 +137,7 @@ class Evidence:
         return {**self.reference(), "blob": base64.b64encode(self.blob).decode()}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Evidence":
+    def from_dict(cls, data: Any) -> Evidence:
         """Parse the stored form; the blob must hash to the recorded ``hash`` (``evidence_tampered``)."""
         if not isinstance(data, dict) or not isinstance(data.get("kind"), str) or not isinstance(data.get("blob"), str):
             raise fail(Reason.MALFORMED, "evidence record must have a kind and a base64 blob")

@@ -13,6 +13,7 @@ The checks run in a fixed order (documented in ``docs/evidence.md``) and the fir
 raises :class:`~shared.errors.AttestationError` with a stable ``reason`` (:class:`Reason`).
 The caller fetches the JWKS from :attr:`MaaPolicy.jwks_url` over TLS; this module does no I/O.
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,7 +24,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal, overload
 from urllib.parse import urlsplit
@@ -53,6 +54,7 @@ _JWS = jwt.PyJWS(algorithms=[_ALGORITHM])
 
 
 # --------------------------------------------------------------------------- policy
+
 
 def _hex_set(values: Iterable[str | bytes] | None, nbytes: int, name: str) -> frozenset[str] | None:
     if values is None:
@@ -96,29 +98,43 @@ class MaaPolicy:
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.issuer)
-        if (parts.scheme != "https" or not parts.hostname or parts.path or parts.query
-                or parts.fragment or parts.username or parts.password):
-            raise ConfigurationError("issuer must be an https origin such as "
-                                     "'https://name.region.attest.azure.net'", field="issuer")
+        if (
+            parts.scheme != "https"
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username
+            or parts.password
+        ):
+            raise ConfigurationError(
+                "issuer must be an https origin such as 'https://name.region.attest.azure.net'", field="issuer"
+            )
         types = frozenset(self.attestation_types)
         if not types or not types <= _SUPPORTED_TYPES:
-            raise ConfigurationError(f"attestation_types must be a non-empty subset of "
-                                     f"{sorted(_SUPPORTED_TYPES)}", field="attestation_types")
+            raise ConfigurationError(
+                f"attestation_types must be a non-empty subset of {sorted(_SUPPORTED_TYPES)}", field="attestation_types"
+            )
         set_ = object.__setattr__
         set_(self, "attestation_types", types)
         set_(self, "allowed_mrenclaves", _hex_set(self.allowed_mrenclaves, 32, "allowed_mrenclaves"))
         set_(self, "allowed_mrsigners", _hex_set(self.allowed_mrsigners, 32, "allowed_mrsigners"))
-        set_(self, "allowed_launch_measurements",
-             _hex_set(self.allowed_launch_measurements, 48, "allowed_launch_measurements"))
+        set_(
+            self,
+            "allowed_launch_measurements",
+            _hex_set(self.allowed_launch_measurements, 48, "allowed_launch_measurements"),
+        )
         set_(self, "allowed_host_data", _hex_set(self.allowed_host_data, 32, "allowed_host_data"))
         if self.allowed_product_ids is not None:
             set_(self, "allowed_product_ids", frozenset(int(p) for p in self.allowed_product_ids))
         if SGX in types and self.allowed_mrenclaves is None and self.allowed_mrsigners is None:
-            raise ConfigurationError("an SGX policy must pin allowed_mrenclaves or allowed_mrsigners",
-                                     field="allowed_mrenclaves")
+            raise ConfigurationError(
+                "an SGX policy must pin allowed_mrenclaves or allowed_mrsigners", field="allowed_mrenclaves"
+            )
         if SEVSNP in types and self.allowed_launch_measurements is None:
-            raise ConfigurationError("a SEV-SNP policy must pin allowed_launch_measurements",
-                                     field="allowed_launch_measurements")
+            raise ConfigurationError(
+                "a SEV-SNP policy must pin allowed_launch_measurements", field="allowed_launch_measurements"
+            )
         if self.leeway < timedelta(0) or (self.max_age is not None and self.max_age <= timedelta(0)):
             raise ConfigurationError("leeway must be >= 0 and max_age > 0", field="max_age")
 
@@ -129,6 +145,7 @@ class MaaPolicy:
 
 
 # --------------------------------------------------------------------------- result
+
 
 @dataclass(frozen=True)
 class MaaClaims:
@@ -172,11 +189,17 @@ class MaaClaims:
     def to_evidence(self) -> VerifiedEvidence:
         measurement = self.mrenclave if self.attestation_type == SGX else self.launch_measurement
         kind = "maa-sgx" if self.attestation_type == SGX else "maa-sevsnp"
-        return VerifiedEvidence(kind=kind, measurement=measurement or "", debuggable=self.debuggable,
-                                report_data=self.binding_digest, issued_at=self.issued_at)
+        return VerifiedEvidence(
+            kind=kind,
+            measurement=measurement or "",
+            debuggable=self.debuggable,
+            report_data=self.binding_digest,
+            issued_at=self.issued_at,
+        )
 
 
 # --------------------------------------------------------------------------- parsing helpers
+
 
 def _b64url_decode(segment: str) -> bytes:
     """Strict base64url without padding: alphabet, length and canonical trailing bits."""
@@ -203,8 +226,7 @@ def _reject_constant(name: str) -> Any:
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                           parse_constant=_reject_constant)
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise fail(Reason.MALFORMED, f"token {what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -246,12 +268,13 @@ def _hex_claim(claims: Mapping[str, Any], name: str, nbytes: int) -> str:
 
 def _timestamp(seconds: int) -> datetime:
     try:
-        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        return datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
         raise fail(Reason.MALFORMED, "token time claim out of range") from None
 
 
 # --------------------------------------------------------------------------- signing key
+
 
 def _select_key(jwks: Mapping[str, Any], kid: str) -> Mapping[str, Any]:
     keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
@@ -267,6 +290,7 @@ def _select_key(jwks: Mapping[str, Any], kid: str) -> Mapping[str, Any]:
 
 def _signing_key(jwk: Mapping[str, Any], policy: MaaPolicy, now: datetime) -> rsa.RSAPublicKey:
     """The RSA key of ``x5c[0]``, after checking the JWKS entry is self-consistent."""
+
     def bad(detail: str) -> Exception:
         return fail(Reason.UNTRUSTED_KEY, detail, kid=jwk.get("kid"))
 
@@ -297,11 +321,10 @@ def _signing_key(jwk: Mapping[str, Any], policy: MaaPolicy, now: datetime) -> rs
         if (n, e) != (numbers.n, numbers.e):
             raise bad("the JWKS key's n/e differ from its x5c certificate")
     if key.key_size < policy.min_rsa_key_bits:
-        raise bad(f"the signing key has {key.key_size} bits; the policy requires "
-                  f"{policy.min_rsa_key_bits}")
+        raise bad(f"the signing key has {key.key_size} bits; the policy requires {policy.min_rsa_key_bits}")
     if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
         raise bad("the signing certificate is outside its validity period")
-    for child, issuer in zip(chain, chain[1:]):
+    for child, issuer in zip(chain, chain[1:], strict=False):
         try:
             child.verify_directly_issued_by(issuer)
         except (ValueError, TypeError, InvalidSignature):
@@ -311,10 +334,17 @@ def _signing_key(jwk: Mapping[str, Any], policy: MaaPolicy, now: datetime) -> rs
 
 # --------------------------------------------------------------------------- verification
 
-def verify_maa_token(token: str, jwks: Mapping[str, Any], policy: MaaPolicy, *, now: datetime,
-                     expected_runtime_data: bytes | None = None,
-                     expected_report_data: bytes | None = None,
-                     expected_runtime_jwk: Mapping[str, Any] | None = None) -> MaaClaims:
+
+def verify_maa_token(
+    token: str,
+    jwks: Mapping[str, Any],
+    policy: MaaPolicy,
+    *,
+    now: datetime,
+    expected_runtime_data: bytes | None = None,
+    expected_report_data: bytes | None = None,
+    expected_runtime_jwk: Mapping[str, Any] | None = None,
+) -> MaaClaims:
     """Verify an MAA JWT against ``jwks`` (the issuer's ``/certs`` document) and ``policy``.
 
     ``now`` is the verification time (timezone-aware). The optional ``expected_*`` arguments
@@ -349,8 +379,7 @@ def verify_maa_token(token: str, jwks: Mapping[str, Any], policy: MaaPolicy, *, 
     try:
         decoded = _JWS.decode_complete(token, key=key, algorithms=[_ALGORITHM])
     except jwt.InvalidSignatureError:
-        raise fail(Reason.BAD_SIGNATURE, "token signature does not verify with its kid's key",
-                   kid=kid) from None
+        raise fail(Reason.BAD_SIGNATURE, "token signature does not verify with its kid's key", kid=kid) from None
     except jwt.InvalidAlgorithmError:
         raise fail(Reason.UNSUPPORTED_ALG, f"token alg is not {_ALGORITHM}") from None
     except jwt.PyJWTError as exc:
@@ -377,30 +406,45 @@ def verify_maa_token(token: str, jwks: Mapping[str, Any], policy: MaaPolicy, *, 
     # 4. Attestation type and its claims.
     att_type = claims.get("x-ms-attestation-type")
     if att_type not in policy.attestation_types:
-        raise fail(Reason.WRONG_ATTESTATION_TYPE,
-                   f"attestation type {att_type!r} is not one the policy accepts")
-    common = dict(attestation_type=att_type, issuer=policy.issuer, kid=kid, issued_at=iat,
-                  expires_at=exp, not_before=nbf, raw=MappingProxyType(claims),
-                  **_runtime_claims(claims))
+        raise fail(Reason.WRONG_ATTESTATION_TYPE, f"attestation type {att_type!r} is not one the policy accepts")
+    common = dict(
+        attestation_type=att_type,
+        issuer=policy.issuer,
+        kid=kid,
+        issued_at=iat,
+        expires_at=exp,
+        not_before=nbf,
+        raw=MappingProxyType(claims),
+        **_runtime_claims(claims),
+    )
     if att_type == SGX:
-        result = MaaClaims(debuggable=_bool_claim(claims, "x-ms-sgx-is-debuggable"),
-                           mrenclave=_hex_claim(claims, "x-ms-sgx-mrenclave", 32),
-                           mrsigner=_hex_claim(claims, "x-ms-sgx-mrsigner", 32),
-                           product_id=_int_claim(claims, "x-ms-sgx-product-id"),
-                           svn=_int_claim(claims, "x-ms-sgx-svn"), **common)
+        result = MaaClaims(
+            debuggable=_bool_claim(claims, "x-ms-sgx-is-debuggable"),
+            mrenclave=_hex_claim(claims, "x-ms-sgx-mrenclave", 32),
+            mrsigner=_hex_claim(claims, "x-ms-sgx-mrsigner", 32),
+            product_id=_int_claim(claims, "x-ms-sgx-product-id"),
+            svn=_int_claim(claims, "x-ms-sgx-svn"),
+            **common,
+        )
     else:
-        result = MaaClaims(debuggable=_bool_claim(claims, "x-ms-sevsnpvm-is-debuggable"),
-                           launch_measurement=_hex_claim(claims, "x-ms-sevsnpvm-launchmeasurement", 48),
-                           host_data=_hex_claim(claims, "x-ms-sevsnpvm-hostdata", 32),
-                           report_data=bytes.fromhex(_hex_claim(claims, "x-ms-sevsnpvm-reportdata", 64)),
-                           svn=_int_claim(claims, "x-ms-sevsnpvm-guestsvn", required=False), **common)
+        result = MaaClaims(
+            debuggable=_bool_claim(claims, "x-ms-sevsnpvm-is-debuggable"),
+            launch_measurement=_hex_claim(claims, "x-ms-sevsnpvm-launchmeasurement", 48),
+            host_data=_hex_claim(claims, "x-ms-sevsnpvm-hostdata", 32),
+            report_data=bytes.fromhex(_hex_claim(claims, "x-ms-sevsnpvm-reportdata", 64)),
+            svn=_int_claim(claims, "x-ms-sevsnpvm-guestsvn", required=False),
+            **common,
+        )
     _check_identity(result, policy)
 
     # 5. Runtime data binding.
-    if expected_runtime_data is not None or expected_report_data is not None \
-            or expected_runtime_jwk is not None:
-        check_runtime_binding(result, runtime_data=expected_runtime_data,
-                              report_data=expected_report_data, runtime_jwk=expected_runtime_jwk)
+    if expected_runtime_data is not None or expected_report_data is not None or expected_runtime_jwk is not None:
+        check_runtime_binding(
+            result,
+            runtime_data=expected_runtime_data,
+            report_data=expected_report_data,
+            runtime_jwk=expected_runtime_jwk,
+        )
     return result
 
 
@@ -432,19 +476,25 @@ def _check_identity(claims: MaaClaims, policy: MaaPolicy) -> None:
         raise fail(Reason.DEBUGGABLE, f"the {claims.attestation_type} region is debuggable")
     if claims.attestation_type == SGX:
         if policy.allowed_mrenclaves is not None and claims.mrenclave not in policy.allowed_mrenclaves:
-            raise fail(Reason.MRENCLAVE_NOT_ALLOWED, "MRENCLAVE is not in the policy's allow-list",
-                       mrenclave=claims.mrenclave)
+            raise fail(
+                Reason.MRENCLAVE_NOT_ALLOWED, "MRENCLAVE is not in the policy's allow-list", mrenclave=claims.mrenclave
+            )
         if policy.allowed_mrsigners is not None and claims.mrsigner not in policy.allowed_mrsigners:
-            raise fail(Reason.MRSIGNER_NOT_ALLOWED, "MRSIGNER is not in the policy's allow-list",
-                       mrsigner=claims.mrsigner)
+            raise fail(
+                Reason.MRSIGNER_NOT_ALLOWED, "MRSIGNER is not in the policy's allow-list", mrsigner=claims.mrsigner
+            )
         if policy.allowed_product_ids is not None and claims.product_id not in policy.allowed_product_ids:
             raise fail(Reason.PRODUCT_ID_NOT_ALLOWED, "ISV product id is not in the policy's allow-list")
     else:
-        if (policy.allowed_launch_measurements is not None
-                and claims.launch_measurement not in policy.allowed_launch_measurements):
-            raise fail(Reason.MEASUREMENT_NOT_ALLOWED,
-                       "SEV-SNP launch measurement is not in the policy's allow-list",
-                       measurement=claims.launch_measurement)
+        if (
+            policy.allowed_launch_measurements is not None
+            and claims.launch_measurement not in policy.allowed_launch_measurements
+        ):
+            raise fail(
+                Reason.MEASUREMENT_NOT_ALLOWED,
+                "SEV-SNP launch measurement is not in the policy's allow-list",
+                measurement=claims.launch_measurement,
+            )
         if policy.allowed_host_data is not None and claims.host_data not in policy.allowed_host_data:
             raise fail(Reason.HOST_DATA_NOT_ALLOWED, "SEV-SNP host data is not in the policy's allow-list")
     if policy.min_svn is not None and (claims.svn is None or claims.svn < policy.min_svn):
@@ -461,9 +511,13 @@ def _same_public_jwk(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return all(a.get(m) is not None and a.get(m) == b.get(m) for m in members)
 
 
-def check_runtime_binding(claims: MaaClaims, *, runtime_data: bytes | None = None,
-                          report_data: bytes | None = None,
-                          runtime_jwk: Mapping[str, Any] | None = None) -> None:
+def check_runtime_binding(
+    claims: MaaClaims,
+    *,
+    runtime_data: bytes | None = None,
+    report_data: bytes | None = None,
+    runtime_jwk: Mapping[str, Any] | None = None,
+) -> None:
     """Check that verified ``claims`` bind what the caller expects; raise ``runtime_data_mismatch``.
 
     ``runtime_data``: the exact bytes the region sent to MAA as ``runtimeData``. They must equal
@@ -474,6 +528,7 @@ def check_runtime_binding(claims: MaaClaims, *, runtime_data: bytes | None = Non
     ``runtime_jwk``: a public JWK that must equal ``x-ms-runtime.jwk`` on its public members.
     Every argument given must match.
     """
+
     def mismatch(detail: str) -> Exception:
         return fail(Reason.RUNTIME_DATA_MISMATCH, detail)
 

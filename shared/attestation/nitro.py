@@ -13,6 +13,7 @@ key that signed the document. :func:`verify_nitro_document` checks all of it aga
 The trust anchor is the AWS Nitro Enclaves Root G1 shipped next to this module
 (``aws_nitro_root_g1.pem``) and pinned by the SHA-256 of its DER.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,7 +22,7 @@ import hmac
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from types import MappingProxyType
 from typing import Any
@@ -39,8 +40,7 @@ from shared.errors import ConfigurationError
 
 from .evidence import Reason, VerifiedEvidence, as_utc, fail
 
-__all__ = ["AWS_NITRO_ROOT_G1_SHA256", "NitroPolicy", "NitroDocument", "aws_nitro_root_g1",
-           "verify_nitro_document"]
+__all__ = ["AWS_NITRO_ROOT_G1_SHA256", "NitroPolicy", "NitroDocument", "aws_nitro_root_g1", "verify_nitro_document"]
 
 #: SHA-256 of the DER of the AWS Nitro Enclaves Root G1 certificate (CN=aws.nitro-enclaves).
 AWS_NITRO_ROOT_G1_SHA256 = "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b"
@@ -51,8 +51,8 @@ COSE_HEADER_ALG = 1
 COSE_HEADER_CRIT = 2
 COSE_SIGN1_TAG = 18
 MAX_DOCUMENT_BYTES = 64 * 1024
-_PCR_LEN = 48            # digest "SHA384"
-_ES384_SIG_LEN = 96      # r || s, 48 bytes each
+_PCR_LEN = 48  # digest "SHA384"
+_ES384_SIG_LEN = 96  # r || s, 48 bytes each
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -65,20 +65,21 @@ def aws_nitro_root_g1() -> x509.Certificate:
     pem = resources.files(__package__).joinpath(_ROOT_RESOURCE).read_bytes()
     cert = x509.load_pem_x509_certificate(pem)
     if hashlib.sha256(_der(cert)).hexdigest() != AWS_NITRO_ROOT_G1_SHA256:
-        raise ConfigurationError(f"{_ROOT_RESOURCE} does not match the pinned AWS Nitro root "
-                                 "fingerprint; the package data was modified")
+        raise ConfigurationError(
+            f"{_ROOT_RESOURCE} does not match the pinned AWS Nitro root fingerprint; the package data was modified"
+        )
     return cert
 
 
 # --------------------------------------------------------------------------- policy
+
 
 def _pcr_value(index: Any, value: Any) -> tuple[int, bytes]:
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= 31:
         raise ConfigurationError("expected_pcrs keys must be PCR indexes 0..31", field="expected_pcrs")
     raw = bytes.fromhex(value) if isinstance(value, str) else value
     if not isinstance(raw, bytes) or len(raw) != _PCR_LEN:
-        raise ConfigurationError(f"expected PCR{index} must be {_PCR_LEN} bytes (SHA-384)",
-                                 field="expected_pcrs")
+        raise ConfigurationError(f"expected PCR{index} must be {_PCR_LEN} bytes (SHA-384)", field="expected_pcrs")
     return index, raw
 
 
@@ -105,8 +106,7 @@ class NitroPolicy:
     def __post_init__(self) -> None:
         pcrs = dict(_pcr_value(i, v) for i, v in dict(self.expected_pcrs).items())
         if not pcrs:
-            raise ConfigurationError("a Nitro policy must pin at least one PCR (normally PCR0)",
-                                     field="expected_pcrs")
+            raise ConfigurationError("a Nitro policy must pin at least one PCR (normally PCR0)", field="expected_pcrs")
         object.__setattr__(self, "expected_pcrs", MappingProxyType(pcrs))
         for name in ("expected_user_data", "expected_nonce", "expected_public_key"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bytes):
@@ -120,6 +120,7 @@ class NitroPolicy:
 
 
 # --------------------------------------------------------------------------- result
+
 
 @dataclass(frozen=True)
 class NitroDocument:
@@ -141,18 +142,22 @@ class NitroDocument:
         return self.pcrs.get(0, b"") == bytes(_PCR_LEN)
 
     def to_evidence(self) -> VerifiedEvidence:
-        return VerifiedEvidence(kind="nitro", measurement=self.pcrs[0].hex() if 0 in self.pcrs else "",
-                                debuggable=self.debuggable, report_data=self.user_data,
-                                issued_at=self.timestamp)
+        return VerifiedEvidence(
+            kind="nitro",
+            measurement=self.pcrs[0].hex() if 0 in self.pcrs else "",
+            debuggable=self.debuggable,
+            report_data=self.user_data,
+            issued_at=self.timestamp,
+        )
 
 
 # --------------------------------------------------------------------------- decoding
 
+
 def _cbor(data: bytes, what: str) -> Any:
     stream = io.BytesIO(data)
     try:
-        value = cbor2.CBORDecoder(stream, allow_duplicate_keys=False, allow_indefinite=False,
-                                  max_depth=16).decode()
+        value = cbor2.CBORDecoder(stream, allow_duplicate_keys=False, allow_indefinite=False, max_depth=16).decode()
     except (cbor2.CBORError, ValueError, TypeError, RecursionError) as exc:
         raise fail(Reason.MALFORMED, f"{what} is not valid CBOR: {exc}") from None
     if stream.tell() != len(data):
@@ -190,8 +195,7 @@ def _decode(document: bytes) -> tuple[bytes, bytes, bytes, dict[str, Any]]:
     if not isinstance(item, (list, tuple)) or len(item) != 4:
         raise fail(Reason.MALFORMED, "the document is not a COSE_Sign1 array of four items")
     protected, unprotected, payload, signature = item
-    if not all(isinstance(x, bytes) for x in (protected, payload, signature)) \
-            or not isinstance(unprotected, Mapping):
+    if not all(isinstance(x, bytes) for x in (protected, payload, signature)) or not isinstance(unprotected, Mapping):
         raise fail(Reason.MALFORMED, "COSE_Sign1 items have the wrong types")
     headers = _cbor(protected, "the protected header") if protected else {}
     if not isinstance(headers, dict):
@@ -222,27 +226,41 @@ def _parse_payload(fields: Mapping[str, Any]) -> NitroDocument:
     if not isinstance(millis, int) or isinstance(millis, bool) or millis <= 0:
         raise fail(Reason.MALFORMED, "payload field timestamp must be a positive integer (ms)")
     try:
-        timestamp = datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
+        timestamp = datetime.fromtimestamp(millis / 1000, tz=UTC)
     except (OverflowError, OSError, ValueError):
         raise fail(Reason.MALFORMED, "payload timestamp is out of range") from None
     pcrs = fields.get("pcrs")
-    if not isinstance(pcrs, dict) or not 1 <= len(pcrs) <= 32 or not all(
-            isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 31
-            and isinstance(v, bytes) and len(v) == _PCR_LEN for i, v in pcrs.items()):
+    if (
+        not isinstance(pcrs, dict)
+        or not 1 <= len(pcrs) <= 32
+        or not all(
+            isinstance(i, int)
+            and not isinstance(i, bool)
+            and 0 <= i <= 31
+            and isinstance(v, bytes)
+            and len(v) == _PCR_LEN
+            for i, v in pcrs.items()
+        )
+    ):
         raise fail(Reason.MALFORMED, f"payload field pcrs must map 0..31 to {_PCR_LEN}-byte values")
     cabundle = fields.get("cabundle")
     if not isinstance(cabundle, (list, tuple)) or not cabundle:
         raise fail(Reason.MALFORMED, "payload field cabundle must be a non-empty array")
     return NitroDocument(
-        module_id=module_id, digest=digest, timestamp=timestamp, pcrs=MappingProxyType(dict(pcrs)),
+        module_id=module_id,
+        digest=digest,
+        timestamp=timestamp,
+        pcrs=MappingProxyType(dict(pcrs)),
         certificate=_load_cert(fields.get("certificate"), "payload field certificate"),
         cabundle=tuple(_load_cert(c, f"cabundle[{i}]") for i, c in enumerate(cabundle)),
         public_key=_optional_bytes(fields, "public_key", 1024),
         user_data=_optional_bytes(fields, "user_data", 512),
-        nonce=_optional_bytes(fields, "nonce", 512))
+        nonce=_optional_bytes(fields, "nonce", 512),
+    )
 
 
 # --------------------------------------------------------------------------- chain
+
 
 def _leaf_extensions(policy: Any, cert: x509.Certificate, value: Any) -> None:
     if isinstance(value, x509.BasicConstraints) and value.ca:
@@ -254,19 +272,30 @@ def _leaf_extensions(policy: Any, cert: x509.Certificate, value: Any) -> None:
 def _check_chain(doc: NitroDocument, anchor: x509.Certificate, now: datetime) -> ec.EllipticCurvePublicKey:
     """Pinned root, validity of every certificate, then a full X.509 path validation."""
     if not hmac.compare_digest(_der(doc.cabundle[0]), _der(anchor)):
-        raise fail(Reason.UNTRUSTED_ROOT, "cabundle[0] is not the pinned AWS Nitro root",
-                   root_sha256=hashlib.sha256(_der(doc.cabundle[0])).hexdigest())
+        raise fail(
+            Reason.UNTRUSTED_ROOT,
+            "cabundle[0] is not the pinned AWS Nitro root",
+            root_sha256=hashlib.sha256(_der(doc.cabundle[0])).hexdigest(),
+        )
     for cert in (*doc.cabundle, doc.certificate):
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            raise fail(Reason.CERT_EXPIRED,
-                       f"certificate {cert.subject.rfc4514_string()} is valid from "
-                       f"{cert.not_valid_before_utc.isoformat()} to {cert.not_valid_after_utc.isoformat()}")
-    ee_policy = (ExtensionPolicy.permit_all()
-                 .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _leaf_extensions)
-                 .require_present(x509.KeyUsage, Criticality.AGNOSTIC, _leaf_extensions))
-    verifier = (PolicyBuilder().store(Store([anchor])).time(now)
-                .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy)
-                .build_client_verifier())
+            raise fail(
+                Reason.CERT_EXPIRED,
+                f"certificate {cert.subject.rfc4514_string()} is valid from "
+                f"{cert.not_valid_before_utc.isoformat()} to {cert.not_valid_after_utc.isoformat()}",
+            )
+    ee_policy = (
+        ExtensionPolicy.permit_all()
+        .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _leaf_extensions)
+        .require_present(x509.KeyUsage, Criticality.AGNOSTIC, _leaf_extensions)
+    )
+    verifier = (
+        PolicyBuilder()
+        .store(Store([anchor]))
+        .time(now)
+        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy)
+        .build_client_verifier()
+    )
     try:
         verifier.verify(doc.certificate, list(doc.cabundle[1:]))
     except X509VerificationError as exc:
@@ -278,6 +307,7 @@ def _check_chain(doc: NitroDocument, anchor: x509.Certificate, now: datetime) ->
 
 
 # --------------------------------------------------------------------------- verification
+
 
 def verify_nitro_document(document: bytes, policy: NitroPolicy, *, now: datetime) -> NitroDocument:
     """Verify a Nitro attestation document (raw CBOR bytes) against ``policy`` at ``now``.
@@ -291,8 +321,7 @@ def verify_nitro_document(document: bytes, policy: NitroPolicy, *, now: datetime
     key = _check_chain(doc, policy.trust_anchor, now)
 
     sig_structure = cbor2.dumps(["Signature1", protected, b"", payload])
-    der_signature = encode_dss_signature(int.from_bytes(signature[:48], "big"),
-                                         int.from_bytes(signature[48:], "big"))
+    der_signature = encode_dss_signature(int.from_bytes(signature[:48], "big"), int.from_bytes(signature[48:], "big"))
     try:
         key.verify(der_signature, sig_structure, ec.ECDSA(hashes.SHA384()))
     except InvalidSignature:

@@ -7,6 +7,7 @@ fabric key is derived with that label). Its address is ``delivery_address`` in `
 its canonical JSON (RFC 8785): ``keccak256("\\x19Ethereum Signed Message:\\n" + len + message)``,
 so ``eth_account``/``ethers`` recover the address from the body and the header as they are.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,8 @@ import coincurve
 import httpx
 
 from shared.encoding import canonical_json, to_hex
-from shared.keys import derive
 from shared.envelope import SECP256K1_N, address_of, eip191_hash, recover_address, sign_digest
+from shared.keys import derive
 
 log = logging.getLogger("fabric.delivery")
 if logging.getLogger("httpx").level == logging.NOTSET:  # one INFO line per callback would drown the host log
@@ -59,16 +60,20 @@ class CallbackClient:
 
     def __init__(self, key: DeliveryKey, timeout: float = CALLBACK_TIMEOUT_S) -> None:
         self.key = key
-        self.client = httpx.Client(timeout=timeout, follow_redirects=False,
-                                   limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+        self.client = httpx.Client(
+            timeout=timeout,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
 
     def post(self, url: str, body: dict[str, Any]) -> str:
         """Deliver; return the signature sent. :class:`DeliveryFailed` unless the target answered 2xx."""
         signature = self.key.sign(body)
         data = canonical_json(body)
         try:
-            response = self.client.post(url, content=data, headers={"Content-Type": "application/json",
-                                                                     HEADER: signature})
+            response = self.client.post(
+                url, content=data, headers={"Content-Type": "application/json", HEADER: signature}
+            )
         except httpx.HTTPError as exc:
             raise DeliveryFailed(f"callback unreachable: {type(exc).__name__}") from None
         if not 200 <= response.status_code < 300:

@@ -1,9 +1,9 @@
 """The event engine's service: fire queue, fire worker, webhooks, dead letters, history.
 
 Built by the composition root (:mod:`shared.host.composition`) with its collaborators: an ``invoke``
-callable, the stores, the delivery key and the queues; ``functions/events.py`` calls it and nothing deeper. The scheduler tick is :mod:`shared.events.tick`, the
-history table :mod:`shared.events.history`, signing and callbacks :mod:`shared.events.delivery`. Formats:
-docs/events.md.
+callable, the stores, the delivery key and the queues; ``functions/events.py`` calls it and nothing
+deeper. The scheduler tick is :mod:`shared.events.tick`, the history table
+:mod:`shared.events.history`, signing and callbacks :mod:`shared.events.delivery`. Formats: docs/events.md.
 
 Fire worker (:meth:`Events.run_fire`), for one queue message ``(subscription, sequence)``:
 
@@ -19,6 +19,7 @@ Fire worker (:meth:`Events.run_fire`), for one queue message ``(subscription, se
    ``delivered``. A failed delivery raises, so the queue retries the message and finally moves it
    to ``<fire queue>-poison``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -35,16 +36,15 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import QueueClient
 
-from shared.events.delivery import CallbackClient, DeliveryFailed, DeliveryKey
-from shared.errors import Conflict, FabricError, InvalidInput, NotFound, StorageError
-from shared.storage import storage_errors
-from shared.events.history import HistoryRow, HistoryStore
 from shared.clock import now_ms
+from shared.errors import Conflict, FabricError, InvalidInput, NotFound, StorageError
+from shared.events import webhooks
+from shared.events.delivery import CallbackClient, DeliveryFailed, DeliveryKey
+from shared.events.history import HistoryRow, HistoryStore
+from shared.events.subscriptions import Subscription, SubscriptionStore
 from shared.events.tick import Scheduler, fire_message
 from shared.settings import PROJECT_ROOT, SETTINGS
-from shared.storage import Storage
-from shared.events.subscriptions import Subscription, SubscriptionStore
-from shared.events import webhooks
+from shared.storage import Storage, storage_errors
 
 log = logging.getLogger("fabric.events")
 #: A fire surfacing at most this early is held by the worker until its instant.
@@ -95,16 +95,48 @@ def request_id_of(subscription: str, sequence: int) -> str:
     return "0x" + hashlib.sha256(f"{subscription}:{sequence}".encode()).hexdigest()
 
 
+def record_result(
+    row: HistoryRow,
+    *,
+    envelope: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    result: str = "ok",
+) -> None:
+    """Put a result into ``row`` (not stored yet)."""
+    row.result, row.envelope, row.error = result, envelope, error
+    row.status = "invoked" if result == "ok" else "failed"
+    row.invoked_ms = now_ms()
+    if envelope is not None:
+        row.payload_hash = str(envelope.get("payload_hash", ""))
+        row.signature = str(envelope.get("signature", ""))
+        if len(json.dumps(envelope)) > 30_000:
+            row.result, row.envelope, row.status = "failed", None, "failed"
+            row.error = {
+                "code": "envelope_too_large",
+                "status": 413,
+                "detail": "the envelope is too large for the history table",
+            }
+
+
 class Events:
     """Subscriptions' runtime: one per host process."""
 
-    def __init__(self, *, invoke: Invoke, subscriptions: SubscriptionStore, history: HistoryStore,
-                 delivery_key: DeliveryKey, storage: Storage, sealing_secret: bytes, region_timeout: float,
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        invoke: Invoke,
+        subscriptions: SubscriptionStore,
+        history: HistoryStore,
+        delivery_key: DeliveryKey,
+        storage: Storage,
+        sealing_secret: bytes,
+        region_timeout: float,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         env = os.environ if env is None else env
         #: ``invoke(cryptlet, method, args, request id hex) -> envelope document``
         self.invoke = invoke
-        self._sealing_secret = sealing_secret  # opens sealed webhook secrets; never logged
+        self.sealing_secret = sealing_secret  # opens sealed webhook secrets; never logged
         self.fire_queue_name = _setting(env, "FABRIC_FIRE_QUEUE")
         self.backoff_max_s = float(_setting(env, "FABRIC_DELIVERY_BACKOFF_MAX_S"))
         self.backoff_base_s = _visibility_base_s()
@@ -219,14 +251,21 @@ class Events:
         """Invoke (or build the expired result) and record it; the row the record ended up with."""
         fire = row.fire
         if fire.get("reason") == "expired":
-            self.record_result(row, error={"code": "deadline_expired", "status": 410,
-                                           "detail": f"subscription {subscription.id} passed its deadline "
-                                                     f"{subscription.deadline_ms}"}, result="expired")
+            self.record_result(
+                row,
+                error={
+                    "code": "deadline_expired",
+                    "status": 410,
+                    "detail": f"subscription {subscription.id} passed its deadline {subscription.deadline_ms}",
+                },
+                result="expired",
+            )
         else:
             args = {**subscription.args, **(fire.get("args") or {})}
             try:
-                envelope = self.invoke(subscription.cryptlet, subscription.method, args,
-                                       request_id_of(subscription.id, row.sequence))
+                envelope = self.invoke(
+                    subscription.cryptlet, subscription.method, args, request_id_of(subscription.id, row.sequence)
+                )
                 self.record_result(row, envelope=envelope)
             except FabricError as exc:
                 if exc.status >= 500:
@@ -242,24 +281,18 @@ class Events:
                 raise StorageError("history row vanished while recording a result") from None
             return winner
 
-    @staticmethod
-    def record_result(row: HistoryRow, *, envelope: dict[str, Any] | None = None,
-                      error: dict[str, Any] | None = None, result: str = "ok") -> None:
-        """Put a result into ``row`` (not stored yet)."""
-        row.result, row.envelope, row.error = result, envelope, error
-        row.status = "invoked" if result == "ok" else "failed"
-        row.invoked_ms = now_ms()
-        if envelope is not None:
-            row.payload_hash = str(envelope.get("payload_hash", ""))
-            row.signature = str(envelope.get("signature", ""))
-            if len(json.dumps(envelope)) > 30_000:
-                row.result, row.envelope, row.status = "failed", None, "failed"
-                row.error = {"code": "envelope_too_large", "status": 413,
-                             "detail": "the envelope is too large for the history table"}
+    record_result = staticmethod(record_result)
 
     def delivery_body(self, row: HistoryRow) -> dict[str, Any]:
-        return {"subscription": row.subscription, "sequence": row.sequence, "fire": row.fire,
-                "status": row.result, "envelope": row.envelope, "error": row.error, "delivered_ms": now_ms()}
+        return {
+            "subscription": row.subscription,
+            "sequence": row.sequence,
+            "fire": row.fire,
+            "status": row.result,
+            "envelope": row.envelope,
+            "error": row.error,
+            "delivered_ms": now_ms(),
+        }
 
     def _deliver(self, subscription: Subscription, row: HistoryRow) -> str:
         if subscription.target.get("type") != "callback":  # history target: the row is the delivery
@@ -290,39 +323,8 @@ class Events:
     # -- webhooks -----------------------------------------------------------------------------------
     def webhook(self, subscription_id: str, header: str | None, body: bytes) -> dict[str, Any]:
         """Authenticate a webhook call (HMAC before anything is parsed or stored), claim and enqueue a fire."""
-        if not _SUBSCRIPTION_ID.match(subscription_id or ""):
-            raise InvalidInput("subscription_id must be sub_ + 24 hex digits", field="subscription_id")
-        if len(body) > MAX_WEBHOOK_BYTES:
-            raise PayloadTooLarge(f"webhook body is larger than {MAX_WEBHOOK_BYTES} bytes", field="$")
-        subscription = self.subscription(subscription_id)
-        try:
-            webhooks.verify(self._sealing_secret, subscription.id, subscription.webhook_secret_sealed,
-                            header, body, now_s=time.time())
-        except FabricError as exc:
-            raise Unauthorized(exc.detail, field=webhooks.HEADER, reason=getattr(exc, "reason", "webhook")) from None
-        if subscription.trigger_kind != "webhook":
-            raise Conflict("the subscription is not a webhook subscription", field="subscription_id")
-        if subscription.status != "active":
-            raise Conflict(f"the subscription is {subscription.status}", field="subscription_id")
-        try:
-            event = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InvalidInput("webhook body must be JSON", field="$") from None
-        arrival = now_ms()
-        if arrival >= subscription.deadline_ms:
-            raise Conflict("the subscription passed its deadline", field="subscription_id")
-        for sequence in range(arrival, arrival + 1000):  # same millisecond: the next free sequence
-            message = fire_message(subscription, sequence, key=f"webhook:{sequence}", at_ms=arrival,
-                                   reason="webhook", args={"event": event})
-            try:
-                self.history.claim(HistoryRow(subscription.id, sequence, message, claimed_ms=arrival))
-            except Conflict:
-                continue
-            self.enqueue(message, arrival)
-            return {"subscription": subscription.id, "sequence": sequence, "status": "accepted"}
-        raise Conflict("too many webhook calls in one second", field="subscription_id")
+        return receive_webhook(self, subscription_id, header, body)
 
-    # -- dead letters and history -------------------------------------------------------------------
     def deadletters(self) -> dict[str, Any]:
         """The fire queue's poison messages (peeked, at most 32) with their fire and history status."""
         return deadletters(self.poison, self.history)
@@ -341,8 +343,12 @@ def _parse_message(body: bytes | str) -> dict[str, Any]:
         message = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidInput("fire message is not JSON", field="$") from None
-    if not isinstance(message, dict) or not isinstance(message.get("subscription"), str) \
-            or not isinstance(message.get("sequence"), int) or not isinstance(message.get("at_ms"), int):
+    if (
+        not isinstance(message, dict)
+        or not isinstance(message.get("subscription"), str)
+        or not isinstance(message.get("sequence"), int)
+        or not isinstance(message.get("at_ms"), int)
+    ):
         raise InvalidInput("fire message needs subscription, sequence and at_ms", field="$")
     message.setdefault("args", {})
     return message
@@ -358,12 +364,66 @@ def deadletters(poison: QueueClient, history: HistoryStore) -> dict[str, Any]:
             fire: Any = _parse_message(base64.b64decode(message.content))
         except (ValueError, InvalidInput):
             fire = None
-        item = {"message_id": message.id, "dequeue_count": message.dequeue_count,
-                "inserted_ms": int(message.inserted_on.timestamp() * 1000) if message.inserted_on else None,
-                "fire": fire}
+        item = {
+            "message_id": message.id,
+            "dequeue_count": message.dequeue_count,
+            "inserted_ms": int(message.inserted_on.timestamp() * 1000) if message.inserted_on else None,
+            "fire": fire,
+        }
         if fire is not None:
             row = history.get(fire["subscription"], fire["sequence"])
-            item["history"] = None if row is None else {"status": row.status, "attempts": row.attempts,
-                                                        "result": row.result or None}
+            item["history"] = (
+                None if row is None else {"status": row.status, "attempts": row.attempts, "result": row.result or None}
+            )
         items.append(item)
     return {"queue": poison.queue_name, "messages": items}
+
+
+def receive_webhook(events: Events, subscription_id: str, header: str | None, body: bytes) -> dict[str, Any]:
+    """Authenticate a webhook call (HMAC before anything is parsed or stored), claim and enqueue a fire."""
+    if not _SUBSCRIPTION_ID.match(subscription_id or ""):
+        raise InvalidInput("subscription_id must be sub_ + 24 hex digits", field="subscription_id")
+    if len(body) > MAX_WEBHOOK_BYTES:
+        raise PayloadTooLarge(f"webhook body is larger than {MAX_WEBHOOK_BYTES} bytes", field="$")
+    subscription = events.subscription(subscription_id)
+    try:
+        webhooks.verify(
+            events.sealing_secret,
+            subscription.id,
+            subscription.webhook_secret_sealed,
+            header,
+            body,
+            now_s=time.time(),
+        )
+    except FabricError as exc:
+        raise Unauthorized(exc.detail, field=webhooks.HEADER, reason=getattr(exc, "reason", "webhook")) from None
+    if subscription.trigger_kind != "webhook":
+        raise Conflict("the subscription is not a webhook subscription", field="subscription_id")
+    if subscription.status != "active":
+        raise Conflict(f"the subscription is {subscription.status}", field="subscription_id")
+    try:
+        event = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInput("webhook body must be JSON", field="$") from None
+    arrival = now_ms()
+    if arrival >= subscription.deadline_ms:
+        raise Conflict("the subscription passed its deadline", field="subscription_id")
+    for sequence in range(arrival, arrival + 1000):  # same millisecond: the next free sequence
+        message = fire_message(
+            subscription,
+            sequence,
+            key=f"webhook:{sequence}",
+            at_ms=arrival,
+            reason="webhook",
+            args={"event": event},
+        )
+        try:
+            events.history.claim(HistoryRow(subscription.id, sequence, message, claimed_ms=arrival))
+        except Conflict:
+            continue
+        events.enqueue(message, arrival)
+        return {"subscription": subscription.id, "sequence": sequence, "status": "accepted"}
+    raise Conflict("too many webhook calls in one second", field="subscription_id")
+
+
+# -- dead letters and history -------------------------------------------------------------------

@@ -16,6 +16,7 @@ invocation lease since ``invoked_ms``), ``invoked``, ``delivered``,
 ``delivered_ms``, ``delivery_signature`` (the fabric's signature of the last body delivered).
 No secret is ever stored here.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
 
-from shared.errors import Conflict, StorageError
+from shared.errors import Conflict
 from shared.storage import storage_errors
 
 SEQUENCE_DIGITS = 13
@@ -69,35 +70,61 @@ class HistoryRow:
         return bool(self.result)
 
     def to_entity(self) -> dict[str, Any]:
-        return {"PartitionKey": self.subscription, "RowKey": row_key(self.sequence),
-                "fire": json.dumps(self.fire, separators=(",", ":")), "status": self.status, "result": self.result,
-                "envelope": json.dumps(self.envelope, separators=(",", ":")) if self.envelope is not None else "",
-                "error": json.dumps(self.error, separators=(",", ":")) if self.error is not None else "",
-                "payload_hash": self.payload_hash, "signature": self.signature, "attempts": self.attempts,
-                "claimed_ms": _int64(self.claimed_ms), "invoked_ms": _int64(self.invoked_ms),
-                "delivered_ms": _int64(self.delivered_ms),
-                "delivery_signature": self.delivery_signature}
+        return {
+            "PartitionKey": self.subscription,
+            "RowKey": row_key(self.sequence),
+            "fire": json.dumps(self.fire, separators=(",", ":")),
+            "status": self.status,
+            "result": self.result,
+            "envelope": json.dumps(self.envelope, separators=(",", ":")) if self.envelope is not None else "",
+            "error": json.dumps(self.error, separators=(",", ":")) if self.error is not None else "",
+            "payload_hash": self.payload_hash,
+            "signature": self.signature,
+            "attempts": self.attempts,
+            "claimed_ms": _int64(self.claimed_ms),
+            "invoked_ms": _int64(self.invoked_ms),
+            "delivered_ms": _int64(self.delivered_ms),
+            "delivery_signature": self.delivery_signature,
+        }
 
     @classmethod
-    def from_entity(cls, entity: Any) -> "HistoryRow":
-        return cls(subscription=entity["PartitionKey"], sequence=int(entity["RowKey"]),
-                   fire=json.loads(entity.get("fire") or "{}"), status=entity.get("status", "claimed"),
-                   result=entity.get("result", ""),
-                   envelope=json.loads(entity["envelope"]) if entity.get("envelope") else None,
-                   error=json.loads(entity["error"]) if entity.get("error") else None,
-                   payload_hash=entity.get("payload_hash", ""), signature=entity.get("signature", ""),
-                   attempts=int(entity.get("attempts", 0)), claimed_ms=_read_int(entity.get("claimed_ms", 0)),
-                   invoked_ms=_read_int(entity.get("invoked_ms", 0)), delivered_ms=_read_int(entity.get("delivered_ms", 0)),
-                   delivery_signature=entity.get("delivery_signature", ""),
-                   etag=entity.metadata.get("etag", "") if hasattr(entity, "metadata") else "")
+    def from_entity(cls, entity: Any) -> HistoryRow:
+        return cls(
+            subscription=entity["PartitionKey"],
+            sequence=int(entity["RowKey"]),
+            fire=json.loads(entity.get("fire") or "{}"),
+            status=entity.get("status", "claimed"),
+            result=entity.get("result", ""),
+            envelope=json.loads(entity["envelope"]) if entity.get("envelope") else None,
+            error=json.loads(entity["error"]) if entity.get("error") else None,
+            payload_hash=entity.get("payload_hash", ""),
+            signature=entity.get("signature", ""),
+            attempts=int(entity.get("attempts", 0)),
+            claimed_ms=_read_int(entity.get("claimed_ms", 0)),
+            invoked_ms=_read_int(entity.get("invoked_ms", 0)),
+            delivered_ms=_read_int(entity.get("delivered_ms", 0)),
+            delivery_signature=entity.get("delivery_signature", ""),
+            etag=entity.metadata.get("etag", "") if hasattr(entity, "metadata") else "",
+        )
 
     def public(self) -> dict[str, Any]:
         """What ``GET /api/subscriptions/{id}/history`` shows."""
-        return {"subscription": self.subscription, "sequence": self.sequence, "fire": self.fire,
-                "status": self.status, "result": self.result or None, "envelope": self.envelope, "error": self.error,
-                "payload_hash": self.payload_hash or None, "signature": self.signature or None,
-                "attempts": self.attempts, "claimed_ms": self.claimed_ms, "invoked_ms": self.invoked_ms or None,
-                "delivered_ms": self.delivered_ms or None, "delivery_signature": self.delivery_signature or None}
+        return {
+            "subscription": self.subscription,
+            "sequence": self.sequence,
+            "fire": self.fire,
+            "status": self.status,
+            "result": self.result or None,
+            "envelope": self.envelope,
+            "error": self.error,
+            "payload_hash": self.payload_hash or None,
+            "signature": self.signature or None,
+            "attempts": self.attempts,
+            "claimed_ms": self.claimed_ms,
+            "invoked_ms": self.invoked_ms or None,
+            "delivered_ms": self.delivered_ms or None,
+            "delivery_signature": self.delivery_signature or None,
+        }
 
 
 class HistoryStore:
@@ -112,7 +139,9 @@ class HistoryStore:
             try:
                 metadata = self.table.create_entity(row.to_entity())
             except ResourceExistsError:
-                raise Conflict(f"fire {row.subscription}/{row.sequence} was claimed already", field="sequence") from None
+                raise Conflict(
+                    f"fire {row.subscription}/{row.sequence} was claimed already", field="sequence"
+                ) from None
         row.etag = metadata.get("etag", "")
         return row
 
@@ -127,20 +156,27 @@ class HistoryStore:
         """Write ``row`` if it still has its ETag; :class:`Conflict` if another worker changed it."""
         with storage_errors("history"):
             try:
-                metadata = self.table.update_entity(row.to_entity(), mode=UpdateMode.REPLACE, etag=row.etag,
-                                                    match_condition=MatchConditions.IfNotModified)
+                metadata = self.table.update_entity(
+                    row.to_entity(),
+                    mode=UpdateMode.REPLACE,
+                    etag=row.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
             except (ResourceModifiedError, ResourceNotFoundError):
-                raise Conflict(f"history row {row.subscription}/{row.sequence} changed concurrently",
-                               field="sequence") from None
+                raise Conflict(
+                    f"history row {row.subscription}/{row.sequence} changed concurrently", field="sequence"
+                ) from None
         row.etag = metadata.get("etag", "")
         return row
 
     def list(self, subscription: str, *, start: int = 0, limit: int = 100) -> list[HistoryRow]:
         """Rows of ``subscription`` with sequence >= ``start``, in sequence order, at most ``limit``."""
         with storage_errors("history"):
-            pages = self.table.query_entities("PartitionKey eq @p and RowKey ge @r",
-                                              parameters={"p": subscription, "r": row_key(start)},
-                                              results_per_page=min(limit, 1000))
+            pages = self.table.query_entities(
+                "PartitionKey eq @p and RowKey ge @r",
+                parameters={"p": subscription, "r": row_key(start)},
+                results_per_page=min(limit, 1000),
+            )
             rows: list[HistoryRow] = []
             for entity in pages:
                 rows.append(HistoryRow.from_entity(entity))

@@ -21,6 +21,7 @@ are aware UTC datetimes. See ``docs/schedules.md`` for the JSON formats and the 
   of the trigger's canonical JSON, so two hosts computing the same fire get the same key.
 * **Missed fires** are handled by :func:`due_fires` under an explicit :class:`MissedFirePolicy`.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -31,7 +32,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, ClassVar, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo
 
@@ -40,8 +41,19 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 from shared.encoding import canonical_json, sha256
 from shared.errors import InvalidInput
 
-__all__ = ["CronTrigger", "IntervalTrigger", "ScheduleTrigger", "Fire", "MissedFirePolicy", "due_fires",
-           "schedule_from_dict", "fire_key", "exchange_calendar", "calendar_library_version", "load_zone"]
+__all__ = [
+    "CronTrigger",
+    "IntervalTrigger",
+    "ScheduleTrigger",
+    "Fire",
+    "MissedFirePolicy",
+    "due_fires",
+    "schedule_from_dict",
+    "fire_key",
+    "exchange_calendar",
+    "calendar_library_version",
+    "load_zone",
+]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -174,8 +186,12 @@ class Fire:
         return fire_key(self.trigger_id, self.at)
 
     def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"trigger_id": self.trigger_id, "at": format_instant(self.at),
-                                "reason": self.reason, "key": self.key}
+        body: dict[str, Any] = {
+            "trigger_id": self.trigger_id,
+            "at": format_instant(self.at),
+            "reason": self.reason,
+            "key": self.key,
+        }
         if self.value is not None:
             body["value"] = self.value
         if self.missed:
@@ -219,7 +235,7 @@ class ExchangeCalendar:
         return datetime.combine(day, time(), tzinfo=self.tz).astimezone(UTC)
 
 
-@lru_cache(maxsize=None)
+@cache
 def exchange_calendar(code: str) -> ExchangeCalendar:
     """The cached calendar of exchange ``code`` (an ISO 10383 MIC such as ``XNYS``)."""
     return ExchangeCalendar(code)
@@ -258,7 +274,7 @@ class IdentifiedTrigger(ABC):
         """The explicit id, or one derived from the configuration (state excluded)."""
         if self._explicit_id is not None:
             return self._explicit_id
-        if self._derived_id is None:   # the configuration never changes after construction
+        if self._derived_id is None:  # the configuration never changes after construction
             self._derived_id = derived_id(self.type, self.config())
         return self._derived_id
 
@@ -320,8 +336,15 @@ class CronTrigger(ScheduleTrigger):
 
     type = "cron"
 
-    def __init__(self, expression: str, timezone: str, calendar: str | None = None, *,
-                 at: Literal["cron", "open", "close"] = "cron", id: str | None = None) -> None:
+    def __init__(
+        self,
+        expression: str,
+        timezone: str,
+        calendar: str | None = None,
+        *,
+        at: Literal["cron", "open", "close"] = "cron",
+        id: str | None = None,
+    ) -> None:
         super().__init__(id)
         self.expression = _cron_expression(expression, "expression")
         self.timezone = timezone
@@ -345,11 +368,16 @@ class CronTrigger(ScheduleTrigger):
 
     @classmethod
     def from_dict(cls, data: Any, path: str = "$") -> CronTrigger:
-        check_object(data, path, {"type", "id", "expression", "timezone", "calendar", "at"},
-                     {"type", "expression", "timezone"})
+        check_object(
+            data, path, {"type", "id", "expression", "timezone", "calendar", "at"}, {"type", "expression", "timezone"}
+        )
         _check_type(data, cls.type, path)
-        return relabel(path, lambda: cls(data["expression"], data["timezone"], data.get("calendar"),
-                                          at=data.get("at", "cron"), id=data.get("id")))
+        return relabel(
+            path,
+            lambda: cls(
+                data["expression"], data["timezone"], data.get("calendar"), at=data.get("at", "cron"), id=data.get("id")
+            ),
+        )
 
     # ---- wall clock <-> instants
 
@@ -362,7 +390,7 @@ class CronTrigger(ScheduleTrigger):
         if self._wall(first) == wall:
             return first
         other = wall.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
-        low, high = min(first, other), max(first, other)   # the transition lies between them
+        low, high = min(first, other), max(first, other)  # the transition lies between them
         lo, hi = epoch_ms(low) // 1000, -(-epoch_ms(high) // 1000)
         while lo < hi:  # the first whole second whose wall-clock time is past ``wall``
             mid = (lo + hi) // 2
@@ -374,8 +402,7 @@ class CronTrigger(ScheduleTrigger):
 
     def _matches_day(self, moment: datetime) -> bool:
         local = self._wall(moment)
-        return croniter.match(self._day_expression, datetime.combine(local.date(), time()),
-                              second_at_beginning=True)
+        return croniter.match(self._day_expression, datetime.combine(local.date(), time()), second_at_beginning=True)
 
     # ---- iteration
 
@@ -507,8 +534,7 @@ def _cron_expression(value: Any, field: str) -> str:
         raise InvalidInput(f"{field} must be a cron expression string", field=field)
     fields = value.split()
     if len(fields) not in (5, 6):
-        raise InvalidInput(f"{field} must have 6 fields (second minute hour day month weekday) or 5",
-                           field=field)
+        raise InvalidInput(f"{field} must have 6 fields (second minute hour day month weekday) or 5", field=field)
     if len(fields) == 5:
         fields.insert(0, "0")
     for part in fields:  # names are fine; 'R' (random) and 'H' (hashed) would differ between hosts
@@ -594,8 +620,9 @@ class MissedFirePolicy:
         return relabel(path, lambda: cls(data["mode"], data.get("max", 100), data.get("grace_s", 60.0)))
 
 
-def due_fires(trigger: ScheduleTrigger, last_fired: datetime | None, now: datetime,
-              policy: MissedFirePolicy | None = None) -> list[Fire]:
+def due_fires(
+    trigger: ScheduleTrigger, last_fired: datetime | None, now: datetime, policy: MissedFirePolicy | None = None
+) -> list[Fire]:
     """The fires to deliver now: those in ``(last_fired, now]`` after ``policy`` (default fire_once).
 
     ``last_fired`` is the watermark up to which fires were already handled (the instant of the

@@ -21,22 +21,23 @@ signature is the named subscriber's registered address, ``expires_ms`` is in the
 Storage: table ``<prefix>subscribers``; subscribers in partition ``subscriber`` (RowKey = name),
 nonces in partition ``nonce-<name>`` (RowKey = nonce, with its request's ``expires_ms``).
 """
+
 from __future__ import annotations
 
 import json
 import os
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import coincurve
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import EdmType, EntityProperty, TableClient
 
+from shared import clock
 from shared.encoding import canonical_json, to_hex
 from shared.envelope import address_of, eip191_hash, recover_address, sign_digest
-from shared.errors import Conflict, FabricError, InvalidInput, NotFound, StorageError, VerificationError
+from shared.errors import Conflict, FabricError, InvalidInput, NotFound, VerificationError
 from shared.storage import storage_errors
 
 HEADER = "X-Subscriber-Signature"
@@ -74,16 +75,29 @@ def _parse_private_key(private_key: bytes | str | coincurve.PrivateKey) -> coinc
     return coincurve.PrivateKey(private_key)
 
 
-def sign_request(private_key: bytes | str | coincurve.PrivateKey, subscriber: str, action: str, body: Any, *,
-                 ttl_s: float = 300, now_ms: int | None = None, nonce: str | None = None) -> tuple[bytes, str]:
+def sign_request(
+    private_key: bytes | str | coincurve.PrivateKey,
+    subscriber: str,
+    action: str,
+    body: Any,
+    *,
+    ttl_s: float = 300,
+    now_ms: int | None = None,
+    nonce: str | None = None,
+) -> tuple[bytes, str]:
     """A signed request for the fabric: ``(HTTP body bytes, X-Subscriber-Signature header value)``.
 
     The body is the canonical JSON that is signed; ``nonce`` (default: 16 random bytes) and ``now_ms``
     (default: the clock) are for test vectors.
     """
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    document = {"subscriber": subscriber, "nonce": nonce or to_hex(os.urandom(16)),
-                "expires_ms": now + int(ttl_s * 1000), "action": action, "body": body}
+    now = clock.now_ms() if now_ms is None else now_ms
+    document = {
+        "subscriber": subscriber,
+        "nonce": nonce or to_hex(os.urandom(16)),
+        "expires_ms": now + int(ttl_s * 1000),
+        "action": action,
+        "body": body,
+    }
     message = canonical_json(document)
     signature = sign_digest(_parse_private_key(private_key), eip191_hash(message))
     return message, to_hex(signature)
@@ -100,8 +114,9 @@ def parse_public_key(text: Any, field: str = "$.public_key") -> bytes:
     except ValueError:
         raise InvalidInput("public_key is not valid hex", field=field) from None
     if not (len(raw) == 65 and raw[0] == 4 or len(raw) == 33 and raw[0] in (2, 3)):
-        raise InvalidInput("public_key must be a SEC1 secp256k1 key: 65 bytes starting 04 or 33 bytes "
-                           "starting 02/03", field=field)
+        raise InvalidInput(
+            "public_key must be a SEC1 secp256k1 key: 65 bytes starting 04 or 33 bytes starting 02/03", field=field
+        )
     try:
         return coincurve.PublicKey(raw).format(compressed=False)
     except Exception:
@@ -116,8 +131,12 @@ class Subscriber:
     created_ms: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "address": self.address, "public_key": self.public_key,
-                "created_ms": self.created_ms}
+        return {
+            "name": self.name,
+            "address": self.address,
+            "public_key": self.public_key,
+            "created_ms": self.created_ms,
+        }
 
 
 @dataclass(frozen=True)
@@ -143,12 +162,22 @@ class SubscriberRegistry:
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
             raise InvalidInput("name must be 2-63 of a-z 0-9 _, starting with a letter", field="$.name")
         raw = parse_public_key(public_key)
-        subscriber = Subscriber(name=name, address=address_of(raw), public_key=to_hex(raw),
-                                created_ms=int(time.time() * 1000) if now_ms is None else now_ms)
+        subscriber = Subscriber(
+            name=name,
+            address=address_of(raw),
+            public_key=to_hex(raw),
+            created_ms=clock.now_ms() if now_ms is None else now_ms,
+        )
         with storage_errors("subscribers"):
             try:
-                self.table.create_entity({"PartitionKey": PARTITION, "RowKey": name, **subscriber.to_dict(),
-                                          "created_ms": EntityProperty(subscriber.created_ms, EdmType.INT64)})
+                self.table.create_entity(
+                    {
+                        "PartitionKey": PARTITION,
+                        "RowKey": name,
+                        **subscriber.to_dict(),
+                        "created_ms": EntityProperty(subscriber.created_ms, EdmType.INT64),
+                    }
+                )
             except ResourceExistsError:
                 raise Conflict(f"subscriber {name!r} is already registered", field="$.name") from None
         return subscriber
@@ -169,8 +198,9 @@ class SubscriberRegistry:
         return sorted((_subscriber(r) for r in rows), key=lambda s: s.name)
 
     # -- signed requests --------------------------------------------------------------------------
-    def verify_request(self, body: bytes, signature_header: str | None, now_ms: int, *,
-                       expected_action: str | None = None) -> SignedRequest:
+    def verify_request(
+        self, body: bytes, signature_header: str | None, now_ms: int, *, expected_action: str | None = None
+    ) -> SignedRequest:
         """Verify a signed subscriber request and spend its nonce; see the module docstring.
 
         401 :class:`Unauthorized` (reasons ``signature_missing``, ``malformed_signature``, ``high_s``,
@@ -180,11 +210,11 @@ class SubscriberRegistry:
         """
         header = (signature_header or "").strip()
         if not header:
-            raise Unauthorized("signature_missing", f"the request must be signed: header {HEADER} is missing",
-                               field=HEADER)
+            raise Unauthorized(
+                "signature_missing", f"the request must be signed: header {HEADER} is missing", field=HEADER
+            )
         if not _SIGNATURE.match(header):
-            raise Unauthorized("malformed_signature", f"{HEADER} must be 0x + 65 bytes hex (r || s || v)",
-                               field=HEADER)
+            raise Unauthorized("malformed_signature", f"{HEADER} must be 0x + 65 bytes hex (r || s || v)", field=HEADER)
         document = _parse_document(body)
         try:  # pure computation: nothing is read or written before the signature recovers
             signer = recover_address(eip191_hash(canonical_json(document)), bytes.fromhex(header[2:]))
@@ -195,38 +225,58 @@ class SubscriberRegistry:
         try:
             subscriber = self.get(name)
         except NotFound:
-            raise Unauthorized("unknown_subscriber", f"no subscriber {name!r} is registered",
-                               field="$.subscriber") from None
+            raise Unauthorized(
+                "unknown_subscriber", f"no subscriber {name!r} is registered", field="$.subscriber"
+            ) from None
         if signer.lower() != subscriber.address.lower():
-            raise Unauthorized("signature_mismatch", f"the signature is not by subscriber {name!r}'s registered "
-                               "key (wrong key, or the request was changed after signing)", field=HEADER)
+            raise Unauthorized(
+                "signature_mismatch",
+                f"the signature is not by subscriber {name!r}'s registered "
+                "key (wrong key, or the request was changed after signing)",
+                field=HEADER,
+            )
         expires = document["expires_ms"]
         if expires <= now_ms:
-            raise Unauthorized("request_expired", f"the request expired {now_ms - expires} ms ago",
-                               field="$.expires_ms")
+            raise Unauthorized(
+                "request_expired", f"the request expired {now_ms - expires} ms ago", field="$.expires_ms"
+            )
         if expires > now_ms + MAX_TTL_MS:
-            raise Unauthorized("expiry_too_far", f"expires_ms may be at most {MAX_TTL_MS // 60000} minutes ahead",
-                               field="$.expires_ms")
+            raise Unauthorized(
+                "expiry_too_far", f"expires_ms may be at most {MAX_TTL_MS // 60000} minutes ahead", field="$.expires_ms"
+            )
         if expected_action is not None and document["action"] != expected_action:
-            raise InvalidInput(f"this route takes action {expected_action!r}, the request says "
-                               f"{document['action']!r}", field="$.action")
+            raise InvalidInput(
+                f"this route takes action {expected_action!r}, the request says {document['action']!r}",
+                field="$.action",
+            )
         nonce = document["nonce"].lower()
         with storage_errors("subscribers"):
             try:
-                self.table.create_entity({"PartitionKey": NONCE_PARTITION_PREFIX + name, "RowKey": nonce,
-                                          "expires_ms": EntityProperty(expires, EdmType.INT64),
-                                          "action": document["action"]})
+                self.table.create_entity(
+                    {
+                        "PartitionKey": NONCE_PARTITION_PREFIX + name,
+                        "RowKey": nonce,
+                        "expires_ms": EntityProperty(expires, EdmType.INT64),
+                        "action": document["action"],
+                    }
+                )
             except ResourceExistsError:
-                raise Conflict(f"nonce {nonce} was already used by {name!r}", field="$.nonce",
-                               reason="replayed_nonce") from None
-        return SignedRequest(subscriber=name, action=document["action"], body=document["body"], nonce=nonce,
-                             expires_ms=expires)
+                raise Conflict(
+                    f"nonce {nonce} was already used by {name!r}", field="$.nonce", reason="replayed_nonce"
+                ) from None
+        return SignedRequest(
+            subscriber=name, action=document["action"], body=document["body"], nonce=nonce, expires_ms=expires
+        )
 
 
 def _subscriber(row: dict[str, Any]) -> Subscriber:
     created = row["created_ms"]  # an Int64 property reads back as EntityProperty
-    return Subscriber(name=row["RowKey"], address=row["address"], public_key=row["public_key"],
-                      created_ms=int(getattr(created, "value", created)))
+    return Subscriber(
+        name=row["RowKey"],
+        address=row["address"],
+        public_key=row["public_key"],
+        created_ms=int(getattr(created, "value", created)),
+    )
 
 
 def _reject_constant(name: str) -> Any:

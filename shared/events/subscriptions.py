@@ -11,26 +11,26 @@ its ``document`` is the JSON of :class:`Subscription`. Scheduler state (``last_f
 observation trigger's ``trigger["state"]``) is written with the row's ETag, so two hosts ticking at once cannot both
 advance it.
 """
+
 from __future__ import annotations
 
 import json
 import re
 import secrets
-import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, cast
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.errors import Conflict, InvalidInput, NotFound
 from shared.events import webhooks
-from shared.errors import Conflict, InvalidInput, NotFound, StorageError
-from shared.storage import storage_errors
 from shared.events.schedules import MissedFirePolicy, schedule_from_dict
 from shared.events.subscribers import Forbidden, SubscriberRegistry
 from shared.events.triggers import observation_from_dict
+from shared.storage import storage_errors
 
 PARTITION = "sub"
 STATUSES = ("active", "cancelled", "expired", "done")
@@ -92,7 +92,7 @@ class Subscription:
         return document
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Subscription":
+    def from_dict(cls, data: dict[str, Any]) -> Subscription:
         return cls(**data)
 
 
@@ -120,11 +120,16 @@ def validate_spec(spec: Any, *, now_ms: int) -> dict[str, Any]:
         trigger = schedule_from_dict(trigger, "$.trigger").to_dict()
     elif kind in ("threshold", "deviation_heartbeat"):
         trigger = observation_from_dict(trigger, "$.trigger").to_dict()
-        if not isinstance(observe, dict) or not isinstance(observe.get("field"), str) \
-                or not isinstance(observe.get("every_s"), (int, float)) or isinstance(observe.get("every_s"), bool) \
-                or not 1 <= observe["every_s"] <= 86400:
-            raise InvalidInput("an observation trigger needs observe: {field: payload member, every_s: 1..86400}",
-                               field="$.observe")
+        if (
+            not isinstance(observe, dict)
+            or not isinstance(observe.get("field"), str)
+            or not isinstance(observe.get("every_s"), (int, float))
+            or isinstance(observe.get("every_s"), bool)
+            or not 1 <= observe["every_s"] <= 86400
+        ):
+            raise InvalidInput(
+                "an observation trigger needs observe: {field: payload member, every_s: 1..86400}", field="$.observe"
+            )
     elif set(trigger) != {"type"}:
         raise InvalidInput(f"a {kind} trigger takes no other members", field="$.trigger")
     if kind not in ("threshold", "deviation_heartbeat") and observe is not None:
@@ -139,12 +144,25 @@ def validate_spec(spec: Any, *, now_ms: int) -> dict[str, Any]:
     elif set(target) != {"type"}:
         raise InvalidInput("a history target takes no other members", field="$.target")
     deadline = spec.get("deadline_ms")
-    if not isinstance(deadline, int) or isinstance(deadline, bool) \
-            or not now_ms + MIN_LIFETIME_MS <= deadline <= now_ms + MAX_LIFETIME_MS:
-        raise InvalidInput("deadline_ms must be unix milliseconds between 1 s and 366 days ahead", field="$.deadline_ms")
+    if (
+        not isinstance(deadline, int)
+        or isinstance(deadline, bool)
+        or not now_ms + MIN_LIFETIME_MS <= deadline <= now_ms + MAX_LIFETIME_MS
+    ):
+        raise InvalidInput(
+            "deadline_ms must be unix milliseconds between 1 s and 366 days ahead", field="$.deadline_ms"
+        )
     missed = MissedFirePolicy.from_dict(spec.get("missed", {"mode": "fire_once"}), "$.missed").to_dict()
-    return {"cryptlet": spec["cryptlet"], "method": spec["method"], "args": args, "trigger": trigger,
-            "target": dict(target), "deadline_ms": deadline, "observe": observe, "missed": missed}
+    return {
+        "cryptlet": spec["cryptlet"],
+        "method": spec["method"],
+        "args": args,
+        "trigger": trigger,
+        "target": dict(target),
+        "deadline_ms": deadline,
+        "observe": observe,
+        "missed": missed,
+    }
 
 
 class SubscriptionStore:
@@ -174,25 +192,36 @@ class SubscriptionStore:
         with storage_errors("subscriptions"):
             rows = list(self.table.query_entities("PartitionKey eq @p", parameters={"p": PARTITION}))
         found = [(Subscription.from_dict(json.loads(r["document"])), cast(str, r.metadata["etag"])) for r in rows]
-        return [(s, e) for s, e in found
-                if (subscriber is None or s.subscriber == subscriber) and (status is None or s.status == status)]
+        return [
+            (s, e)
+            for s, e in found
+            if (subscriber is None or s.subscriber == subscriber) and (status is None or s.status == status)
+        ]
 
     def update(self, subscription: Subscription, etag: str, **changes: Any) -> tuple[Subscription, str]:
         """Write ``changes`` if the row still has ``etag``; :class:`Conflict` if another writer won."""
         changed = replace(subscription, **changes)
         with storage_errors("subscriptions"):
             try:
-                metadata = self.table.update_entity(self._row(changed), mode=UpdateMode.REPLACE, etag=etag,
-                                                    match_condition=MatchConditions.IfNotModified)
+                metadata = self.table.update_entity(
+                    self._row(changed),
+                    mode=UpdateMode.REPLACE,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
             except ResourceModifiedError:
                 raise Conflict(f"subscription {subscription.id} changed concurrently", field="id") from None
         return changed, metadata["etag"]
 
     @staticmethod
     def _row(subscription: Subscription) -> dict[str, Any]:
-        return {"PartitionKey": PARTITION, "RowKey": subscription.id, "status": subscription.status,
-                "subscriber": subscription.subscriber,
-                "document": json.dumps(subscription.to_dict(), separators=(",", ":"))}
+        return {
+            "PartitionKey": PARTITION,
+            "RowKey": subscription.id,
+            "status": subscription.status,
+            "subscriber": subscription.subscriber,
+            "document": json.dumps(subscription.to_dict(), separators=(",", ":")),
+        }
 
 
 # -- the subscription API's logic (functions/subscriptions.py is a thin wrapper) ---------------------
@@ -203,8 +232,13 @@ class SubscriptionService:
     :class:`NotFound`; ``sealing_secret`` seals webhook secrets.
     """
 
-    def __init__(self, store: SubscriptionStore, subscribers: SubscriberRegistry, cryptlets: Callable[[str], Any],
-                 sealing_secret: bytes) -> None:
+    def __init__(
+        self,
+        store: SubscriptionStore,
+        subscribers: SubscriberRegistry,
+        cryptlets: Callable[[str], Any],
+        sealing_secret: bytes,
+    ) -> None:
         self.store = store
         self.subscribers = subscribers
         self.cryptlets = cryptlets
@@ -230,8 +264,14 @@ class SubscriptionService:
         secret = sealed = None
         if spec["trigger"]["type"] == "webhook":
             secret, sealed = webhooks.issue_secret(self.sealing_secret, subscription_id)
-        subscription = Subscription(id=subscription_id, subscriber=request.subscriber, status="active",
-                                    created_ms=now_ms, webhook_secret_sealed=sealed, **spec)
+        subscription = Subscription(
+            id=subscription_id,
+            subscriber=request.subscriber,
+            status="active",
+            created_ms=now_ms,
+            webhook_secret_sealed=sealed,
+            **spec,
+        )
         self.store.create(subscription)
         answer: dict[str, Any] = {"subscription": subscription.public()}
         if secret is not None:
@@ -246,13 +286,16 @@ class SubscriptionService:
             raise NotFound(f"no registered cryptlet {spec['cryptlet']!r}", field="$.cryptlet") from None
         methods = registration.methods or {}
         if spec["method"] not in methods:
-            raise InvalidInput(f"{spec['cryptlet']} has no method {spec['method']!r}; its methods: "
-                               f"{', '.join(sorted(methods))}", field="$.method")
+            raise InvalidInput(
+                f"{spec['cryptlet']} has no method {spec['method']!r}; its methods: {', '.join(sorted(methods))}",
+                field="$.method",
+            )
         inputs = {i.get("name") for i in (methods[spec["method"]] or {}).get("inputs", []) if isinstance(i, dict)}
         for name in spec["args"]:
             if name not in inputs:
-                raise InvalidInput(f"{spec['cryptlet']}.{spec['method']} takes no argument {name!r}",
-                                   field=f"$.args.{name}")
+                raise InvalidInput(
+                    f"{spec['cryptlet']}.{spec['method']} takes no argument {name!r}", field=f"$.args.{name}"
+                )
 
     def list(self, *, subscriber: str | None = None, status: str | None = None) -> dict[str, Any]:
         if status is not None and status not in STATUSES:
@@ -271,7 +314,7 @@ class SubscriptionService:
         _check_id(subscription_id)
         request = self.subscribers.verify_request(body, signature, now_ms, expected_action="cancel")
         if not isinstance(request.body, dict) or set(request.body) != {"subscription"}:
-            raise InvalidInput("a cancel request's body is {\"subscription\": <id>}", field="$.body")
+            raise InvalidInput('a cancel request\'s body is {"subscription": <id>}', field="$.body")
         if request.body["subscription"] != subscription_id:
             raise InvalidInput("the signed subscription id is not the one in the URL", field="$.body.subscription")
         for _ in range(8):  # the scheduler may write the row between our read and write: re-read and retry

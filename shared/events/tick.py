@@ -21,16 +21,16 @@ A claimed fire whose message may have been lost (the claiming host died between 
 so ``last_fired_ms`` did not advance) is re-enqueued by a later tick once its row is older than
 :data:`STALE_CLAIM_MS`; the worker is idempotent, so a duplicate message has no second effect.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor, wait
-from datetime import datetime, timedelta, timezone
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from shared.clock import now_ms
@@ -55,9 +55,7 @@ SCHEDULES = ("cron", "interval")
 OBSERVATIONS = ("threshold", "deviation_heartbeat")
 
 
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def utc(ms: int) -> datetime:
@@ -65,11 +63,26 @@ def utc(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
-def fire_message(subscription: Subscription, sequence: int, *, key: str, at_ms: int, reason: str,
-                 args: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+def fire_message(
+    subscription: Subscription,
+    sequence: int,
+    *,
+    key: str,
+    at_ms: int,
+    reason: str,
+    args: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """The fire queue message (docs/events.md, "Fires")."""
-    return {"subscription": subscription.id, "sequence": sequence, "key": key, "at_ms": at_ms, "reason": reason,
-            "args": args or {}, **extra}
+    return {
+        "subscription": subscription.id,
+        "sequence": sequence,
+        "key": key,
+        "at_ms": at_ms,
+        "reason": reason,
+        "args": args or {},
+        **extra,
+    }
 
 
 def observed_value(payload: Any, field: str) -> Any:
@@ -93,8 +106,14 @@ class EventsPort(Protocol):
 
     def enqueue(self, message: dict[str, Any], now: int | None = None) -> None: ...
 
-    def record_result(self, row: HistoryRow, *, envelope: dict[str, Any] | None = None,
-                      error: dict[str, Any] | None = None, result: str = "ok") -> None: ...
+    def record_result(
+        self,
+        row: HistoryRow,
+        *,
+        envelope: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        result: str = "ok",
+    ) -> None: ...
 
 
 class Scheduler:
@@ -148,8 +167,11 @@ class Scheduler:
         processing it); fires that exhausted their attempts (dead letters) are left alone. The worker
         is idempotent, so a fire whose original message is still on its way is not delivered twice."""
         rows = self.events.history.table.query_entities(
-            "status ne @d and claimed_ms lt @c", parameters={"d": "delivered", "c": now - STALE_FIRE_MS},
-            select=["PartitionKey", "RowKey", "fire", "attempts"], results_per_page=1000)
+            "status ne @d and claimed_ms lt @c",
+            parameters={"d": "delivered", "c": now - STALE_FIRE_MS},
+            select=["PartitionKey", "RowKey", "fire", "attempts"],
+            results_per_page=1000,
+        )
         swept = 0
         for entity in rows:
             if int(entity.get("attempts") or 0) >= self.events.max_attempts:
@@ -164,8 +186,9 @@ class Scheduler:
                 break
         return swept
 
-    def _guard(self, step: Callable[[Subscription, str, int], int], subscription: Subscription, etag: str,
-               now: int) -> int:
+    def _guard(
+        self, step: Callable[[Subscription, str, int], int], subscription: Subscription, etag: str, now: int
+    ) -> int:
         try:
             return step(subscription, etag, now) or 0
         except FabricError as exc:
@@ -175,8 +198,9 @@ class Scheduler:
         return 0
 
     # -- claims -------------------------------------------------------------------------------------
-    def claim_and_enqueue(self, subscription: Subscription, message: dict[str, Any], now: int, *,
-                          row: HistoryRow | None = None) -> bool:
+    def claim_and_enqueue(
+        self, subscription: Subscription, message: dict[str, Any], now: int, *, row: HistoryRow | None = None
+    ) -> bool:
         """Claim the fire (history row) and enqueue it; False if it was claimed before (by anyone)."""
         row = row or HistoryRow(subscription.id, message["sequence"], message, claimed_ms=now)
         try:
@@ -195,8 +219,11 @@ class Scheduler:
         trigger = schedule_from_dict(subscription.trigger)
         watermark = subscription.last_fired_ms if subscription.last_fired_ms is not None else subscription.created_ms
         policy = MissedFirePolicy.from_dict(subscription.missed)
-        fires = [f for f in due_fires(trigger, utc(watermark), utc(now + LOOKAHEAD_MS), policy)
-                 if epoch_ms(f.at) < subscription.deadline_ms]
+        fires = [
+            f
+            for f in due_fires(trigger, utc(watermark), utc(now + LOOKAHEAD_MS), policy)
+            if epoch_ms(f.at) < subscription.deadline_ms
+        ]
         if not fires:
             return 0
         enqueued = 0
@@ -215,8 +242,9 @@ class Scheduler:
         if subscription.last_fired_ms is not None:
             return 0
         at = subscription.created_ms
-        message = fire_message(subscription, at, key=fire_key("job-" + subscription.id, utc(at)), at_ms=at,
-                               reason="job")
+        message = fire_message(
+            subscription, at, key=fire_key("job-" + subscription.id, utc(at)), at_ms=at, reason="job"
+        )
         enqueued = self.claim_and_enqueue(subscription, message, now)
         try:
             self.events.subscriptions.update(subscription, etag, last_fired_ms=at, status="done")
@@ -226,8 +254,9 @@ class Scheduler:
 
     def _expire(self, subscription: Subscription, etag: str, now: int) -> int:
         at = subscription.deadline_ms
-        message = fire_message(subscription, at, key=fire_key("expired-" + subscription.id, utc(at)), at_ms=at,
-                               reason="expired")
+        message = fire_message(
+            subscription, at, key=fire_key("expired-" + subscription.id, utc(at)), at_ms=at, reason="expired"
+        )
         enqueued = self.claim_and_enqueue(subscription, message, now)
         try:
             self.events.subscriptions.update(subscription, etag, status="expired")
@@ -280,8 +309,9 @@ class Scheduler:
         if fire is None:
             return 0
         sequence = epoch_ms(fire.at)
-        message = fire_message(subscription, sequence, key=fire.key, at_ms=sequence, reason=fire.reason,
-                               value=fire.value)
+        message = fire_message(
+            subscription, sequence, key=fire.key, at_ms=sequence, reason=fire.reason, value=fire.value
+        )
         row = HistoryRow(subscription.id, sequence, message, claimed_ms=now)
         self.events.record_result(row, envelope=envelope)
         return int(self.claim_and_enqueue(subscription, message, now, row=row))

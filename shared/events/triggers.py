@@ -8,6 +8,7 @@ after every call and resume on another machine. Observations older than the newe
 seen are ignored (None, state unchanged), so a redelivered or late observation never fires twice.
 See ``docs/schedules.md``.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,19 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from shared.errors import InvalidInput
-from shared.events.schedules import (Fire, IdentifiedTrigger, ScheduleTrigger, check_object, format_instant, json_path,
-                             number, parse_instant, relabel, require_aware, schedule_from_dict)
+from shared.events.schedules import (
+    Fire,
+    IdentifiedTrigger,
+    ScheduleTrigger,
+    check_object,
+    format_instant,
+    json_path,
+    number,
+    parse_instant,
+    relabel,
+    require_aware,
+    schedule_from_dict,
+)
 
 __all__ = ["ObservationTrigger", "ThresholdTrigger", "DeviationHeartbeatTrigger", "trigger_from_dict", "Fire"]
 
@@ -43,7 +55,7 @@ class ObservationTrigger(IdentifiedTrigger):
 
     def __init__(self, trigger_id: str | None) -> None:
         super().__init__(trigger_id)
-        self.last_at: datetime | None = None   # the newest observation seen
+        self.last_at: datetime | None = None  # the newest observation seen
 
     @abstractmethod
     def state(self) -> dict[str, Any]:
@@ -68,8 +80,9 @@ class ObservationTrigger(IdentifiedTrigger):
         """A trigger of this class from its JSON (with or without ``state``)."""
         trigger = observation_from_dict(data, path)
         if not isinstance(trigger, cls):
-            raise InvalidInput(f"type must be {getattr(cls, 'type', 'an observation trigger')!r}",
-                               field=json_path(path, "type"))
+            raise InvalidInput(
+                f"type must be {getattr(cls, 'type', 'an observation trigger')!r}", field=json_path(path, "type")
+            )
         return trigger
 
     def evaluate(self, value: float, at: datetime) -> Fire | None:
@@ -108,8 +121,14 @@ class ThresholdTrigger(ObservationTrigger):
     type = "threshold"
     DIRECTIONS = ("above", "below")
 
-    def __init__(self, level: float, direction: Literal["above", "below"] = "above", hysteresis: float = 0.0,
-                 *, id: str | None = None) -> None:
+    def __init__(
+        self,
+        level: float,
+        direction: Literal["above", "below"] = "above",
+        hysteresis: float = 0.0,
+        *,
+        id: str | None = None,
+    ) -> None:
         super().__init__(id)
         self.level = number(level, "level")
         if direction not in self.DIRECTIONS:
@@ -123,8 +142,11 @@ class ThresholdTrigger(ObservationTrigger):
         return {"type": self.type, "level": self.level, "direction": self.direction, "hysteresis": self.hysteresis}
 
     def state(self) -> dict[str, Any]:
-        return {"armed": self.armed, "last_value": self.last_value,
-                "last_at": format_instant(self.last_at) if self.last_at else None}
+        return {
+            "armed": self.armed,
+            "last_value": self.last_value,
+            "last_at": format_instant(self.last_at) if self.last_at else None,
+        }
 
     def _load_state(self, state: dict[str, Any], path: str) -> None:
         check_object(state, path, {"armed", "last_value", "last_at"}, {"armed"})
@@ -141,8 +163,11 @@ class ThresholdTrigger(ObservationTrigger):
             self.armed = False
             return self._fire(at, "threshold_crossed", value)
         if not self.armed:
-            back = (value <= self.level - self.hysteresis if self.direction == "above"
-                    else value >= self.level + self.hysteresis)
+            back = (
+                value <= self.level - self.hysteresis
+                if self.direction == "above"
+                else value >= self.level + self.hysteresis
+            )
             if back:
                 self.armed = True
         return None
@@ -175,9 +200,12 @@ class DeviationHeartbeatTrigger(ObservationTrigger):
         return {"type": self.type, "deviation_fraction": self.deviation_fraction, "heartbeat_s": self.heartbeat_s}
 
     def state(self) -> dict[str, Any]:
-        return {"last_reported": self.last_reported,
-                "last_reported_at": format_instant(self.last_reported_at) if self.last_reported_at else None,
-                "last_value": self.last_value, "last_at": format_instant(self.last_at) if self.last_at else None}
+        return {
+            "last_reported": self.last_reported,
+            "last_reported_at": format_instant(self.last_reported_at) if self.last_reported_at else None,
+            "last_value": self.last_value,
+            "last_at": format_instant(self.last_at) if self.last_at else None,
+        }
 
     def _load_state(self, state: dict[str, Any], path: str) -> None:
         check_object(state, path, {"last_reported", "last_reported_at", "last_value", "last_at"}, set())
@@ -205,7 +233,7 @@ class DeviationHeartbeatTrigger(ObservationTrigger):
         self.last_value = value
         if self.last_reported_at is None:
             return self._report(at, "first", value)
-        if at < self.last_reported_at:   # older than a heartbeat already reported by due()
+        if at < self.last_reported_at:  # older than a heartbeat already reported by due()
             return None
         if self.deviation(value) >= self.deviation_fraction:
             return self._report(at, "deviation", value)
@@ -234,9 +262,13 @@ class DeviationHeartbeatTrigger(ObservationTrigger):
 
 
 _OBSERVATION_TYPES: dict[str, type[ThresholdTrigger | DeviationHeartbeatTrigger]] = {
-    ThresholdTrigger.type: ThresholdTrigger, DeviationHeartbeatTrigger.type: DeviationHeartbeatTrigger}
-_CONFIG_MEMBERS = {ThresholdTrigger.type: ({"level"}, {"direction", "hysteresis"}),
-                   DeviationHeartbeatTrigger.type: ({"deviation_fraction", "heartbeat_s"}, set())}
+    ThresholdTrigger.type: ThresholdTrigger,
+    DeviationHeartbeatTrigger.type: DeviationHeartbeatTrigger,
+}
+_CONFIG_MEMBERS = {
+    ThresholdTrigger.type: ({"level"}, {"direction", "hysteresis"}),
+    DeviationHeartbeatTrigger.type: ({"deviation_fraction", "heartbeat_s"}, set()),
+}
 
 
 def trigger_from_dict(data: Any, path: str = "$") -> ObservationTrigger | ScheduleTrigger:
@@ -249,8 +281,9 @@ def trigger_from_dict(data: Any, path: str = "$") -> ObservationTrigger | Schedu
         if kind in ("cron", "interval"):
             return schedule_from_dict(data, path)
         check_object(data, path, set(data) if isinstance(data, dict) else set(), {"type"})
-        raise InvalidInput("type must be one of cron, interval, threshold, deviation_heartbeat",
-                           field=json_path(path, "type"))
+        raise InvalidInput(
+            "type must be one of cron, interval, threshold, deviation_heartbeat", field=json_path(path, "type")
+        )
     required, optional = _CONFIG_MEMBERS[kind]
     check_object(data, path, {"type", "id", "state"} | required | optional, {"type"} | required)
     config = {name: data[name] for name in required | optional if name in data}
@@ -266,4 +299,3 @@ def observation_from_dict(data: Any, path: str = "$") -> ObservationTrigger:
     if not isinstance(trigger, ObservationTrigger):
         raise InvalidInput("type must be threshold or deviation_heartbeat", field=json_path(path, "type"))
     return trigger
-

@@ -8,6 +8,7 @@ associated data). A call carries ``X-Webhook-Signature: t=<unix seconds>,v1=<hex
 :data:`TOLERANCE_S` of the host clock, so a captured call cannot be replayed later; comparisons are
 constant-time. Every failure is :class:`~shared.errors.VerificationError` with a reason.
 """
+
 from __future__ import annotations
 
 import base64
@@ -16,7 +17,6 @@ import hmac
 import os
 import re
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.errors import VerificationError
@@ -45,8 +45,10 @@ def _unseal(sealing_secret: bytes, subscription_id: str, sealed: str) -> bytes:
     try:
         return AESGCM(_key(sealing_secret)).decrypt(blob[:12], blob[12:], subscription_id.encode())
     except Exception:
-        raise VerificationError("webhook_secret_unavailable", "the subscription's webhook secret cannot be "
-                                "opened on this host (another sealing secret?)") from None
+        raise VerificationError(
+            "webhook_secret_unavailable",
+            "the subscription's webhook secret cannot be opened on this host (another sealing secret?)",
+        ) from None
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -56,8 +58,9 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def verify(sealing_secret: bytes, subscription_id: str, sealed: str | None, header: str | None, body: bytes,
-           *, now_s: float) -> None:
+def verify(
+    sealing_secret: bytes, subscription_id: str, sealed: str | None, header: str | None, body: bytes, *, now_s: float
+) -> None:
     """Check a webhook call; raise :class:`VerificationError` (reason ``webhook_*``) if it is not authentic."""
     if not sealed:
         raise VerificationError("webhook_not_enabled", "this subscription does not take webhooks")

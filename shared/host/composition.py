@@ -4,6 +4,7 @@ Each service takes its collaborators in its constructor; nothing below reaches f
 object. ``functions/host.py`` keeps the one :class:`Host` of a Functions worker process; tests and
 tools build their own with :func:`build_host`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,9 +34,9 @@ from shared.isolation.process import ProcessProvider
 from shared.keys.keyvault import KeyVaultKeyStore
 from shared.keys.lifecycle import KeyLifecycle
 from shared.keys.store import KeyStore, TableKeyStore
+from shared.ledger.chain import Ledger
 from shared.ledger.checkpoint_store import CheckpointStore
 from shared.ledger.checkpoints import CheckpointSigner, origin_of
-from shared.ledger.chain import Ledger
 from shared.ledger.index import LedgerIndex
 from shared.packages.folders import PackageFolders
 from shared.packages.store import PackageStore
@@ -76,19 +77,26 @@ class Host:
     def events(self) -> Events:
         """The event engine (fire queue, worker, webhooks, dead letters, history), made on first use."""
         settings = self.settings
-        return Events(invoke=self._invoke_for_events,
-                      subscriptions=SubscriptionStore(self.storage.table(settings.table("subscriptions"))),
-                      history=HistoryStore(self.storage.table(settings.table("history"))),
-                      delivery_key=self.delivery_key, storage=self.storage, sealing_secret=settings.sealing_secret,
-                      region_timeout=settings.region_timeout)
+        return Events(
+            invoke=self._invoke_for_events,
+            subscriptions=SubscriptionStore(self.storage.table(settings.table("subscriptions"))),
+            history=HistoryStore(self.storage.table(settings.table("history"))),
+            delivery_key=self.delivery_key,
+            storage=self.storage,
+            sealing_secret=settings.sealing_secret,
+            region_timeout=settings.region_timeout,
+        )
 
     @cached_property
     def subscriptions(self) -> SubscriptionService:
         """Subscribers and subscriptions (signed requests), made on first use."""
         settings = self.settings
-        return SubscriptionService(SubscriptionStore(self.storage.table(settings.table("subscriptions"))),
-                                   SubscriberRegistry(self.storage.table(settings.table("subscribers"))),
-                                   self.registrations.get, settings.sealing_secret)
+        return SubscriptionService(
+            SubscriptionStore(self.storage.table(settings.table("subscriptions"))),
+            SubscriberRegistry(self.storage.table(settings.table("subscribers"))),
+            self.registrations.get,
+            settings.sealing_secret,
+        )
 
     def _invoke_for_events(self, name: str, method: str, args: dict[str, Any], request_id: str) -> dict[str, Any]:
         return self.invocations.invoke(name, Call(method, args, from_hex(request_id, length=32, field="request_id")))
@@ -104,36 +112,73 @@ def build_host(settings: Settings) -> Host:
     domain = Domain(settings.chain_id, settings.verifying_contract)
     provider = ProcessProvider(settings.sealing_secret, timeout=settings.region_timeout)
     ledger = Ledger(storage.table(settings.table("ledger")), LEDGER_STREAM)
-    index = LedgerIndex(ledger, CheckpointStore(ledger.table, LEDGER_STREAM),
-                        CheckpointSigner.from_secret(settings.sealing_secret, origin_of(LEDGER_STREAM)))
+    index = LedgerIndex(
+        ledger,
+        CheckpointStore(ledger.table, LEDGER_STREAM),
+        CheckpointSigner.from_secret(settings.sealing_secret, origin_of(LEDGER_STREAM)),
+    )
     keystore = open_key_store(settings, storage)
     catalog = storage.table(settings.table("cryptlets"))
-    folders = PackageFolders(settings.packages_dir, settings.uploads_folder,
-                             store=PackageStore(storage.container(settings.table("packages").lower())),
-                             max_bytes=settings.max_package_bytes, measure=provider.digest)
+    folders = PackageFolders(
+        settings.packages_dir,
+        settings.uploads_folder,
+        store=PackageStore(storage.container(settings.table("packages").lower())),
+        max_bytes=settings.max_package_bytes,
+        measure=provider.digest,
+    )
     policy_store = PolicyStore(catalog)
-    policies = Policies(policy_store, ledger, folders, max_instances=settings.regions_per_cryptlet,
-                        timeout_s=settings.region_timeout, provider_name=provider.name,
-                        provider_isolates=provider.isolates)
+    policies = Policies(
+        policy_store,
+        ledger,
+        folders,
+        max_instances=settings.regions_per_cryptlet,
+        timeout_s=settings.region_timeout,
+        provider_name=provider.name,
+        provider_isolates=provider.isolates,
+    )
     progress = JobStore(storage.table(settings.table("jobs")))  # progress of long calls
     region_options = RegionOptions(policies, progress.report)
-    registry = Registry(folders=folders, catalog=catalog, ledger=ledger, keystore=keystore, provider=provider,
-                        domain=domain, region_options=region_options)
+    registry = Registry(
+        folders=folders,
+        catalog=catalog,
+        ledger=ledger,
+        keystore=keystore,
+        provider=provider,
+        domain=domain,
+        region_options=region_options,
+    )
     cache = RegistrationCache(registry)
-    pools = Pools(RegionStarter(provider, keystore, folders, domain, region_options), policies,
-                  wait_timeout=settings.region_timeout)
+    pools = Pools(
+        RegionStarter(provider, keystore, folders, domain, region_options),
+        policies,
+        wait_timeout=settings.region_timeout,
+    )
     states = StateStore(catalog)
     invocations = Invocations(cache, pools, states)
     delivery_key = DeliveryKey(settings.sealing_secret)  # signs deliveries and expiry results
     return Host(
-        settings=settings, storage=storage, provider=provider, ledger=ledger, ledger_index=index,
-        delivery_key=delivery_key, registry=registry,
+        settings=settings,
+        storage=storage,
+        provider=provider,
+        ledger=ledger,
+        ledger_index=index,
+        delivery_key=delivery_key,
+        registry=registry,
         registrations=Registrations(registry, folders, cache, pools, index, policies),
         invocations=invocations,
-        queued=QueuedCalls(RequestStore(storage.table(settings.table("requests"))), invocations, delivery_key,
-                           progress),
-        keys=KeyOperations(KeyLifecycle(registry, index), registry, cache, pools, index, policy_store, states,
-                           drain_timeout=settings.region_timeout + 5),
+        queued=QueuedCalls(
+            RequestStore(storage.table(settings.table("requests"))), invocations, delivery_key, progress
+        ),
+        keys=KeyOperations(
+            KeyLifecycle(registry, index),
+            registry,
+            cache,
+            pools,
+            index,
+            policy_store,
+            states,
+            drain_timeout=settings.region_timeout + 5,
+        ),
         policies=PolicyAdmin(policies, policy_store, registry, ledger, pools),
         pools=pools,
         operations=Operations(ledger, provider, delivery_key),

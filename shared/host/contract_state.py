@@ -5,6 +5,7 @@ state's canonical JSON, its version and its keccak256 hash, as the last signed e
 them. A write names the ETag it read, so two hosts changing one contract at once cannot both
 win: the second gets :class:`~shared.errors.Conflict` and its signed transition is discarded.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModif
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.encoding import canonical_json
-from shared.errors import Conflict, StorageError
+from shared.errors import Conflict
 from shared.storage import storage_errors
 
 STATE_PARTITION = "state"
@@ -51,18 +52,27 @@ class StateStore:
 
     def put(self, name: str, previous: StateRecord, state: dict[str, Any], version: int, state_hash: str) -> None:
         """Store the state a signed envelope reported; :class:`Conflict` if it changed since ``previous``."""
-        row = {"PartitionKey": STATE_PARTITION, "RowKey": name, "state": canonical_json(state).decode("utf-8"),
-               "version": version, "hash": state_hash}
+        row = {
+            "PartitionKey": STATE_PARTITION,
+            "RowKey": name,
+            "state": canonical_json(state).decode("utf-8"),
+            "version": version,
+            "hash": state_hash,
+        }
         with storage_errors("catalog"):
             try:
                 if previous.etag is None:
                     self.catalog.create_entity(row)
                 else:
-                    self.catalog.update_entity(row, mode=UpdateMode.REPLACE, etag=previous.etag,
-                                               match_condition=MatchConditions.IfNotModified)
+                    self.catalog.update_entity(
+                        row, mode=UpdateMode.REPLACE, etag=previous.etag, match_condition=MatchConditions.IfNotModified
+                    )
             except (ResourceExistsError, ResourceModifiedError):
-                raise Conflict(f"the state of {name} changed concurrently (another host); the call's transition was "
-                               "discarded: retry the call", field="state") from None
+                raise Conflict(
+                    f"the state of {name} changed concurrently (another host); the call's transition was "
+                    "discarded: retry the call",
+                    field="state",
+                ) from None
 
     def delete(self, name: str) -> None:
         try:

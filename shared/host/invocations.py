@@ -1,6 +1,7 @@
 """Invocations: a call checked against the cryptlet's interface, run in a leased region, answered with
 the signed envelope. A contract cryptlet's call runs over its stored state, one call at a time per
 host, and its new state is stored as the envelope reports it."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,9 @@ SEQUENCE_BLOCK = 1 + MAX_EVENTS
 class Invocations:
     """Runs calls of registered cryptlets in their region pools."""
 
-    def __init__(self, registrations: RegistrationCache, pools: Pools, states: StateStore,
-                 sequences: SequenceClock | None = None) -> None:
+    def __init__(
+        self, registrations: RegistrationCache, pools: Pools, states: StateStore, sequences: SequenceClock | None = None
+    ) -> None:
         self.registrations = registrations
         self.pools = pools
         self.states = states
@@ -52,24 +54,37 @@ class Invocations:
     def _call_region(self, registration: Registration, method: str, **params: Any) -> dict[str, Any]:
         with self.pools.get(registration).lease() as region:
             try:
-                return region.call("invoke", method=method, sequence=self.sequences.next(SEQUENCE_BLOCK),
-                                   sequences=SEQUENCE_BLOCK, **params)
+                return region.call(
+                    "invoke",
+                    method=method,
+                    sequence=self.sequences.next(SEQUENCE_BLOCK),
+                    sequences=SEQUENCE_BLOCK,
+                    **params,
+                )
             except RegionError as exc:
                 if exc.extra.get("region_code") == "bad_arguments":
-                    raise InvalidInput(f"{registration.name}.{method} rejected its arguments: {exc.detail}",
-                                       field="args") from None
+                    raise InvalidInput(
+                        f"{registration.name}.{method} rejected its arguments: {exc.detail}", field="args"
+                    ) from None
                 raise
 
     def _invoke_contract(self, registration: Registration, call: Call, request_id: bytes) -> dict[str, Any]:
         with self._state_lock(registration.name):
             record = self.states.get(registration.name)
-            result = self._call_region(registration, call.method, args=call.args, request_id=to_hex(request_id),
-                                       state=record.state, state_version=record.version)
+            result = self._call_region(
+                registration,
+                call.method,
+                args=call.args,
+                request_id=to_hex(request_id),
+                state=record.state,
+                state_version=record.version,
+            )
             if "state" in result:
                 summary = result["envelope"]["payload"]["state"]
                 if to_hex(payload_hash(result["state"])) != summary["hash"]:
-                    raise RegionError("region returned a state that does not match the hash it signed",
-                                      region_code="state_mismatch")
+                    raise RegionError(
+                        "region returned a state that does not match the hash it signed", region_code="state_mismatch"
+                    )
                 self.states.put(registration.name, record, result["state"], summary["version"], summary["hash"])
         return _response(result)
 

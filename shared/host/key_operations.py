@@ -4,6 +4,7 @@ The ledger work is :class:`shared.keys.lifecycle.KeyLifecycle`; this service kee
 consistent: cached registrations dropped, old regions drained before the new key's entry is
 committed, pools replaced, policy and state of a retired name removed.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,7 +13,7 @@ from shared.host.contract_state import StateStore
 from shared.host.models import Revocation, RevokeRequest
 from shared.host.policy import PolicyStore
 from shared.host.pools import Pools
-from shared.host.registry import Registry, RegistrationCache
+from shared.host.registry import RegistrationCache, Registry
 from shared.keys.history import KeyRecord
 from shared.keys.lifecycle import KeyLifecycle
 from shared.ledger.chain import LedgerEntry
@@ -22,8 +23,18 @@ from shared.ledger.index import LedgerIndex
 class KeyOperations:
     """``/api/cryptlets/{name}/keys/...``, retirement and ``/api/keys/{address}``."""
 
-    def __init__(self, lifecycle: KeyLifecycle, registry: Registry, registrations: RegistrationCache, pools: Pools,
-                 index: LedgerIndex, policies: PolicyStore, states: StateStore, *, drain_timeout: float) -> None:
+    def __init__(
+        self,
+        lifecycle: KeyLifecycle,
+        registry: Registry,
+        registrations: RegistrationCache,
+        pools: Pools,
+        index: LedgerIndex,
+        policies: PolicyStore,
+        states: StateStore,
+        *,
+        drain_timeout: float,
+    ) -> None:
         self.lifecycle = lifecycle
         self.registry = registry
         self.registrations = registrations
@@ -35,6 +46,7 @@ class KeyOperations:
 
     def rotate(self, name: str, revoke: Revocation | None = None) -> dict[str, Any]:
         """New key for ``name``, generated inside a region; with ``revoke`` the old one is revoked too."""
+
         def drain_old_regions() -> None:  # no envelope from the old key may carry a later timestamp
             self.registrations.forget(name)
             self.pools.begin_rotation(name, self.drain_timeout)

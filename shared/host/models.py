@@ -1,5 +1,6 @@
 """Typed requests the host services take: ``functions/`` parses HTTP bodies into these at the edge
 (:mod:`functions.models`), so the core never handles raw JSON bodies."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

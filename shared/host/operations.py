@@ -1,4 +1,5 @@
 """Operations: health (storage reachability, versions) and what this host's evidence is."""
+
 from __future__ import annotations
 
 import platform
@@ -28,15 +29,24 @@ class Operations:
             storage = {"reachable": True, "ledger_size": head.size}
         except Exception as exc:  # reported, not raised: health must answer
             storage = {"reachable": False, "error": type(exc).__name__}
-        return {"status": "ok" if storage["reachable"] else "degraded", "storage": storage,
-                "versions": versions(), "provider": self.provider.name}
+        return {
+            "status": "ok" if storage["reachable"] else "degraded",
+            "storage": storage,
+            "versions": versions(),
+            "provider": self.provider.name,
+        }
 
     def attestation(self) -> dict[str, Any]:
         """What this host's evidence is and which platform key signs it."""
         software = self.provider.evidence_kind == "process"
-        return {"provider": self.provider.name, "evidence_kind": self.provider.evidence_kind,
-                "software": software, "debug": software, "platform_key": to_hex(self.provider.platform_public_key),
-                "delivery_address": self.delivery_key.address}  # signs deliveries and expiry results
+        return {
+            "provider": self.provider.name,
+            "evidence_kind": self.provider.evidence_kind,
+            "software": software,
+            "debug": software,
+            "platform_key": to_hex(self.provider.platform_public_key),
+            "delivery_address": self.delivery_key.address,
+        }  # signs deliveries and expiry results
 
 
 def versions() -> dict[str, str]:

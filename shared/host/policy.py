@@ -5,6 +5,7 @@ recorded as a ``policy.set`` ledger entry (the source of truth) and then kept as
 policy in the catalog table (row ``PartitionKey="policy"``, ``RowKey=<name>``), so it survives
 restarts. :func:`effective_settings` merges defaults, manifest and policy, in that order.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.errors import Conflict, FabricError, InvalidInput, StorageError
+from shared.errors import Conflict, FabricError, InvalidInput
 from shared.host.registry import Registration
 from shared.ledger.chain import Ledger
 from shared.ledger.kinds import REGISTERED
@@ -66,8 +67,11 @@ def manifest_settings(manifest: dict[str, Any]) -> dict[str, Any]:
         found["isolation"] = config["isolation"]
     if config.get("timeoutSeconds") is not None:
         found["timeout_s"] = config["timeoutSeconds"]
-    for key, name in (("egress", "egress"), ("minimumInstances", "min_instances"),
-                      ("maximumInstances", "max_instances")):
+    for key, name in (
+        ("egress", "egress"),
+        ("minimumInstances", "min_instances"),
+        ("maximumInstances", "max_instances"),
+    ):
         if manifest.get(key) is not None:
             found[name] = manifest[key]
     return found
@@ -75,8 +79,11 @@ def manifest_settings(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def effective_settings(defaults: dict[str, Any], manifest: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
     """Defaults, overridden by the manifest, overridden by the policy; min never above max."""
-    merged = {**defaults, **{k: v for k, v in manifest.items() if k in SETTING_KEYS},
-              **{k: v for k, v in policy.items() if k in SETTING_KEYS}}
+    merged = {
+        **defaults,
+        **{k: v for k, v in manifest.items() if k in SETTING_KEYS},
+        **{k: v for k, v in policy.items() if k in SETTING_KEYS},
+    }
     merged["min_instances"] = min(merged["min_instances"], merged["max_instances"])
     merged["egress_enforced"] = True  # the fetch call-out reaches only hosts in egress (shared/isolation/egress.py)
     return merged
@@ -98,8 +105,12 @@ class PolicyStore:
         return json.loads(row["policy"]), json.loads(row["ledger"])
 
     def put(self, name: str, policy: dict[str, Any], ledger: dict[str, Any]) -> None:
-        row = {"PartitionKey": POLICY_PARTITION, "RowKey": name,
-               "policy": json.dumps(policy, separators=(",", ":")), "ledger": json.dumps(ledger, separators=(",", ":"))}
+        row = {
+            "PartitionKey": POLICY_PARTITION,
+            "RowKey": name,
+            "policy": json.dumps(policy, separators=(",", ":")),
+            "ledger": json.dumps(ledger, separators=(",", ":")),
+        }
         with storage_errors("catalog"):
             self.catalog.upsert_entity(row, mode=UpdateMode.REPLACE)
 
@@ -113,8 +124,17 @@ class PolicyStore:
 class Policies:
     """Effective settings of registered cryptlets: host defaults < manifest < policy."""
 
-    def __init__(self, store: PolicyStore, ledger: Ledger, folders: PackageFolders, *, max_instances: int,
-                 timeout_s: float, provider_name: str, provider_isolates: bool) -> None:
+    def __init__(
+        self,
+        store: PolicyStore,
+        ledger: Ledger,
+        folders: PackageFolders,
+        *,
+        max_instances: int,
+        timeout_s: float,
+        provider_name: str,
+        provider_isolates: bool,
+    ) -> None:
         self.store = store
         self.ledger = ledger
         self.folders = folders
@@ -124,8 +144,13 @@ class Policies:
         self.provider_isolates = provider_isolates
 
     def defaults(self) -> dict[str, Any]:
-        return {"isolation": False, "egress": [], "min_instances": 0, "max_instances": self.max_instances,
-                "timeout_s": self.timeout_s}
+        return {
+            "isolation": False,
+            "egress": [],
+            "min_instances": 0,
+            "max_instances": self.max_instances,
+            "timeout_s": self.timeout_s,
+        }
 
     def manifest_settings(self, registration: Registration) -> dict[str, Any]:
         """What the registered manifest asks for: from its ``cryptlet.registered`` entry, else the package."""
@@ -150,5 +175,6 @@ class Policies:
     def check_isolation(self, name: str, settings: dict[str, Any]) -> None:
         """Refuse a cryptlet that must be isolated on a provider that cannot isolate it."""
         if settings["isolation"] and not self.provider_isolates:
-            raise Conflict(f"{name} requires isolation and provider {self.provider_name!r} cannot isolate",
-                           field="$.isolation")
+            raise Conflict(
+                f"{name} requires isolation and provider {self.provider_name!r} cannot isolate", field="$.isolation"
+            )

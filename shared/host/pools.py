@@ -5,6 +5,7 @@ settings of that moment. A pool is replaced when the key changed (on this host o
 through a later ledger sequence) or when the effective settings changed (a policy set elsewhere).
 While this host rotates a key, callers for that cryptlet wait instead of using the old key.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,8 +38,10 @@ class RegionOptions:
         self.progress = progress
 
     def for_settings(self, name: str, settings: dict[str, Any]) -> dict[str, Any]:
-        return {"call_out": HostCallOuts(name, egress=settings["egress"], progress=self.progress),
-                "timeout": settings["timeout_s"]}
+        return {
+            "call_out": HostCallOuts(name, egress=settings["egress"], progress=self.progress),
+            "timeout": settings["timeout_s"],
+        }
 
     def __call__(self, name: str, manifest: dict[str, Any]) -> dict[str, Any]:
         """For registration and key rotation: defaults < ``manifest`` < the current policy."""
@@ -48,8 +51,14 @@ class RegionOptions:
 class RegionStarter:
     """Starts a region of a registration: created, its sealed key unsealed inside, bound to its ledger entry."""
 
-    def __init__(self, provider: IsolationProvider, keystore: KeyStore, folders: PackageFolders, domain: Domain,
-                 options: RegionOptions) -> None:
+    def __init__(
+        self,
+        provider: IsolationProvider,
+        keystore: KeyStore,
+        folders: PackageFolders,
+        domain: Domain,
+        options: RegionOptions,
+    ) -> None:
         self.provider = provider
         self.keystore = keystore
         self.folders = folders
@@ -58,8 +67,12 @@ class RegionStarter:
 
     def start(self, registration: Registration, settings: dict[str, Any]) -> Region:
         package_dir = self.folders.resolve(registration.package)
-        region = self.provider.create_region(package_dir, digest_bytes(registration), domain=self.domain,
-                                             **self.options.for_settings(registration.name, settings))
+        region = self.provider.create_region(
+            package_dir,
+            digest_bytes(registration),
+            domain=self.domain,
+            **self.options.for_settings(registration.name, settings),
+        )
         try:
             sealed = self.keystore.get(registration.address)
             region.call("unseal", address=registration.address, sealed_key=base64.b64encode(sealed.blob).decode())
@@ -109,8 +122,11 @@ class Pools:
             return self._put(registration, settings).pool
 
     def _put(self, registration: Registration, settings: dict[str, Any]) -> _Pooled:
-        pooled = _Pooled(RegionPool(lambda: self.starter.start(registration, settings), settings["max_instances"]),
-                         registration, settings)
+        pooled = _Pooled(
+            RegionPool(lambda: self.starter.start(registration, settings), settings["max_instances"]),
+            registration,
+            settings,
+        )
         self._pools[registration.name] = pooled
         return pooled
 

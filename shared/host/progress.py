@@ -18,19 +18,20 @@ them to :meth:`JobStore.report`, which keeps one row per request id in the table
 
 ``GET /api/requests/{request_id}/progress`` (:meth:`shared.host.queued_calls.QueuedCalls.progress`) reads it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.encoding import from_hex
-from shared.errors import Conflict, NotFound, StorageError
-from shared.storage import storage_errors
 from shared.clock import utc_now
+from shared.encoding import from_hex
+from shared.errors import Conflict, NotFound
+from shared.storage import storage_errors
 
 PARTITION = "job"
 _ATTEMPTS = 8
@@ -55,9 +56,17 @@ class JobStore:
                 except ResourceNotFoundError:
                     now = utc_now()
                     try:
-                        self.table.create_entity({"PartitionKey": PARTITION, "RowKey": key, "name": name,
-                                                  "fraction": float(fraction), "message": message,
-                                                  "started_at": now, "updated_at": now})
+                        self.table.create_entity(
+                            {
+                                "PartitionKey": PARTITION,
+                                "RowKey": key,
+                                "name": name,
+                                "fraction": float(fraction),
+                                "message": message,
+                                "started_at": now,
+                                "updated_at": now,
+                            }
+                        )
                         return
                     except ResourceExistsError:
                         continue  # another writer created it: read it and merge
@@ -66,10 +75,18 @@ class JobStore:
                 if fraction < float(row["fraction"]):
                     return  # monotonic: never move backwards
                 try:
-                    self.table.update_entity({"PartitionKey": PARTITION, "RowKey": key, "fraction": float(fraction),
-                                              "message": message, "updated_at": utc_now()},
-                                             mode=UpdateMode.MERGE, etag=row.metadata["etag"],
-                                             match_condition=MatchConditions.IfNotModified)
+                    self.table.update_entity(
+                        {
+                            "PartitionKey": PARTITION,
+                            "RowKey": key,
+                            "fraction": float(fraction),
+                            "message": message,
+                            "updated_at": utc_now(),
+                        },
+                        mode=UpdateMode.MERGE,
+                        etag=row.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
                     return
                 except (ResourceModifiedError, ResourceNotFoundError):
                     continue  # raced another writer: read again
@@ -83,8 +100,14 @@ class JobStore:
                 row = self.table.get_entity(PARTITION, request_id.lower())
             except ResourceNotFoundError:
                 return None
-        return {"request_id": request_id.lower(), "cryptlet": row["name"], "fraction": float(row["fraction"]),
-                "message": row.get("message", ""), "started_at": row["started_at"], "updated_at": row["updated_at"]}
+        return {
+            "request_id": request_id.lower(),
+            "cryptlet": row["name"],
+            "fraction": float(row["fraction"]),
+            "message": row.get("message", ""),
+            "started_at": row["started_at"],
+            "updated_at": row["updated_at"],
+        }
 
     def progress(self, request_id: str, known: Callable[[str], Any] | None = None) -> dict[str, Any]:
         """The progress of ``request_id``; without a row, ``fraction`` 0 if ``known(request_id)``
@@ -95,5 +118,12 @@ class JobStore:
         if known is None:
             raise NotFound(f"no progress reported for request {request_id}", field="request_id")
         known(request_id)  # raises NotFound for an unknown request
-        return {"request_id": request_id.lower(), "cryptlet": None, "fraction": 0.0, "message": "",
-                "started_at": None, "updated_at": None, "reported": False}
+        return {
+            "request_id": request_id.lower(),
+            "cryptlet": None,
+            "fraction": 0.0,
+            "message": "",
+            "started_at": None,
+            "updated_at": None,
+            "reported": False,
+        }

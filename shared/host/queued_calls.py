@@ -7,24 +7,24 @@ and its result is an explicit failure signed by the fabric's delivery key (docs/
 silence. Failures that retrying cannot fix are recorded at once; others are
 retried by the queue and end in the poison queue after ``maxDequeueCount`` attempts.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.clock import now_ms
+from shared.clock import now_ms, utc_now
 from shared.encoding import from_hex, to_hex
+from shared.errors import FabricError, InvalidInput, NotFound
 from shared.events.delivery import DeliveryKey
 from shared.host.invocations import Invocations
 from shared.host.models import Call
 from shared.host.progress import JobStore
-from shared.errors import FabricError, InvalidInput, NotFound, StorageError
 from shared.storage import storage_errors
-from shared.clock import utc_now
 
 PARTITION = "request"
 DEFAULT_DEADLINE_S = 900
@@ -42,17 +42,27 @@ class QueuedRequest:
     deadline_ms: int | None = None
 
     def to_message(self) -> str:
-        return json.dumps({"request_id": self.request_id, "name": self.name, "method": self.method,
-                           "args": self.args, "deadline_ms": self.deadline_ms}, separators=(",", ":"))
+        return json.dumps(
+            {
+                "request_id": self.request_id,
+                "name": self.name,
+                "method": self.method,
+                "args": self.args,
+                "deadline_ms": self.deadline_ms,
+            },
+            separators=(",", ":"),
+        )
 
     @classmethod
-    def from_message(cls, body: bytes | str) -> "QueuedRequest":
+    def from_message(cls, body: bytes | str) -> QueuedRequest:
         """Parse a queue message; raises :class:`InvalidInput` if it is not a request."""
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise InvalidInput("queued request is not JSON", field="$") from None
-        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("request_id", "name", "method")):
+        if not isinstance(data, dict) or not all(
+            isinstance(data.get(k), str) for k in ("request_id", "name", "method")
+        ):
             raise InvalidInput("queued request needs request_id, name and method", field="$")
         from_hex(data["request_id"], length=32, field="request_id")
         if not isinstance(data.get("args", {}), dict):
@@ -79,14 +89,23 @@ class RequestStore:
         self.table = table
 
     def _write(self, request_id: str, status: str, **fields: Any) -> None:
-        row = {"PartitionKey": PARTITION, "RowKey": request_id.lower(), "status": status, "updated_at": utc_now(),
-               **{k: json.dumps(v, separators=(",", ":")) for k, v in fields.items()}}
+        row = {
+            "PartitionKey": PARTITION,
+            "RowKey": request_id.lower(),
+            "status": status,
+            "updated_at": utc_now(),
+            **{k: json.dumps(v, separators=(",", ":")) for k, v in fields.items()},
+        }
         with storage_errors("request store"):
             self.table.upsert_entity(row, mode=UpdateMode.MERGE)
 
     def pending(self, request: QueuedRequest) -> None:
-        self._write(request.request_id, "pending", request={"name": request.name, "method": request.method},
-                    deadline_ms=request.deadline_ms)
+        self._write(
+            request.request_id,
+            "pending",
+            request={"name": request.name, "method": request.method},
+            deadline_ms=request.deadline_ms,
+        )
 
     def expired(self, request_id: str, failure: dict[str, Any]) -> None:
         """Record the signed failure of a request that reached its deadline unrun."""
@@ -105,8 +124,11 @@ class RequestStore:
                 row = self.table.get_entity(PARTITION, request_id.lower())
             except ResourceNotFoundError:
                 raise NotFound(f"no request {request_id}", field="request_id") from None
-        result: dict[str, Any] = {"request_id": request_id.lower(), "status": row["status"],
-                                  "updated_at": row["updated_at"]}
+        result: dict[str, Any] = {
+            "request_id": request_id.lower(),
+            "status": row["status"],
+            "updated_at": row["updated_at"],
+        }
         for key in ("request", "envelope", "error", "deadline_ms"):
             if key in row:
                 result[key] = json.loads(row[key])
@@ -120,8 +142,9 @@ class QueuedCalls:
     the fabric's delivery key.
     """
 
-    def __init__(self, requests: RequestStore, invocations: Invocations, delivery_key: DeliveryKey,
-                 progress: JobStore) -> None:
+    def __init__(
+        self, requests: RequestStore, invocations: Invocations, delivery_key: DeliveryKey, progress: JobStore
+    ) -> None:
         self.requests = requests
         self.invocations = invocations
         self.delivery_key = delivery_key
@@ -146,9 +169,16 @@ class QueuedCalls:
     def _expiry(self, request_id: str, deadline_ms: int) -> dict[str, Any]:
         """The explicit failure of an expired request, signed by the fabric's delivery key."""
         result = {"request_id": request_id, "status": "expired", "deadline_ms": deadline_ms, "expired_ms": now_ms()}
-        return {"type": "about:blank", "title": "Request expired", "status": 410, "code": "expired",
-                "detail": "the request reached its deadline before it ran", "result": result,
-                "signature": self.delivery_key.sign(result), "signer": self.delivery_key.address}
+        return {
+            "type": "about:blank",
+            "title": "Request expired",
+            "status": 410,
+            "code": "expired",
+            "detail": "the request reached its deadline before it ran",
+            "result": result,
+            "signature": self.delivery_key.sign(result),
+            "signer": self.delivery_key.address,
+        }
 
     def run(self, message: bytes | str) -> None:
         """Execute a queued request and record its outcome.
@@ -161,9 +191,10 @@ class QueuedCalls:
             self.requests.expired(request.request_id, self._expiry(request.request_id, request.deadline_ms))
             return
         try:
-            envelope = self.invocations.invoke(request.name, Call(request.method, request.args,
-                                                                  from_hex(request.request_id, length=32,
-                                                                           field="request_id")))
+            envelope = self.invocations.invoke(
+                request.name,
+                Call(request.method, request.args, from_hex(request.request_id, length=32, field="request_id")),
+            )
         except FabricError as exc:
             if exc.status < 500:
                 self.requests.failed(request.request_id, exc)

@@ -1,4 +1,5 @@
 """Registering cryptlets (a package folder of the host, or an uploaded zip) and describing them."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,8 +15,15 @@ from shared.packages.folders import PackageFolders
 class Registrations:
     """``POST/GET /api/cryptlets``: register, list, describe."""
 
-    def __init__(self, registry: Registry, folders: PackageFolders, registrations: RegistrationCache, pools: Pools,
-                 index: LedgerIndex, policies: Policies) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        folders: PackageFolders,
+        registrations: RegistrationCache,
+        pools: Pools,
+        index: LedgerIndex,
+        policies: Policies,
+    ) -> None:
         self.registry = registry
         self.folders = folders
         self.registrations = registrations
@@ -36,7 +44,7 @@ class Registrations:
         try:
             return self.register(package)
         except InvalidInput:  # e.g. an invalid manifest: drop what this call extracted (not on Conflict:
-            if created:       # a concurrent upload of the same package may be using the folder)
+            if created:  # a concurrent upload of the same package may be using the folder)
                 self.folders.discard_upload(package)
             raise
 
@@ -50,6 +58,8 @@ class Registrations:
         """One cryptlet in full: its registration, the ledger receipt of its registration entry and its
         effective settings."""
         registration = self.registry.get(name)
-        return {**registration.to_dict(),
-                "receipt": self.index.receipt(registration.ledger["sequence"]).to_dict(),
-                "effective": self.policies.effective(registration)}
+        return {
+            **registration.to_dict(),
+            "receipt": self.index.receipt(registration.ledger["sequence"]).to_dict(),
+            "effective": self.policies.effective(registration),
+        }

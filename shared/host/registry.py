@@ -3,34 +3,34 @@
 The ledger is the source of truth; the catalog table is an index of the current
 registrations by name, written after the ledger entry is durable.
 """
+
 from __future__ import annotations
 
 import base64
 import json
 import os
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.attestation.evidence import cryptlet_report_data
+from shared.clock import utc_now
 from shared.encoding import from_hex, to_hex
 from shared.envelope import Domain
-from shared.errors import Conflict, InvalidInput, NotFound, StorageError
-from shared.storage import storage_errors
+from shared.errors import Conflict, NotFound
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.provider import IsolationProvider, Region
 from shared.keys.store import KeyStore, SealedKey
-from shared.clock import utc_now
 from shared.ledger.chain import Ledger
-from shared.packages.manifest import load_manifest
 from shared.packages.folders import PackageFolders
+from shared.packages.manifest import load_manifest
+from shared.storage import storage_errors
 
 CATALOG_PARTITION = "cryptlet"
 KIND_REGISTERED = "cryptlet.registered"
@@ -56,11 +56,22 @@ class Registration:
     events: dict[str, Any] = field(default_factory=dict)  # the manifest's interface.events
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "kind": self.kind, "description": self.description,
-                "address": self.address, "public_key": self.public_key, "digest": self.digest,
-                "package": self.package, "provider": self.provider, "methods": self.methods,
-                "ledger": self.ledger, "registered_at": self.registered_at, "evidence": self.evidence,
-                "events": self.events}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "kind": self.kind,
+            "description": self.description,
+            "address": self.address,
+            "public_key": self.public_key,
+            "digest": self.digest,
+            "package": self.package,
+            "provider": self.provider,
+            "methods": self.methods,
+            "ledger": self.ledger,
+            "registered_at": self.registered_at,
+            "evidence": self.evidence,
+            "events": self.events,
+        }
 
 
 #: ``region_options(name, manifest document) -> create_region keyword arguments`` (call-out handler,
@@ -70,16 +81,26 @@ RegionOptions = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 def manifest_region_options(name: str, manifest: dict[str, Any]) -> dict[str, Any]:
     """Region options from the manifest alone: its egress allow-list and per-call timeout."""
-    return {"call_out": HostCallOuts(name, egress=manifest.get("egress", ())),
-            "timeout": manifest.get("config", {}).get("timeoutSeconds")}
+    return {
+        "call_out": HostCallOuts(name, egress=manifest.get("egress", ())),
+        "timeout": manifest.get("config", {}).get("timeoutSeconds"),
+    }
 
 
 class Registry:
     """Registers cryptlet packages and answers which cryptlets exist."""
 
-    def __init__(self, *, folders: PackageFolders, catalog: TableClient, ledger: Ledger, keystore: KeyStore,
-                 provider: IsolationProvider, domain: Domain,
-                 region_options: RegionOptions = manifest_region_options) -> None:
+    def __init__(
+        self,
+        *,
+        folders: PackageFolders,
+        catalog: TableClient,
+        ledger: Ledger,
+        keystore: KeyStore,
+        provider: IsolationProvider,
+        domain: Domain,
+        region_options: RegionOptions = manifest_region_options,
+    ) -> None:
         self.folders = folders
         self.catalog = catalog
         self.ledger = ledger
@@ -101,23 +122,52 @@ class Registry:
         digest = self.provider.digest(package_dir)
         self._reserve(manifest.name)
         try:
-            region = self.provider.create_region(package_dir, digest, domain=self.domain,
-                                                 **self.region_options(manifest.name, manifest.document))
+            region = self.provider.create_region(
+                package_dir, digest, domain=self.domain, **self.region_options(manifest.name, manifest.document)
+            )
             try:
                 key = region.call("generate_key")
                 evidence = attest_key(region, key["public_key"])
-                self.keystore.put(SealedKey(address=key["address"], digest=to_hex(digest), provider=self.provider.name,
-                                            blob=base64.b64decode(key["sealed_key"])))
-                entry = self.ledger.append(KIND_REGISTERED, {
-                    "name": manifest.name, "version": manifest.version, "kind": manifest.kind,
-                    "address": key["address"], "public_key": key["public_key"], "digest": to_hex(digest),
-                    "provider": self.provider.name, "package": package, "manifest": manifest.document,
-                    "key": {"store": type(self.keystore).__name__, "version": 1}, "evidence": evidence})
+                self.keystore.put(
+                    SealedKey(
+                        address=key["address"],
+                        digest=to_hex(digest),
+                        provider=self.provider.name,
+                        blob=base64.b64decode(key["sealed_key"]),
+                    )
+                )
+                entry = self.ledger.append(
+                    KIND_REGISTERED,
+                    {
+                        "name": manifest.name,
+                        "version": manifest.version,
+                        "kind": manifest.kind,
+                        "address": key["address"],
+                        "public_key": key["public_key"],
+                        "digest": to_hex(digest),
+                        "provider": self.provider.name,
+                        "package": package,
+                        "manifest": manifest.document,
+                        "key": {"store": type(self.keystore).__name__, "version": 1},
+                        "evidence": evidence,
+                    },
+                )
                 registration = Registration(
-                    name=manifest.name, version=manifest.version, kind=manifest.kind, description=manifest.description,
-                    address=key["address"], public_key=key["public_key"], digest=to_hex(digest), package=package,
-                    provider=self.provider.name, methods=manifest.methods, ledger=entry.reference(),
-                    registered_at=entry.time, evidence=evidence_reference(evidence), events=manifest.events)
+                    name=manifest.name,
+                    version=manifest.version,
+                    kind=manifest.kind,
+                    description=manifest.description,
+                    address=key["address"],
+                    public_key=key["public_key"],
+                    digest=to_hex(digest),
+                    package=package,
+                    provider=self.provider.name,
+                    methods=manifest.methods,
+                    ledger=entry.reference(),
+                    registered_at=entry.time,
+                    evidence=evidence_reference(evidence),
+                    events=manifest.events,
+                )
                 region.call("bind", registration=registration.ledger, evidence=registration.evidence)
             except BaseException:
                 region.close()
@@ -140,16 +190,23 @@ class Registry:
 
     def list(self) -> list[Registration]:
         with storage_errors("catalog"):
-            rows = self.catalog.query_entities("PartitionKey eq @pk and status eq 'active'",
-                                               parameters={"pk": CATALOG_PARTITION})
+            rows = self.catalog.query_entities(
+                "PartitionKey eq @pk and status eq 'active'", parameters={"pk": CATALOG_PARTITION}
+            )
             return [self._from_row(row) for row in rows]
 
     # -- catalog rows ---------------------------------------------------------------------------
     def _reserve(self, name: str) -> None:
         with storage_errors("catalog"):
             try:
-                self.catalog.create_entity({"PartitionKey": CATALOG_PARTITION, "RowKey": name, "status": "registering",
-                                            "reserved_at": utc_now()})
+                self.catalog.create_entity(
+                    {
+                        "PartitionKey": CATALOG_PARTITION,
+                        "RowKey": name,
+                        "status": "registering",
+                        "reserved_at": utc_now(),
+                    }
+                )
             except ResourceExistsError:
                 raise Conflict(f"a cryptlet named {name!r} is already registered", field="name") from None
 
@@ -160,8 +217,12 @@ class Registry:
             pass
 
     def _store(self, registration: Registration) -> None:
-        row = {"PartitionKey": CATALOG_PARTITION, "RowKey": registration.name, "status": "active",
-               "document": json.dumps(registration.to_dict(), separators=(",", ":"))}
+        row = {
+            "PartitionKey": CATALOG_PARTITION,
+            "RowKey": registration.name,
+            "status": "active",
+            "document": json.dumps(registration.to_dict(), separators=(",", ":")),
+        }
         with storage_errors("catalog"):
             self.catalog.upsert_entity(row, mode=UpdateMode.REPLACE)
 

@@ -21,6 +21,7 @@ Region side: the container installs a module named ``fabric_host`` for cryptlet 
     fabric_host.fetch("https://api.example.com/q")  # HTTP through the host -> status, url, headers, body
     fabric_host.progress(request_id, 0.5, "half")  # how far the call has come (the SDK's context.progress)
 """
+
 from __future__ import annotations
 
 import base64
@@ -28,12 +29,12 @@ import binascii
 import logging
 import re
 import threading
-import time
 import types
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
+from shared import clock
 from shared.errors import FabricError, InvalidInput, StorageError
 from shared.isolation import protocol
 
@@ -59,8 +60,14 @@ class HostCallOuts:
     ``progress`` (handed to the ``progress`` sink as ``sink(name, request_id, fraction, message)``;
     without a sink it is only logged at debug level)."""
 
-    def __init__(self, name: str, logger: logging.Logger | None = None, *, egress: Sequence[str] = (),
-                 progress: ProgressSink | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        logger: logging.Logger | None = None,
+        *,
+        egress: Sequence[str] = (),
+        progress: ProgressSink | None = None,
+    ) -> None:
         self.name = name
         self.logger = logger or logging.getLogger("fabric.region")
         self._egress = tuple(egress)
@@ -72,14 +79,15 @@ class HostCallOuts:
             level = LOG_LEVELS.get(str(params.get("level", "info")))
             message = params.get("message")
             if level is None or not isinstance(message, str):
-                raise InvalidInput("log takes a message string and a level of debug/info/warning/error",
-                                   field="message")
+                raise InvalidInput(
+                    "log takes a message string and a level of debug/info/warning/error", field="message"
+                )
             if len(message) > MAX_LOG_CHARS:
                 message = message[:MAX_LOG_CHARS] + f"... ({len(message) - MAX_LOG_CHARS} more characters)"
             self.logger.log(level, "cryptlet %s: %s", self.name, message)
             return {}
         if op == "time":
-            return {"unix_ms": time.time_ns() // 1_000_000}
+            return {"unix_ms": clock.now_ms()}
         if op == "fetch":
             return self.fetch(params)
         if op == "progress":
@@ -102,14 +110,24 @@ class HostCallOuts:
                 self._policy = egress.EgressPolicy(self._egress)
             result = egress.fetch(self._policy, timeout_s=request.pop("timeout_s", egress.MAX_TIMEOUT_S), **request)
         except FabricError as exc:
-            self.logger.warning("cryptlet %s: fetch %s %s refused (%s): %s", self.name, method.upper(), host,
-                                exc.code, exc.detail)
+            self.logger.warning(
+                "cryptlet %s: fetch %s %s refused (%s): %s", self.name, method.upper(), host, exc.code, exc.detail
+            )
             raise
-        self.logger.info("cryptlet %s: fetch %s %s -> %d (%d bytes)", self.name, request["method"], host,
-                         result.status, len(result.body))
-        return {"status": result.status, "url": result.url, "headers": result.headers,
-                "body_b64": base64.b64encode(result.body).decode("ascii")}
-
+        self.logger.info(
+            "cryptlet %s: fetch %s %s -> %d (%d bytes)",
+            self.name,
+            request["method"],
+            host,
+            result.status,
+            len(result.body),
+        )
+        return {
+            "status": result.status,
+            "url": result.url,
+            "headers": result.headers,
+            "body_b64": base64.b64encode(result.body).decode("ascii"),
+        }
 
     def report_progress(self, params: dict[str, Any]) -> dict[str, Any]:
         """``{request_id, fraction, message?}`` -> ``{"recorded"}``: how far the call ``request_id`` has come.
@@ -128,8 +146,9 @@ class HostCallOuts:
             raise InvalidInput("fraction must be a number from 0 to 1", field="fraction")
         message = params.get("message", "")
         if not isinstance(message, str) or len(message) > MAX_PROGRESS_MESSAGE:
-            raise InvalidInput(f"message must be a string of at most {MAX_PROGRESS_MESSAGE} characters",
-                               field="message")
+            raise InvalidInput(
+                f"message must be a string of at most {MAX_PROGRESS_MESSAGE} characters", field="message"
+            )
         if self.progress is None:
             self.logger.debug("cryptlet %s: progress %s %.4f", self.name, request_id[:18], fraction)
             return {"recorded": False}
@@ -158,8 +177,9 @@ def _fetch_request(params: dict[str, Any]) -> dict[str, Any]:
     """The ``fetch`` call-out's parameters, type-checked (:class:`InvalidInput` names the field)."""
     unknown = sorted(set(params) - FETCH_PARAMS)
     if unknown:
-        raise InvalidInput(f"fetch takes url, method, headers, body_b64 and timeout_s, not {unknown[0]!r}",
-                           field=unknown[0])
+        raise InvalidInput(
+            f"fetch takes url, method, headers, body_b64 and timeout_s, not {unknown[0]!r}", field=unknown[0]
+        )
     url = params.get("url")
     if not isinstance(url, str) or not url:
         raise InvalidInput("fetch needs a url string", field="url")
@@ -231,8 +251,13 @@ def host_module(channel: HostChannel) -> types.ModuleType:
         """The host's clock, in unix milliseconds."""
         return int(channel.call("time")["unix_ms"])
 
-    def fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None,
-              body: bytes | str | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+    def fetch(
+        url: str,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        body: bytes | str | None = None,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
         """HTTP through the host, only to hosts in the cryptlet's egress allow-list (docs/egress.md).
 
         Returns ``{"status", "url" (after redirects), "headers" (lower-case names), "body" (bytes)}``;
@@ -248,13 +273,18 @@ def host_module(channel: HostChannel) -> types.ModuleType:
         if timeout_s is not None:
             params["timeout_s"] = timeout_s
         reply = channel.call("fetch", **params)
-        return {"status": int(reply["status"]), "url": reply["url"], "headers": dict(reply.get("headers") or {}),
-                "body": base64.b64decode(reply.get("body_b64") or "")}
+        return {
+            "status": int(reply["status"]),
+            "url": reply["url"],
+            "headers": dict(reply.get("headers") or {}),
+            "body": base64.b64decode(reply.get("body_b64") or ""),
+        }
 
     def progress(request_id: str, fraction: float, message: str = "") -> None:
         """Report how far the call ``request_id`` has come (``fraction`` 0..1) to the host."""
         channel.call("progress", request_id=request_id, fraction=fraction, message=str(message))
 
-    module.__dict__.update(call=channel.call, progress=progress, log=log, now_ms=now_ms, fetch=fetch,
-                           CallOutError=CallOutError)
+    module.__dict__.update(
+        call=channel.call, progress=progress, log=log, now_ms=now_ms, fetch=fetch, CallOutError=CallOutError
+    )
     return module

@@ -7,6 +7,7 @@ connect (the address it checked, so DNS cannot be rebound between check and conn
 :func:`fetch` makes the request with httpx under fixed limits, following redirects itself and
 re-checking every hop. Rules and limits: ``docs/egress.md``.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -30,8 +31,19 @@ Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 #: Headers the host sets itself (or that would smuggle framing); a cryptlet may not set them.
-FORBIDDEN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive",
-                               "proxy-connection", "te", "trailer", "upgrade"})
+FORBIDDEN_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    }
+)
 MAX_REQUEST_BYTES = 256 * 1024
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 MAX_TIMEOUT_S = 10.0
@@ -143,8 +155,11 @@ def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
 def non_public_reason(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why ``address`` is not a public unicast address (``None`` if it is one)."""
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour or (
-            ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None)
+        embedded = (
+            address.ipv4_mapped
+            or address.sixtofour
+            or (ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None)
+        )
         if embedded is not None:
             return non_public_reason(embedded)
     for reason in ("unspecified", "loopback", "link_local", "multicast", "reserved", "private"):
@@ -193,11 +208,14 @@ class EgressPolicy:
             for address in addresses:
                 reason = non_public_reason(address)
                 if reason is not None:
-                    raise EgressDenied(f"host {target.host} resolves to a {reason} address; only an egress entry "
-                                       "naming that IP address (or localhost) explicitly may reach it",
-                                       host=target.host)
-        return Target(target.url, target.scheme, target.host, target.port, target.pattern,
-                      tuple(str(a) for a in addresses))
+                    raise EgressDenied(
+                        f"host {target.host} resolves to a {reason} address; only an egress entry "
+                        "naming that IP address (or localhost) explicitly may reach it",
+                        host=target.host,
+                    )
+        return Target(
+            target.url, target.scheme, target.host, target.port, target.pattern, tuple(str(a) for a in addresses)
+        )
 
     def _resolve(self, host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         try:
@@ -254,16 +272,25 @@ def check_headers(headers: Mapping[str, str] | None) -> list[tuple[str, str]]:
         if name.lower() in FORBIDDEN_HEADERS:
             raise InvalidInput(f"header {name!r} is set by the host and may not be given", field=f"headers.{name}")
         if not isinstance(value, str) or len(value) > MAX_HEADER_BYTES or not _VALUE_RE.match(value):
-            raise InvalidInput(f"header {name!r} must be printable ASCII on one line, at most {MAX_HEADER_BYTES} "
-                               "characters", field=f"headers.{name}")
+            raise InvalidInput(
+                f"header {name!r} must be printable ASCII on one line, at most {MAX_HEADER_BYTES} characters",
+                field=f"headers.{name}",
+            )
         checked.append((name, value))
     return checked
 
 
-def fetch(policy: EgressPolicy, *, url: str, method: str = "GET", headers: Mapping[str, str] | None = None,
-          body: bytes = b"", timeout_s: float = MAX_TIMEOUT_S,
-          max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-          verify: ssl.SSLContext | None = None) -> FetchResult:
+def fetch(
+    policy: EgressPolicy,
+    *,
+    url: str,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+    timeout_s: float = MAX_TIMEOUT_S,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    verify: ssl.SSLContext | None = None,
+) -> FetchResult:
     """Make one HTTP request allowed by ``policy``, following up to 5 redirects (each re-checked).
 
     The whole fetch, redirects included, gets ``timeout_s`` (at most 10 s). The response body is
@@ -281,8 +308,12 @@ def fetch(policy: EgressPolicy, *, url: str, method: str = "GET", headers: Mappi
     extra = check_headers(headers)
     if not any(n.lower() == "accept-encoding" for n, _ in extra):
         extra.append(("Accept-Encoding", "identity"))
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0 \
-            or not math.isfinite(timeout_s):
+    if (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, (int, float))
+        or not timeout_s > 0
+        or not math.isfinite(timeout_s)
+    ):
         raise InvalidInput("timeout_s must be a positive number of seconds", field="timeout_s")
     deadline = time.monotonic() + min(float(timeout_s), MAX_TIMEOUT_S)
     trust = verify if verify is not None else _default_trust()
@@ -291,8 +322,7 @@ def fetch(policy: EgressPolicy, *, url: str, method: str = "GET", headers: Mappi
     target = policy.check(url)
     content = bytes(body)
     for hop in range(MAX_REDIRECTS + 1):
-        status, response_headers, data = _request(target, method, extra, content, deadline, max_response_bytes,
-                                                  trust)
+        status, response_headers, data = _request(target, method, extra, content, deadline, max_response_bytes, trust)
         location = response_headers.get("location")
         if status not in REDIRECTS or location is None:
             return FetchResult(status, str(target.url), dict(response_headers.items()), data)
@@ -301,24 +331,31 @@ def fetch(policy: EgressPolicy, *, url: str, method: str = "GET", headers: Mappi
         try:
             next_url = target.url.join(location)
         except (httpx.InvalidURL, ValueError) as exc:
-            raise FetchFailed(f"{target.host} redirected to an invalid URL: {_one_line(exc)}", host=target.host) \
-                from None
+            raise FetchFailed(
+                f"{target.host} redirected to an invalid URL: {_one_line(exc)}", host=target.host
+            ) from None
         if status == 303 or (status in (301, 302) and method == "POST"):
             method = "GET" if method != "HEAD" else method
             content = b""
         try:
             following = policy.check(next_url)
         except InvalidInput as exc:  # e.g. a redirect to ftp:// or to user:password@host
-            raise FetchFailed(f"{target.host} redirected to an unusable URL: {exc.detail}", host=target.host) \
-                from None
+            raise FetchFailed(f"{target.host} redirected to an unusable URL: {exc.detail}", host=target.host) from None
         if following.origin != target.origin:
             extra = [(n, v) for n, v in extra if n.lower() not in CREDENTIAL_HEADERS]
         target = following
     raise FetchFailed(f"more than {MAX_REDIRECTS} redirects, starting from {policy.match(url).host}")
 
 
-def _request(target: Target, method: str, headers: list[tuple[str, str]], content: bytes, deadline: float,
-             max_bytes: int, verify: ssl.SSLContext) -> tuple[int, httpx.Headers, bytes]:
+def _request(
+    target: Target,
+    method: str,
+    headers: list[tuple[str, str]],
+    content: bytes,
+    deadline: float,
+    max_bytes: int,
+    verify: ssl.SSLContext,
+) -> tuple[int, httpx.Headers, bytes]:
     """One request to the checked addresses of ``target``, in order until one connects.
 
     The URL carries the address, so nothing resolves the host again; the ``Host`` header and the
@@ -335,8 +372,13 @@ def _request(target: Target, method: str, headers: list[tuple[str, str]], conten
             break
         try:
             with httpx.Client(verify=verify, trust_env=False, follow_redirects=False, timeout=remaining) as client:
-                request = client.build_request(method, target.url.copy_with(host=address), headers=request_headers,
-                                               content=content or None, extensions=extensions)
+                request = client.build_request(
+                    method,
+                    target.url.copy_with(host=address),
+                    headers=request_headers,
+                    content=content or None,
+                    extensions=extensions,
+                )
                 response = client.send(request, stream=True)
                 try:
                     return response.status_code, response.headers, _read(response, target, deadline, max_bytes)
@@ -359,8 +401,10 @@ def _read(response: httpx.Response, target: Target, deadline: float, max_bytes: 
         return b""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise EgressTooLarge(f"response from {target.host} is larger than {max_bytes} bytes "
-                             f"(content-length {declared})", host=target.host)
+        raise EgressTooLarge(
+            f"response from {target.host} is larger than {max_bytes} bytes (content-length {declared})",
+            host=target.host,
+        )
     data = bytearray()
     for chunk in response.iter_raw():
         data += chunk

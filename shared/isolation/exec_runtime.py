@@ -10,6 +10,7 @@ program (same uid, same limits) cannot read the container's memory.
 
 The wire format is the cryptlet side of docs/container-protocol.md: one JSON object per line.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -72,8 +73,15 @@ class ExecCryptlet:
         self.channel = channel
         self._ids = 0
         try:
-            self.process = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=None, env=dict(os.environ), close_fds=True)
+            self.process = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=None,
+                env=dict(os.environ),
+                close_fds=True,
+            )
         except OSError as exc:
             raise CryptletFault("load_failed", f"could not start {Path(argv[-1]).name}: {exc.strerror}") from None
 
@@ -95,8 +103,10 @@ class ExecCryptlet:
             if not message["ok"]:
                 error = message["error"] if isinstance(message.get("error"), dict) else {}
                 code = str(error.get("code") or "cryptlet_error")
-                raise CryptletFault(code if code == "bad_arguments" else "cryptlet_error",
-                                    str(error.get("message") or f"the program failed {op}")[:2000])
+                raise CryptletFault(
+                    code if code == "bad_arguments" else "cryptlet_error",
+                    str(error.get("message") or f"the program failed {op}")[:2000],
+                )
             return message
 
     def _forward(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -161,8 +171,9 @@ class ExecCryptlet:
                 pass
 
 
-def start(package_dir: Path, entry: str, interpreter: str | None, channel: HostChannel | None,
-          init: dict[str, Any]) -> ExecCryptlet:
+def start(
+    package_dir: Path, entry: str, interpreter: str | None, channel: HostChannel | None, init: dict[str, Any]
+) -> ExecCryptlet:
     """Start the program and send it ``init`` (name, kind, methods, events, config)."""
     program = ExecCryptlet(command(package_dir, entry, interpreter), package_dir, channel)
     try:
@@ -171,4 +182,3 @@ def start(package_dir: Path, entry: str, interpreter: str | None, channel: HostC
         program.close(kill=True)
         raise
     return program
-

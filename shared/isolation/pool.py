@@ -1,4 +1,5 @@
 """Warm pools of regions per cryptlet, and the sequence numbers their envelopes carry."""
+
 from __future__ import annotations
 
 import threading

@@ -15,6 +15,7 @@ that the container measures before loading it. The host side here:
 - issues the region's *software* evidence, signed by the platform key (Ed25519 derived from the
   platform sealing secret with HKDF under its own label), see :mod:`shared.attestation.software`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,14 +27,13 @@ import signal
 import threading
 import time
 import weakref
-from datetime import datetime, timezone
+from collections.abc import Collection
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared.keys import derive, sealing
 from shared.attestation.evidence import Evidence
 from shared.attestation.software import KIND, SoftwarePolicy, platform_public_key, sign_software_report
 from shared.encoding import from_hex, to_hex
@@ -44,17 +44,23 @@ from shared.isolation.callout import CallOutHandler
 from shared.isolation.provider import IsolationProvider, Region
 from shared.isolation.sandbox import RegionLimits
 from shared.isolation.zygote import Spawned, Zygote
+from shared.keys import derive, sealing
 
 log = logging.getLogger("fabric.region")
 #: Faults after which a region is not trusted to keep serving: it is stopped after replying.
-RETIRE_CODES = frozenset({"out_of_memory", "process_limit", "container_error", "cryptlet_exited",
-                          "cryptlet_protocol"})
+RETIRE_CODES = frozenset({"out_of_memory", "process_limit", "container_error", "cryptlet_exited", "cryptlet_protocol"})
 MAX_CALLOUTS_PER_CALL = 10_000
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _CPUS = os.cpu_count() or 1
-_SIGNAL_NAMES = {signal.SIGKILL: "SIGKILL", signal.SIGXCPU: "SIGXCPU (CPU time limit)",
-                 signal.SIGSEGV: "SIGSEGV", signal.SIGABRT: "SIGABRT", signal.SIGXFSZ: "SIGXFSZ (file size limit)",
-                 signal.SIGBUS: "SIGBUS", signal.SIGTERM: "SIGTERM"}
+_SIGNAL_NAMES = {
+    signal.SIGKILL: "SIGKILL",
+    signal.SIGXCPU: "SIGXCPU (CPU time limit)",
+    signal.SIGSEGV: "SIGSEGV",
+    signal.SIGABRT: "SIGABRT",
+    signal.SIGXFSZ: "SIGXFSZ (file size limit)",
+    signal.SIGBUS: "SIGBUS",
+    signal.SIGTERM: "SIGTERM",
+}
 
 
 def platform_key(sealing_secret: bytes) -> Ed25519PrivateKey:
@@ -96,8 +102,16 @@ class ProcessRegion(Region):
     #: reads its CPU time again only then (the same decision, without a /proc read per call).
     _cpu_quiet_until = 0.0
 
-    def __init__(self, spawned: Spawned, zygote: Zygote, *, timeout: float, limits: RegionLimits,
-                 call_out: CallOutHandler | None, platform: Ed25519PrivateKey) -> None:
+    def __init__(
+        self,
+        spawned: Spawned,
+        zygote: Zygote,
+        *,
+        timeout: float,
+        limits: RegionLimits,
+        call_out: CallOutHandler | None,
+        platform: Ed25519PrivateKey,
+    ) -> None:
         self.pid = spawned.pid
         self.uid = spawned.uid
         self.workdir = spawned.workdir
@@ -205,8 +219,10 @@ class ProcessRegion(Region):
                 self._sock.sendall(data[sent:])
         except TimeoutError:
             self._kill()
-            raise RegionError(f"region did not read its {op} request within {self.timeout:.1f}s; it was stopped",
-                              region_code="timeout") from None
+            raise RegionError(
+                f"region did not read its {op} request within {self.timeout:.1f}s; it was stopped",
+                region_code="timeout",
+            ) from None
         except OSError:
             self._lost_stream(op)
 
@@ -226,14 +242,17 @@ class ProcessRegion(Region):
                 message = protocol.decode(line)
             except (ValueError, UnicodeDecodeError):
                 self._kill()
-                raise RegionError(f"region broke the container protocol during {op}; it was stopped",
-                                  region_code="protocol") from None
+                raise RegionError(
+                    f"region broke the container protocol during {op}; it was stopped", region_code="protocol"
+                ) from None
             if protocol.is_callout(message):
                 callouts += 1
                 if callouts > MAX_CALLOUTS_PER_CALL:
                     self._kill()
-                    raise RegionError(f"region made more than {MAX_CALLOUTS_PER_CALL} call-outs during {op}; "
-                                      "it was stopped", region_code="callout_flood")
+                    raise RegionError(
+                        f"region made more than {MAX_CALLOUTS_PER_CALL} call-outs during {op}; it was stopped",
+                        region_code="callout_flood",
+                    )
                 self._send(protocol.encode(self._answer_callout(message)), op)
                 continue
             if message.get("id") != request_id:
@@ -260,8 +279,9 @@ class ProcessRegion(Region):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._kill()
-                raise RegionError(f"region did not answer {op} within {self.timeout:.1f}s; it was stopped",
-                                  region_code="timeout")
+                raise RegionError(
+                    f"region did not answer {op} within {self.timeout:.1f}s; it was stopped", region_code="timeout"
+                )
             ready, _, _ = select.select([self._sock], [], [], remaining)
             if not ready:
                 continue
@@ -286,47 +306,21 @@ class ProcessRegion(Region):
             self._kill()  # the zygote then kills whatever else runs under the region's uid
             return
         if _last_pid() != last_pid:
-            strays = self._strays()
+            strays = _strays(self.pid, self.uid, self.companions)
             if strays:
                 self._kill()
-                raise RegionError(f"region left {len(strays)} process(es) running after {op}; it was stopped",
-                                  region_code="stray_processes")
+                raise RegionError(
+                    f"region left {len(strays)} process(es) running after {op}; it was stopped",
+                    region_code="stray_processes",
+                )
         now = time.monotonic()
         if now < self._cpu_quiet_until:
             return
-        used, half = self._cpu_seconds(), self.limits.cpu_seconds / 2
+        used, half = _cpu_seconds(self._stat), self.limits.cpu_seconds / 2
         if used >= half:
             self._retired = True  # the pool closes it and starts a fresh one
         else:  # its threads gain at most _CPUS CPU-seconds a second; 1 s of slack for tick accounting
             self._cpu_quiet_until = now + max(0.0, half - used - 1.0) / _CPUS
-
-    def _strays(self) -> list[int]:
-        """Live processes of this region other than its main process (by uid, else by session)."""
-        found = []
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit() or int(entry.name) == self.pid or int(entry.name) in self.companions:
-                continue
-            try:
-                if self.uid is not None:
-                    if entry.stat().st_uid != self.uid:
-                        continue
-                    fields = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()
-                else:
-                    fields = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()
-                    if int(fields[3]) != self.pid:
-                        continue
-            except (OSError, IndexError, ValueError):
-                continue
-            if fields[0] != b"Z":
-                found.append(int(entry.name))
-        return found
-
-    def _cpu_seconds(self) -> float:
-        try:
-            fields = os.pread(self._stat, 4096, 0).rsplit(b")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-        except (OSError, IndexError, ValueError):
-            return 0.0
 
     # -- evidence -----------------------------------------------------------------------------------
     def evidence(self, report_data: bytes) -> Evidence:
@@ -336,9 +330,41 @@ class ProcessRegion(Region):
         report = self.call("report")
         if from_hex(report["digest"], length=32) != self.digest:
             self._kill()
-            raise RegionError("region reports another measurement than it loaded; it was stopped",
-                              region_code="digest_mismatch")
-        return sign_software_report(self._platform, self.digest, report_data, now=datetime.now(timezone.utc))
+            raise RegionError(
+                "region reports another measurement than it loaded; it was stopped", region_code="digest_mismatch"
+            )
+        return sign_software_report(self._platform, self.digest, report_data, now=datetime.now(UTC))
+
+
+def _strays(pid: int, uid: int | None, companions: Collection[int]) -> list[int]:
+    """Live processes of region ``pid`` other than it and its companions (by uid, else by session)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == pid or int(entry.name) in companions:
+            continue
+        try:
+            if uid is not None:
+                if entry.stat().st_uid != uid:
+                    continue
+                fields = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            else:
+                fields = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()
+                if int(fields[3]) != pid:
+                    continue
+        except (OSError, IndexError, ValueError):
+            continue
+        if fields[0] != b"Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _cpu_seconds(stat_fd: int) -> float:
+    """CPU seconds (user + system) of the process whose ``/proc/<pid>/stat`` is open as ``stat_fd``."""
+    try:
+        fields = os.pread(stat_fd, 4096, 0).rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 class ProcessProvider(IsolationProvider):
@@ -369,17 +395,37 @@ class ProcessProvider(IsolationProvider):
     def isolation(self) -> dict[str, Any]:
         """What confinement the running zygote applies (starts it if needed)."""
         caps = self._zygote.start()
-        return {"uid_isolation": bool(caps.get("uid_isolation")), "own_netns": bool(caps.get("own_netns")),
-                "limits": self.limits.to_dict()}
+        return {
+            "uid_isolation": bool(caps.get("uid_isolation")),
+            "own_netns": bool(caps.get("own_netns")),
+            "limits": self.limits.to_dict(),
+        }
 
-    def create_region(self, package_dir: Path, expected_digest: bytes, *, domain: Domain,
-                      call_out: CallOutHandler | None = None, timeout: float | None = None) -> ProcessRegion:
+    def create_region(
+        self,
+        package_dir: Path,
+        expected_digest: bytes,
+        *,
+        domain: Domain,
+        call_out: CallOutHandler | None = None,
+        timeout: float | None = None,
+    ) -> ProcessRegion:
         spawned = self._zygote.spawn(Path(package_dir).resolve(), self.limits)
-        region = ProcessRegion(spawned, self._zygote, timeout=timeout or self.timeout, limits=self.limits,
-                               call_out=call_out, platform=self._platform)
+        region = ProcessRegion(
+            spawned,
+            self._zygote,
+            timeout=timeout or self.timeout,
+            limits=self.limits,
+            call_out=call_out,
+            platform=self._platform,
+        )
         try:
-            loaded = region.call("load", expected_digest=to_hex(expected_digest), domain=domain.to_dict(),
-                                 seal_key=base64.b64encode(sealing.seal_key(self._sealing_secret, expected_digest)).decode())
+            loaded = region.call(
+                "load",
+                expected_digest=to_hex(expected_digest),
+                domain=domain.to_dict(),
+                seal_key=base64.b64encode(sealing.seal_key(self._sealing_secret, expected_digest)).decode(),
+            )
             region.digest = from_hex(loaded["digest"], length=32)
         except BaseException:
             region.close()

@@ -19,6 +19,7 @@ Operations: ``load`` (measure and import the package), ``generate_key``, ``unsea
 UTF-8 and at most :data:`MAX_LINE` bytes; anything else on the stream (a reply out of order,
 garbage, an over-long line) is a protocol violation and the host kills the region.
 """
+
 from __future__ import annotations
 
 import json

@@ -27,6 +27,7 @@ Report data binds the cryptlet key: ``report_data = SHA-256(public key || nonce)
 (:func:`shared.attestation.cryptlet_report_data`), so verified evidence proves that the key
 which signs envelopes lives in a region of the attested measurement.
 """
+
 from __future__ import annotations
 
 import abc
@@ -35,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from shared.attestation.evidence import Evidence, EvidencePolicy, Reason, VerifiedEvidence, fail
-from shared.packages.digest import package_digest
 from shared.envelope import Domain, Envelope, verify_envelope
 from shared.errors import VerificationError
 from shared.isolation.callout import CallOutHandler
+from shared.packages.digest import package_digest
 
 
 class Region(abc.ABC):
@@ -81,8 +82,15 @@ class IsolationProvider(abc.ABC):
         """The raw public key that signs this provider's evidence (what verifiers pin)."""
 
     @abc.abstractmethod
-    def create_region(self, package_dir: Path, expected_digest: bytes, *, domain: Domain,
-                      call_out: CallOutHandler | None = None, timeout: float | None = None) -> Region:
+    def create_region(
+        self,
+        package_dir: Path,
+        expected_digest: bytes,
+        *,
+        domain: Domain,
+        call_out: CallOutHandler | None = None,
+        timeout: float | None = None,
+    ) -> Region:
         """Start a region for a package, signing under ``domain``; ``call_out`` answers its call-outs;
         ``timeout`` bounds each call (default: the provider's).
 
@@ -102,9 +110,11 @@ class IsolationProvider(abc.ABC):
     def verify_evidence(self, evidence: Evidence, policy: EvidencePolicy, *, now: datetime) -> VerifiedEvidence:
         """Verify this provider's evidence against ``policy``; raise :class:`~shared.errors.AttestationError`."""
         if evidence.kind != self.evidence_kind:
-            raise fail(Reason.WRONG_ATTESTATION_TYPE,
-                       f"the {self.name} provider issues {self.evidence_kind!r} evidence, not {evidence.kind!r}")
+            raise fail(
+                Reason.WRONG_ATTESTATION_TYPE,
+                f"the {self.name} provider issues {self.evidence_kind!r} evidence, not {evidence.kind!r}",
+            )
         return policy.verify(evidence, now=now)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a provider that holds nothing need not override it)
         """Release what the provider holds (helper processes); regions it made stop working."""

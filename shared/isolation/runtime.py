@@ -9,6 +9,7 @@ every output and forwards the cryptlet's call-outs (``import fabric_host``). The
 exists only in this process; only the sealed blob leaves. Cryptlet code that prints goes to
 stderr, never onto the protocol stream; processes the cryptlet forks never answer the host.
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,14 +28,13 @@ import coincurve
 
 from cryptlet_sdk import MAX_EVENTS, MAX_STATE_BYTES, Context, Cryptlet, CryptletError, State, is_method
 from cryptlet_sdk.context import Emitted, check_event
-from shared.keys import sealing
-from shared.packages.digest import package_digest
 from shared.encoding import canonical_json, from_hex, keccak256, to_hex
 from shared.envelope import Domain, Envelope, address_of, payload_hash, signed_document
 from shared.errors import FabricError
-from shared.isolation import protocol
-from shared.isolation import exec_runtime
+from shared.isolation import exec_runtime, protocol
 from shared.isolation.callout import HostChannel, host_module
+from shared.keys import sealing
+from shared.packages.digest import package_digest
 from shared.packages.manifest import Manifest, load_manifest
 
 
@@ -94,8 +94,10 @@ class Container:
         measured = package_digest(self.package_dir)
         expected = from_hex(msg["expected_digest"], length=32)
         if measured != expected:
-            raise RegionFault("digest_mismatch",
-                              f"package measures {measured.hex()}, registered digest is {expected.hex()}: refusing to load")
+            raise RegionFault(
+                "digest_mismatch",
+                f"package measures {measured.hex()}, registered digest is {expected.hex()}: refusing to load",
+            )
         self.digest = measured
         self._seal_key = base64.b64decode(msg["seal_key"])
         self.domain = Domain.from_dict(msg["domain"])
@@ -113,42 +115,36 @@ class Container:
         sys.path.insert(0, str(self.package_dir))
         try:
             loader = spec.loader
-            self._run_cryptlet(lambda: loader.exec_module(module))
+            _run_cryptlet(lambda: loader.exec_module(module), self._forks)
             cls = getattr(module, class_name, None)
             if cls is None:
                 raise RegionFault("entry_not_found", f"entry class {class_name!r} not found in {module_name}")
-            self._check_sdk_class(cls)
-            self.instance = self._run_cryptlet(cls)
+            _check_sdk_class(cls, self.manifest)
+            self.instance = _run_cryptlet(cls, self._forks)
             if isinstance(self.instance, Cryptlet):
-                self._run_cryptlet(self.instance.setup)
+                _run_cryptlet(self.instance.setup, self._forks)
         except (TypeError, ValueError, KeyError) as exc:
             raise RegionFault("load_failed", f"{type(exc).__name__}: {exc}") from None
         return {"digest": to_hex(measured), "name": self.manifest.name, "companions": []}
 
-    def _check_sdk_class(self, cls: Any) -> None:
-        """An SDK cryptlet must match its manifest: same kind, every method present and marked."""
-        if not (isinstance(cls, type) and issubclass(cls, Cryptlet)):
-            return
-        assert self.manifest is not None  # op_load, the only caller, set it
-        if cls.kind != self.manifest.kind:
-            raise RegionFault("load_failed", f"{cls.__name__} is a {cls.kind} cryptlet but the manifest says "
-                                             f"kind {self.manifest.kind!r}")
-        for name in self.manifest.methods:
-            if not is_method(getattr(cls, name, None)):
-                raise RegionFault("load_failed", f"{cls.__name__}.{name} is in interface.methods but is not a "
-                                                 "method marked with @method")
-
     def _load_program(self, measured: bytes) -> dict[str, Any]:
         """``exec`` runtime: start the package's program and hand it its interface."""
         assert self.manifest is not None  # op_load, the only caller, set it
-        init = {"name": self.manifest.name, "kind": self.manifest.kind, "methods": sorted(self.manifest.methods),
-                "events": sorted(self.manifest.events), "config": self.manifest.document.get("config", {})}
+        init = {
+            "name": self.manifest.name,
+            "kind": self.manifest.kind,
+            "methods": sorted(self.manifest.methods),
+            "events": sorted(self.manifest.events),
+            "config": self.manifest.document.get("config", {}),
+        }
         try:
-            self.program = exec_runtime.start(self.package_dir, self.manifest.entry, self.manifest.interpreter,
-                                              self.channel, init)
+            self.program = exec_runtime.start(
+                self.package_dir, self.manifest.entry, self.manifest.interpreter, self.channel, init
+            )
         except exec_runtime.CryptletFault as fault:
-            raise RegionFault("entry_not_found" if fault.code == "entry_not_found" else "load_failed",
-                              str(fault)) from None
+            raise RegionFault(
+                "entry_not_found" if fault.code == "entry_not_found" else "load_failed", str(fault)
+            ) from None
         return {"digest": to_hex(measured), "name": self.manifest.name, "companions": [self.program.pid]}
 
     def op_generate_key(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -158,8 +154,11 @@ class Container:
         self.public_key = key.public_key.format(compressed=False)
         self.address = address_of(self.public_key)
         sealed = sealing.seal_with_key(seal_key, digest, self.address, key.secret)
-        return {"public_key": to_hex(self.public_key), "address": self.address,
-                "sealed_key": base64.b64encode(sealed).decode()}
+        return {
+            "public_key": to_hex(self.public_key),
+            "address": self.address,
+            "sealed_key": base64.b64encode(sealed).decode(),
+        }
 
     def op_unseal(self, msg: dict[str, Any]) -> dict[str, Any]:
         digest, seal_key = self._require_loaded()
@@ -175,8 +174,11 @@ class Container:
     def op_report(self, msg: dict[str, Any]) -> dict[str, Any]:
         """What the platform attests about this region: its measured digest and its key."""
         digest, _ = self._require_loaded()
-        return {"digest": to_hex(digest), "address": self.address,
-                "public_key": to_hex(self.public_key) if self.public_key else None}
+        return {
+            "digest": to_hex(digest),
+            "address": self.address,
+            "public_key": to_hex(self.public_key) if self.public_key else None,
+        }
 
     def op_bind(self, msg: dict[str, Any]) -> dict[str, Any]:
         """Record the registration (ledger reference) and evidence that envelopes cite."""
@@ -209,8 +211,9 @@ class Container:
         outcome = self._call(method, msg.get("args") or {}, msg["request_id"], before)
         self.last_sequence = sequence + block - 1
         if len(outcome.events) > block - 1:
-            raise RegionFault("too_many_events", f"{method} emitted {len(outcome.events)} events; this call "
-                                                 f"allows {block - 1}")
+            raise RegionFault(
+                "too_many_events", f"{method} emitted {len(outcome.events)} events; this call allows {block - 1}"
+            )
         reply: dict[str, Any] = {}
         payload = outcome.result
         if contract:
@@ -223,14 +226,21 @@ class Container:
             if changed:
                 version += 1
                 reply["state"] = after
-            payload = {"result": outcome.result,
-                       "state": {"version": version, "hash": to_hex(keccak256(encoded)),
-                                 "previous": to_hex(payload_hash(before))}}
+            payload = {
+                "result": outcome.result,
+                "state": {
+                    "version": version,
+                    "hash": to_hex(keccak256(encoded)),
+                    "previous": to_hex(payload_hash(before)),
+                },
+            }
         request_id = from_hex(msg["request_id"], length=32)
         reply["envelope"] = self._sign(f"{manifest.name}.{method}", request_id, sequence, payload)
         if outcome.events:
-            reply["events"] = [self._sign(f"{manifest.name}.{e.event}", request_id, sequence + i + 1, e.fields)
-                               for i, e in enumerate(outcome.events)]
+            reply["events"] = [
+                self._sign(f"{manifest.name}.{e.event}", request_id, sequence + i + 1, e.fields)
+                for i, e in enumerate(outcome.events)
+            ]
         return reply
 
     def _sign(self, topic: str, request_id: bytes, sequence: int, payload: Any) -> dict[str, Any]:
@@ -238,9 +248,18 @@ class Container:
         assert self.manifest is not None and self.digest is not None
         assert self._key is not None and self.address is not None
         envelope = Envelope(
-            cryptlet=self.address, name=self.manifest.name, digest=self.digest, topic=topic, request_id=request_id,
-            sequence=sequence, timestamp_ms=int(time.time() * 1000), payload=payload, domain=self.domain,
-            registration=self.registration, evidence=self.evidence)
+            cryptlet=self.address,
+            name=self.manifest.name,
+            digest=self.digest,
+            topic=topic,
+            request_id=request_id,
+            sequence=sequence,
+            timestamp_ms=int(time.time() * 1000),
+            payload=payload,
+            domain=self.domain,
+            registration=self.registration,
+            evidence=self.evidence,
+        )
         return signed_document(envelope, self._key)
 
     def _call(self, method: str, args: Any, request_id: str, state: dict[str, Any] | None) -> Outcome:
@@ -248,17 +267,23 @@ class Container:
         if not isinstance(args, dict):
             raise RegionFault("bad_arguments", "args must be an object")
         if self.program is not None:
-            return self._call_program(method, args, request_id, state)
+            assert self.manifest is not None  # op_invoke, the only caller, checked it
+            return _call_program(self.program, self.manifest, method, args, request_id, state)
         sdk = isinstance(self.instance, Cryptlet)
         context = None
         assert self.manifest is not None  # op_invoke, the only caller, checked it
         if sdk:
-            context = Context(self.channel or _NoHost(), name=self.manifest.name, method=method,
-                              request_id=request_id, events=self.manifest.events,
-                              state=State(state) if state is not None else None)
+            context = Context(
+                self.channel or _NoHost(),
+                name=self.manifest.name,
+                method=method,
+                request_id=request_id,
+                events=self.manifest.events,
+                state=State(state) if state is not None else None,
+            )
             self.instance._context = context
         try:
-            result = self._run_cryptlet(lambda: getattr(self.instance, method)(**args))
+            result = _run_cryptlet(lambda: getattr(self.instance, method)(**args), self._forks)
         except (TypeError, ValueError, KeyError) as exc:
             raise RegionFault("bad_arguments", f"{type(exc).__name__}: {exc}") from None
         finally:
@@ -270,55 +295,8 @@ class Container:
             return Outcome(result, context.emitted, None)
         return Outcome(result, context.emitted, context._state.snapshot())
 
-    def _call_program(self, method: str, args: dict[str, Any], request_id: str,
-                      state: dict[str, Any] | None) -> Outcome:
-        params: dict[str, Any] = {"method": method, "args": args, "request_id": request_id}
-        if state is not None:
-            params["state"] = state
-        assert self.program is not None and self.manifest is not None  # _call (from op_invoke) checked both
-        try:
-            reply = self.program.request("invoke", **params)
-        except exec_runtime.CryptletFault as fault:
-            raise RegionFault(fault.code, str(fault)) from None
-        events = reply.get("events") or []
-        if not isinstance(events, list) or len(events) > MAX_EVENTS:
-            raise RegionFault("cryptlet_error", f"events must be a list of at most {MAX_EVENTS}")
-        try:
-            emitted = [check_event(self.manifest.events, e.get("event"), e.get("fields"))
-                       if isinstance(e, dict) else check_event({}, None, None) for e in events]
-        except CryptletError as exc:
-            raise RegionFault("cryptlet_error", str(exc)) from None
-        new_state = reply.get("state") if state is not None else None
-        if new_state is not None and not isinstance(new_state, dict):
-            raise RegionFault("cryptlet_error", "state must be a JSON object")
-        return Outcome(reply.get("result"), emitted, new_state)
-
-    def _run_cryptlet(self, fn: Callable[[], Any]) -> Any:
-        """Run cryptlet code; turn resource exhaustion into faults with clear codes."""
-        forks_before = self.fork_attempts
-        try:
-            return fn()
-        except (TypeError, ValueError, KeyError):
-            raise
-        except MemoryError:
-            limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-            raise RegionFault("out_of_memory", f"the cryptlet ran out of memory (region limit {limit >> 20} MiB "
-                                               "of address space)") from None
-        except (BlockingIOError, RuntimeError) as exc:
-            if (isinstance(exc, BlockingIOError) and self.fork_attempts > forks_before) or \
-                    "can't start new thread" in str(exc):
-                limit = resource.getrlimit(resource.RLIMIT_NPROC)[0]
-                raise RegionFault("process_limit", f"the cryptlet hit the region's process limit ({limit} "
-                                                   f"processes and threads): {exc}") from None
-            traceback.print_exc(file=sys.stderr)
-            raise RegionFault("cryptlet_error", f"{type(exc).__name__}: {exc}") from None
-        except RegionFault:
-            raise
-        except CryptletError as exc:
-            raise RegionFault("cryptlet_error", str(exc)) from None
-        except Exception as exc:
-            traceback.print_exc(file=sys.stderr)
-            raise RegionFault("cryptlet_error", f"{type(exc).__name__}: {exc}") from None
+    def _forks(self) -> int:
+        return self.fork_attempts
 
     def _require_loaded(self) -> tuple[bytes, bytes]:
         """(digest, seal key) of the loaded package."""
@@ -332,6 +310,89 @@ class Container:
         return self.manifest
 
 
+def _check_sdk_class(cls: Any, manifest: Manifest) -> None:
+    """An SDK cryptlet must match its manifest: same kind, every method present and marked."""
+    if not (isinstance(cls, type) and issubclass(cls, Cryptlet)):
+        return
+    if cls.kind != manifest.kind:
+        raise RegionFault(
+            "load_failed",
+            f"{cls.__name__} is a {cls.kind} cryptlet but the manifest says kind {manifest.kind!r}",
+        )
+    for name in manifest.methods:
+        if not is_method(getattr(cls, name, None)):
+            raise RegionFault(
+                "load_failed",
+                f"{cls.__name__}.{name} is in interface.methods but is not a method marked with @method",
+            )
+
+
+def _call_program(
+    program: exec_runtime.ExecCryptlet,
+    manifest: Manifest,
+    method: str,
+    args: dict[str, Any],
+    request_id: str,
+    state: dict[str, Any] | None,
+) -> Outcome:
+    """Run the method in the ``exec`` program -> result, checked events, new state."""
+    params: dict[str, Any] = {"method": method, "args": args, "request_id": request_id}
+    if state is not None:
+        params["state"] = state
+    try:
+        reply = program.request("invoke", **params)
+    except exec_runtime.CryptletFault as fault:
+        raise RegionFault(fault.code, str(fault)) from None
+    events = reply.get("events") or []
+    if not isinstance(events, list) or len(events) > MAX_EVENTS:
+        raise RegionFault("cryptlet_error", f"events must be a list of at most {MAX_EVENTS}")
+    try:
+        emitted = [
+            check_event(manifest.events, e.get("event"), e.get("fields"))
+            if isinstance(e, dict)
+            else check_event({}, None, None)
+            for e in events
+        ]
+    except CryptletError as exc:
+        raise RegionFault("cryptlet_error", str(exc)) from None
+    new_state = reply.get("state") if state is not None else None
+    if new_state is not None and not isinstance(new_state, dict):
+        raise RegionFault("cryptlet_error", "state must be a JSON object")
+    return Outcome(reply.get("result"), emitted, new_state)
+
+
+def _run_cryptlet(fn: Callable[[], Any], fork_attempts: Callable[[], int]) -> Any:
+    """Run cryptlet code; turn resource exhaustion into faults with clear codes."""
+    forks_before = fork_attempts()
+    try:
+        return fn()
+    except (TypeError, ValueError, KeyError):
+        raise
+    except MemoryError:
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        raise RegionFault(
+            "out_of_memory", f"the cryptlet ran out of memory (region limit {limit >> 20} MiB of address space)"
+        ) from None
+    except (BlockingIOError, RuntimeError) as exc:
+        if (isinstance(exc, BlockingIOError) and fork_attempts() > forks_before) or "can't start new thread" in str(
+            exc
+        ):
+            limit = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+            raise RegionFault(
+                "process_limit",
+                f"the cryptlet hit the region's process limit ({limit} processes and threads): {exc}",
+            ) from None
+        traceback.print_exc(file=sys.stderr)
+        raise RegionFault("cryptlet_error", f"{type(exc).__name__}: {exc}") from None
+    except RegionFault:
+        raise
+    except CryptletError as exc:
+        raise RegionFault("cryptlet_error", str(exc)) from None
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        raise RegionFault("cryptlet_error", f"{type(exc).__name__}: {exc}") from None
+
+
 def serve(reader: BinaryIO, write: Callable[[bytes], None], package_dir: Path) -> None:
     """Answer protocol requests until EOF or ``shutdown``."""
     container = Container(package_dir, HostChannel(reader, write))
@@ -342,8 +403,11 @@ def serve(reader: BinaryIO, write: Callable[[bytes], None], package_dir: Path) -
         try:
             message = protocol.decode(line)
         except ValueError:
-            write(protocol.encode({"id": None, "ok": False,
-                                   "error": {"code": "protocol", "message": "malformed request"}}))
+            write(
+                protocol.encode(
+                    {"id": None, "ok": False, "error": {"code": "protocol", "message": "malformed request"}}
+                )
+            )
             continue
         op = message.get("op")
         reply: dict[str, Any] = {"id": message.get("id")}
@@ -378,7 +442,8 @@ def _writer(fd: int) -> Callable[[bytes], None]:
     def write(data: bytes) -> None:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
+
     return write
 
 

@@ -16,6 +16,7 @@
 
 What holds and what does not is summarised in docs/isolation.md.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -53,7 +54,7 @@ class RegionLimits:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RegionLimits":
+    def from_dict(cls, data: dict[str, Any]) -> RegionLimits:
         return cls(**{k: int(v) for k, v in data.items()})
 
 
@@ -113,7 +114,7 @@ def _reach_unreadable_paths(dir_fds: dict[str, int]) -> None:
     def rewrite(entry: str) -> str:
         for prefix, target in remap.items():
             if entry == prefix or entry.startswith(prefix + os.sep):
-                return target + entry[len(prefix):]
+                return target + entry[len(prefix) :]
         return entry
 
     sys.path[:] = [rewrite(p) for p in sys.path]
@@ -124,8 +125,9 @@ def _reach_unreadable_paths(dir_fds: dict[str, int]) -> None:
     sys.path_importer_cache.clear()
 
 
-def confine(*, sock_fd: int, workdir: str, uid: int | None, own_netns: bool, limits: RegionLimits,
-            zygote_pid: int) -> None:
+def confine(
+    *, sock_fd: int, workdir: str, uid: int | None, own_netns: bool, limits: RegionLimits, zygote_pid: int
+) -> None:
     """Confine the current (freshly forked) process; see the module docstring for the steps."""
     os.setsid()
     libc = _libc()

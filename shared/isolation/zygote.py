@@ -26,6 +26,7 @@ passed with ``SCM_RIGHTS``. After start the zygote sends ``{"ready": true, "uid_
 (+ pidfd) and ``status {"pid"}`` -> ``{"ok", "state": "running" | "exited", "code" | "signal"}``.
 :class:`Zygote` is the host's end.
 """
+
 from __future__ import annotations
 
 import collections
@@ -52,8 +53,8 @@ from typing import Any
 if __package__ in (None, ""):  # started as a script in isolated mode: make `shared` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from shared.errors import RegionError  # noqa: E402
-from shared.isolation.sandbox import SAFE_ENV_KEYS, RegionLimits  # noqa: E402
+from shared.errors import RegionError
+from shared.isolation.sandbox import SAFE_ENV_KEYS, RegionLimits
 
 ZYGOTE = Path(__file__).resolve()
 #: Region uids (root only): a range no distribution allocates (systemd's dynamic users stop at
@@ -128,7 +129,7 @@ def _snapshot(package_dir: str, target: Path) -> None:
     """Copy the package (regular files only) read-only into the region's working directory
     (executable files stay executable, for the ``exec`` runtime)."""
     shutil.copytree(package_dir, target, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-    for current, dirs, files in os.walk(target):
+    for current, _dirs, files in os.walk(target):
         os.chmod(current, 0o755)
         for name in files:
             path = os.path.join(current, name)
@@ -245,8 +246,9 @@ class _Server:
         try:
             from shared.isolation import runtime, sandbox
 
-            sandbox.confine(sock_fd=sock_fd, workdir=workdir, uid=uid, own_netns=self.own_netns, limits=limits,
-                            zygote_pid=self.pid)
+            sandbox.confine(
+                sock_fd=sock_fd, workdir=workdir, uid=uid, own_netns=self.own_netns, limits=limits, zygote_pid=self.pid
+            )
             runtime.main(Path(package))
         except BaseException:
             code = 71
@@ -277,8 +279,11 @@ class _Server:
             region = self.regions.pop(pid, None)
             if region is None:
                 continue
-            self.exited[pid] = ({"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status)
-                                else {"code": os.waitstatus_to_exitcode(status)})
+            self.exited[pid] = (
+                {"signal": os.WTERMSIG(status)}
+                if os.WIFSIGNALED(status)
+                else {"code": os.waitstatus_to_exitcode(status)}
+            )
             while len(self.exited) > EXIT_STATUSES_KEPT:
                 self.exited.popitem(last=False)
             self._clean(region)
@@ -318,20 +323,46 @@ def _preload() -> None:
 
     import coincurve
 
-    from shared.keys import sealing
     from shared.envelope import Domain, Envelope, address_of, sign_envelope
     from shared.isolation import runtime  # noqa: F401  (the container and its crypto libraries)
+    from shared.keys import sealing
 
-    for name in ("datetime", "decimal", "hashlib", "hmac", "json", "math", "random", "re", "statistics",
-                 "string", "struct", "uuid", "zoneinfo"):
+    for name in (
+        "datetime",
+        "decimal",
+        "hashlib",
+        "hmac",
+        "json",
+        "math",
+        "random",
+        "re",
+        "statistics",
+        "string",
+        "struct",
+        "uuid",
+        "zoneinfo",
+    ):
         importlib.import_module(name)
     throwaway = coincurve.PrivateKey()
     address = address_of(throwaway.public_key.format(compressed=False))
     key, digest = os.urandom(32), os.urandom(32)
     sealing.unseal_with_key(key, digest, address, sealing.seal_with_key(key, digest, address, throwaway.secret))
-    sign_envelope(Envelope(cryptlet=address, name="warmup", digest=digest, topic="warmup.run", request_id=digest,
-                           sequence=1, timestamp_ms=1, payload={"warm": True}, domain=Domain(),
-                           registration={"entry_hash": "0x" + digest.hex()}, evidence={}), throwaway.secret).to_dict()
+    sign_envelope(
+        Envelope(
+            cryptlet=address,
+            name="warmup",
+            digest=digest,
+            topic="warmup.run",
+            request_id=digest,
+            sequence=1,
+            timestamp_ms=1,
+            payload={"warm": True},
+            domain=Domain(),
+            registration={"entry_hash": "0x" + digest.hex()},
+            evidence={},
+        ),
+        throwaway.secret,
+    ).to_dict()
 
 
 def main() -> None:
@@ -370,9 +401,15 @@ class Zygote:
         env = {k: os.environ[k] for k in SAFE_ENV_KEYS if k in os.environ}
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-I", "-B", str(ZYGOTE), str(child.fileno())], pass_fds=[child.fileno()],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=None, env=env, cwd="/",
-                start_new_session=True)
+                [sys.executable, "-I", "-B", str(ZYGOTE), str(child.fileno())],
+                pass_fds=[child.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=None,
+                env=env,
+                cwd="/",
+                start_new_session=True,
+            )
         finally:
             child.close()
         parent.settimeout(START_TIMEOUT_S)
@@ -390,7 +427,8 @@ class Zygote:
             logging.getLogger("fabric.isolation").warning(
                 "process regions run as the host's user (the host is not root): they get rlimits, a scrubbed "
                 "environment and their own directory, but can read what that user can read; run only trusted "
-                "cryptlets this way (see docs/isolation.md)")
+                "cryptlets this way (see docs/isolation.md)"
+            )
 
     def _ensure(self) -> socket.socket:
         if self._process is None or self._process.poll() is not None or self._control is None:
@@ -433,8 +471,10 @@ class Zygote:
             with self._lock:
                 for attempt in (1, 2):  # one restart if the zygote had died
                     try:
-                        reply, fds = self._request({"op": "spawn", "package_dir": str(package_dir),
-                                                    "limits": limits.to_dict()}, [region_end.fileno()])
+                        reply, fds = self._request(
+                            {"op": "spawn", "package_dir": str(package_dir), "limits": limits.to_dict()},
+                            [region_end.fileno()],
+                        )
                         break
                     except RegionError:
                         if attempt == 2:
@@ -448,8 +488,9 @@ class Zygote:
             for fd in fds:
                 os.close(fd)
             host_end.close()
-            raise RegionError(f"the zygote could not start a region: {reply.get('error', 'no pidfd')}",
-                              region_code="spawn_failed")
+            raise RegionError(
+                f"the zygote could not start a region: {reply.get('error', 'no pidfd')}", region_code="spawn_failed"
+            )
         return Spawned(reply["pid"], fds[0], reply.get("uid"), reply["workdir"], host_end)
 
     def status(self, pid: int) -> dict[str, Any]:

@@ -5,14 +5,18 @@ uses share a key and a new use cannot reuse a label by accident (a unit test che
 distinct). Changing a label changes the derived key: sealed blobs, checkpoint signatures, webhook
 secrets and the delivery address all depend on these bytes, so they are versioned and never edited.
 
-| use | salt | info | module |
-|---|---|---|---|
-| seal key of one package | ``cryptlet-fabric/seal/v1`` | the package digest (32 bytes) | :mod:`shared.keys.sealing` |
-| process provider platform key (Ed25519) | ``cryptlet-fabric/platform-key/v1`` | ``process provider software evidence signing key (Ed25519)`` | :mod:`shared.isolation.process` |
-| ledger checkpoint key (Ed25519) | none | ``cryptlet-fabric/checkpoint-key/v1`` | :mod:`shared.ledger.checkpoints` |
-| webhook secret sealing key (AES-256-GCM) | none | ``cryptlet-fabric/webhook/v1`` | :mod:`shared.events.webhooks` |
-| delivery key (secp256k1) | none | ``cryptlet-fabric/delivery/v1`` (then ``/1``, ``/2``… if out of range) | :mod:`shared.events.delivery` |
+* seal key of one package: salt ``cryptlet-fabric/seal/v1``, info = the package digest (32 bytes);
+  :mod:`shared.keys.sealing`
+* process provider platform key (Ed25519): salt ``cryptlet-fabric/platform-key/v1``, info ``process
+  provider software evidence signing key (Ed25519)``; :mod:`shared.isolation.process`
+* ledger checkpoint key (Ed25519): no salt, info ``cryptlet-fabric/checkpoint-key/v1``;
+  :mod:`shared.ledger.checkpoints`
+* webhook secret sealing key (AES-256-GCM): no salt, info ``cryptlet-fabric/webhook/v1``;
+  :mod:`shared.events.webhooks`
+* delivery key (secp256k1): no salt, info ``cryptlet-fabric/delivery/v1`` (then ``/1``, ``/2``... while
+  out of range); :mod:`shared.events.delivery`
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,14 +40,20 @@ WEBHOOK = Label(None, b"cryptlet-fabric/webhook/v1")
 DELIVERY = Label(None, b"cryptlet-fabric/delivery/v1")
 
 #: Every label, for the distinctness check and for readers.
-LABELS: dict[str, Label] = {"seal": SEAL, "platform_key": PLATFORM_KEY, "checkpoint_key": CHECKPOINT_KEY,
-                            "webhook": WEBHOOK, "delivery": DELIVERY}
+LABELS: dict[str, Label] = {
+    "seal": SEAL,
+    "platform_key": PLATFORM_KEY,
+    "checkpoint_key": CHECKPOINT_KEY,
+    "webhook": WEBHOOK,
+    "delivery": DELIVERY,
+}
 
 
 def derive(secret: bytes, label: Label, *, info: bytes | None = None, length: int = 32) -> bytes:
     """``HKDF-SHA256(ikm=secret, salt=label.salt, info=info or label.info)`` of ``length`` bytes."""
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=label.salt,
-                info=label.info if info is None else info).derive(secret)
+    return HKDF(
+        algorithm=hashes.SHA256(), length=length, salt=label.salt, info=label.info if info is None else info
+    ).derive(secret)
 
 
 def seal_key(secret: bytes, digest: bytes, length: int = 32) -> bytes:

@@ -15,14 +15,15 @@ Envelope timestamps are asserted by the signer: a stolen key can backdate. A rev
 compromise therefore sets ``invalid_after`` to the earliest time the key may have leaked (the
 key's establishment, to distrust everything it ever signed).
 """
+
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shared.ledger import kinds
 from shared.errors import NotFound, VerificationError
+from shared.ledger import kinds
 from shared.ledger.chain import LedgerEntry
 
 KEY_EVENTS: frozenset[str] = kinds.KEY_ESTABLISHING | {kinds.KEY_REVOKED, kinds.RETIRED}
@@ -87,25 +88,44 @@ class KeyRecord:
     def check_signed_at(self, timestamp_ms: int) -> None:
         """Raise :class:`VerificationError` if a signature made at ``timestamp_ms`` is not trusted."""
         if self.revoked is not None and timestamp_ms >= time_ms(self.invalid_after or self.revoked.time):
-            raise VerificationError("key_revoked", f"key {self.address} of {self.name} was revoked "
-                                    f"({self.revocation_reason}) at ledger #{self.revoked.sequence}; signatures from "
-                                    f"{self.invalid_after} on are invalid", revoked_at=self.revoked.sequence)
+            raise VerificationError(
+                "key_revoked",
+                f"key {self.address} of {self.name} was revoked "
+                f"({self.revocation_reason}) at ledger #{self.revoked.sequence}; signatures from "
+                f"{self.invalid_after} on are invalid",
+                revoked_at=self.revoked.sequence,
+            )
         if self.retired is not None and timestamp_ms >= time_ms(self.retired.time):
-            raise VerificationError("cryptlet_retired", f"{self.name} was retired at ledger #{self.retired.sequence} "
-                                    f"({self.retired.time}) before this envelope was signed")
+            raise VerificationError(
+                "cryptlet_retired",
+                f"{self.name} was retired at ledger #{self.retired.sequence} "
+                f"({self.retired.time}) before this envelope was signed",
+            )
         if self.superseded is not None and timestamp_ms >= time_ms(self.superseded.time):
-            raise VerificationError("key_superseded", f"key {self.address} of {self.name} was rotated out at ledger "
-                                    f"#{self.superseded.sequence} ({self.superseded.time}) before this envelope "
-                                    f"was signed")
+            raise VerificationError(
+                "key_superseded",
+                f"key {self.address} of {self.name} was rotated out at ledger "
+                f"#{self.superseded.sequence} ({self.superseded.time}) before this envelope "
+                f"was signed",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         def ref(e: EntryRef | None) -> dict[str, Any] | None:
             return e.to_dict() if e is not None else None
 
-        return {"name": self.name, "address": self.address, "public_key": self.public_key, "digest": self.digest,
-                "status": self.status, "established": ref(self.established), "superseded": ref(self.superseded),
-                "revoked": ref(self.revoked), "revocation_reason": self.revocation_reason,
-                "invalid_after": self.invalid_after, "retired": ref(self.retired)}
+        return {
+            "name": self.name,
+            "address": self.address,
+            "public_key": self.public_key,
+            "digest": self.digest,
+            "status": self.status,
+            "established": ref(self.established),
+            "superseded": ref(self.superseded),
+            "revoked": ref(self.revoked),
+            "revocation_reason": self.revocation_reason,
+            "invalid_after": self.invalid_after,
+            "retired": ref(self.retired),
+        }
 
     def sequences(self) -> list[int]:
         """The ledger entries this record was built from, in order."""
@@ -125,13 +145,29 @@ class KeyHistory:
         if entry.kind in kinds.KEY_ESTABLISHING:
             if entry.kind == kinds.KEY_ROTATED:
                 self._update(p.get("previous_address", ""), lambda r: r if r.ended else replace(r, superseded=ref))
-            record = KeyRecord(name=str(p.get("name")), address=str(p.get("address")),
-                               public_key=str(p.get("public_key")), digest=str(p.get("digest")), established=ref)
+            record = KeyRecord(
+                name=str(p.get("name")),
+                address=str(p.get("address")),
+                public_key=str(p.get("public_key")),
+                digest=str(p.get("digest")),
+                established=ref,
+            )
             self._by_address[record.address.lower()] = record
             self._by_name.setdefault(record.name, []).append(record.address.lower())
         elif entry.kind == kinds.KEY_REVOKED:
-            self._update(p.get("address", ""), lambda r: r if r.revoked else replace(
-                r, revoked=ref, revocation_reason=p.get("reason"), invalid_after=p.get("invalid_after") or entry.time))
+            self._update(
+                p.get("address", ""),
+                lambda r: (
+                    r
+                    if r.revoked
+                    else replace(
+                        r,
+                        revoked=ref,
+                        revocation_reason=p.get("reason"),
+                        invalid_after=p.get("invalid_after") or entry.time,
+                    )
+                ),
+            )
         elif entry.kind == kinds.RETIRED:
             for address in self._by_name.get(str(p.get("name")), []):
                 self._update(address, lambda r: r if r.ended else replace(r, retired=ref))
@@ -189,4 +225,3 @@ def replay(ledger: Any) -> KeyHistory:
         if row["kind"] in KEY_EVENTS:
             history.apply(LedgerEntry.from_row(ledger.stream, row, sequence))
     return history
-

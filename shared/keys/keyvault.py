@@ -10,6 +10,7 @@ Production authenticates with :class:`azure.identity.DefaultAzureCredential` (th
 managed identity, which the Bicep template grants *Key Vault Secrets Officer*); the SDK's
 pipeline answers the vault's bearer-token challenge itself.
 """
+
 from __future__ import annotations
 
 import base64
@@ -17,12 +18,12 @@ import binascii
 from typing import Any
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
+from azure.core.exceptions import ClientAuthenticationError, ResourceNotFoundError
 from azure.keyvault.secrets import SecretClient
 
 from shared.errors import NotFound, StorageError
-from shared.storage import storage_errors
 from shared.keys.store import KeyStore, SealedKey
+from shared.storage import storage_errors
 
 CONTENT_TYPE = "application/vnd.cryptlet-fabric.sealed-key+base64;v=1"
 SECRET_PREFIX = "cryptlet-"
@@ -43,7 +44,9 @@ class KeyVaultKeyStore(KeyStore):
         self.client = client
 
     @classmethod
-    def from_url(cls, vault_url: str, credential: TokenCredential | None = None, **client_options: Any) -> "KeyVaultKeyStore":
+    def from_url(
+        cls, vault_url: str, credential: TokenCredential | None = None, **client_options: Any
+    ) -> KeyVaultKeyStore:
         """A store for the vault at ``vault_url``; ``credential`` defaults to ``DefaultAzureCredential``."""
         if credential is None:
             from azure.identity import DefaultAzureCredential
@@ -52,12 +55,17 @@ class KeyVaultKeyStore(KeyStore):
         return cls(SecretClient(vault_url, credential, **client_options))
 
     def put(self, key: SealedKey) -> None:
-        tags = {"address": key.address.lower(), "digest": key.digest, "provider": key.provider,
-                "version": str(key.version)}
+        tags = {
+            "address": key.address.lower(),
+            "digest": key.digest,
+            "provider": key.provider,
+            "version": str(key.version),
+        }
         with storage_errors("key vault"):
             try:
-                self.client.set_secret(secret_name(key.address), base64.b64encode(key.blob).decode(),
-                                       content_type=CONTENT_TYPE, tags=tags)
+                self.client.set_secret(
+                    secret_name(key.address), base64.b64encode(key.blob).decode(), content_type=CONTENT_TYPE, tags=tags
+                )
             except ClientAuthenticationError as exc:
                 raise StorageError(f"key vault refused the credential ({type(exc).__name__})") from None
 
@@ -77,8 +85,13 @@ class KeyVaultKeyStore(KeyStore):
             version = int(tags.get("version", "1"))
         except (binascii.Error, ValueError):
             raise StorageError(f"key vault secret {secret.name} is malformed") from None
-        return SealedKey(address=address, digest=tags.get("digest", ""), provider=tags.get("provider", ""),
-                         blob=blob, version=version)
+        return SealedKey(
+            address=address,
+            digest=tags.get("digest", ""),
+            provider=tags.get("provider", ""),
+            blob=blob,
+            version=version,
+        )
 
     def close(self) -> None:
         self.client.close()

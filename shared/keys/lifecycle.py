@@ -14,6 +14,7 @@ Key events are compare-and-append (:meth:`shared.ledger.chain.Ledger.append_all`
 if the ledger is still at that size, so two hosts rotating one cryptlet at once cannot both win.
 The catalog row follows the ledger and is only ever moved forward.
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,21 +24,21 @@ from dataclasses import replace
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from shared.ledger import kinds
-from shared.errors import Conflict, InvalidInput, StorageError
-from shared.storage import storage_errors
-from shared.packages.manifest import load_manifest
+from shared.clock import utc_now
+from shared.errors import Conflict, InvalidInput
+from shared.host.models import Revocation
+from shared.host.registry import CATALOG_PARTITION, Registration, Registry, attest_key, digest_bytes, evidence_reference
 from shared.isolation.provider import Region
 from shared.keys.history import KeyRecord
 from shared.keys.store import SealedKey
-from shared.clock import utc_now
+from shared.ledger import kinds
 from shared.ledger.chain import LedgerEntry
 from shared.ledger.index import LedgerIndex
-from shared.host.models import Revocation
-from shared.host.registry import CATALOG_PARTITION, Registration, Registry, attest_key, digest_bytes, evidence_reference
+from shared.packages.manifest import load_manifest
+from shared.storage import storage_errors
 
 MAX_RACES = 8
 
@@ -61,33 +62,60 @@ class KeyLifecycle:
         return self.index.keys().key_at(name, sequence)
 
     # -- changes --------------------------------------------------------------------------------
-    def rotate(self, name: str, *, revoke: Revocation | None = None,
-               before_commit: Callable[[], None] | None = None) -> tuple[Registration, Region, list[LedgerEntry]]:
+    def rotate(
+        self, name: str, *, revoke: Revocation | None = None, before_commit: Callable[[], None] | None = None
+    ) -> tuple[Registration, Region, list[LedgerEntry]]:
         """Give ``name`` a new key made inside a region; with ``revoke`` the old key is revoked in the
         same transaction. ``before_commit`` runs just before the ledger append (the host drains regions
         holding the old key there)."""
         current = self.registry.get(name)
         provider = self.registry.provider
         package_dir = self.registry.package_dir(current.package)
-        region = provider.create_region(package_dir, digest_bytes(current), domain=self.registry.domain,
-                                        **self.registry.region_options(name, load_manifest(package_dir).document))
+        region = provider.create_region(
+            package_dir,
+            digest_bytes(current),
+            domain=self.registry.domain,
+            **self.registry.region_options(name, load_manifest(package_dir).document),
+        )
         try:
             key = region.call("generate_key")
             evidence = attest_key(region, key["public_key"])
-            self.registry.keystore.put(SealedKey(address=key["address"], digest=current.digest,
-                                                 provider=provider.name, blob=base64.b64decode(key["sealed_key"])))
+            self.registry.keystore.put(
+                SealedKey(
+                    address=key["address"],
+                    digest=current.digest,
+                    provider=provider.name,
+                    blob=base64.b64decode(key["sealed_key"]),
+                )
+            )
             items: list[tuple[str, dict[str, Any]]] = []
             if revoke is not None:
                 items.append((kinds.KEY_REVOKED, self._revocation(name, current.address, revoke)))
-            items.append((kinds.KEY_ROTATED, {
-                "name": name, "address": key["address"], "public_key": key["public_key"], "digest": current.digest,
-                "provider": provider.name, "previous_address": current.address,
-                "key": {"store": type(self.registry.keystore).__name__, "version": 1}, "evidence": evidence}))
+            items.append(
+                (
+                    kinds.KEY_ROTATED,
+                    {
+                        "name": name,
+                        "address": key["address"],
+                        "public_key": key["public_key"],
+                        "digest": current.digest,
+                        "provider": provider.name,
+                        "previous_address": current.address,
+                        "key": {"store": type(self.registry.keystore).__name__, "version": 1},
+                        "evidence": evidence,
+                    },
+                )
+            )
             if before_commit is not None:
                 before_commit()
             entries = self._append(name, current.address, items)
-            registration = replace(current, address=key["address"], public_key=key["public_key"],
-                                   ledger=entries[-1].reference(), evidence=evidence_reference(evidence))
+            registration = replace(
+                current,
+                address=key["address"],
+                public_key=key["public_key"],
+                ledger=entries[-1].reference(),
+                evidence=evidence_reference(evidence),
+            )
             region.call("bind", registration=registration.ledger, evidence=registration.evidence)
             self._advance_catalog(registration)
         except BaseException:
@@ -121,8 +149,12 @@ class KeyLifecycle:
     def _revocation(name: str, address: str, revocation: Revocation) -> dict[str, Any]:
         if revocation.reason not in kinds.REVOCATION_REASONS:
             raise InvalidInput(f"reason must be one of {', '.join(kinds.REVOCATION_REASONS)}", field="reason")
-        payload = {"name": name, "address": address, "reason": revocation.reason,
-                   "invalid_after": revocation.invalid_after or utc_now()}
+        payload = {
+            "name": name,
+            "address": address,
+            "reason": revocation.reason,
+            "invalid_after": revocation.invalid_after or utc_now(),
+        }
         if revocation.note:
             payload["note"] = revocation.note
         kinds.validate_entry(kinds.KEY_REVOKED, payload)
@@ -146,8 +178,12 @@ class KeyLifecycle:
     def _advance_catalog(self, registration: Registration) -> None:
         """Write the catalog row unless it already names a later ledger entry."""
         catalog = self.registry.catalog
-        row = {"PartitionKey": CATALOG_PARTITION, "RowKey": registration.name, "status": "active",
-               "document": json.dumps(registration.to_dict(), separators=(",", ":"))}
+        row = {
+            "PartitionKey": CATALOG_PARTITION,
+            "RowKey": registration.name,
+            "status": "active",
+            "document": json.dumps(registration.to_dict(), separators=(",", ":")),
+        }
         for _ in range(MAX_RACES):
             with storage_errors("catalog"):
                 try:
@@ -155,8 +191,12 @@ class KeyLifecycle:
                     known = json.loads(stored.get("document") or "{}").get("ledger", {}).get("sequence", 0)
                     if known >= registration.ledger["sequence"]:
                         return
-                    catalog.update_entity(row, mode=UpdateMode.REPLACE, etag=stored.metadata["etag"],
-                                          match_condition=MatchConditions.IfNotModified)
+                    catalog.update_entity(
+                        row,
+                        mode=UpdateMode.REPLACE,
+                        etag=stored.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
                     return
                 except ResourceModifiedError:
                     continue

@@ -10,6 +10,7 @@ launched (:func:`seal_key`) and hands only that to the region, which seals and u
 :func:`seal_with_key` / :func:`unseal_with_key`. A hostile cryptlet can therefore read at most
 its own seal key, never another package's.
 """
+
 from __future__ import annotations
 
 import os

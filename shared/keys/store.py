@@ -5,6 +5,7 @@ private key. :class:`TableKeyStore` keeps them in Azure Table storage (Azurite l
 fallback); :class:`~shared.keys.keyvault.KeyVaultKeyStore` keeps them as Azure Key Vault secrets.
 :func:`shared.host.composition.open_key_store` picks one from the ``FABRIC_KEY_STORE`` setting.
 """
+
 from __future__ import annotations
 
 import abc
@@ -13,14 +14,14 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.errors import NotFound, StorageError
+from shared.errors import NotFound
 from shared.storage import storage_errors
 
 if TYPE_CHECKING:
-    from shared.settings import Settings
+    pass
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,15 @@ class TableKeyStore(KeyStore):
         self.table = table
 
     def put(self, key: SealedKey) -> None:
-        entity = {"PartitionKey": key.address.lower(), "RowKey": f"{key.version:06d}", "address": key.address,
-                  "digest": key.digest, "provider": key.provider,
-                  "sealed": base64.b64encode(key.blob).decode(), "stored_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+        entity = {
+            "PartitionKey": key.address.lower(),
+            "RowKey": f"{key.version:06d}",
+            "address": key.address,
+            "digest": key.digest,
+            "provider": key.provider,
+            "sealed": base64.b64encode(key.blob).decode(),
+            "stored_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
         with storage_errors("key store"):
             self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
@@ -67,5 +74,10 @@ class TableKeyStore(KeyStore):
         if not rows:
             raise NotFound(f"no sealed key stored for {address}")
         row = max(rows, key=lambda r: r["RowKey"])
-        return SealedKey(address=row["address"], digest=row["digest"], provider=row["provider"],
-                         blob=base64.b64decode(row["sealed"]), version=int(row["RowKey"]))
+        return SealedKey(
+            address=row["address"],
+            digest=row["digest"],
+            provider=row["provider"],
+            blob=base64.b64decode(row["sealed"]),
+            version=int(row["RowKey"]),
+        )

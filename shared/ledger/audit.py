@@ -10,16 +10,17 @@ consistent. What the audit cannot see is a host that rewrote history *and* re-si
 checkpoint with its own key: keep checkpoints you fetched earlier and check them with a
 consistency proof (``cryptlet ledger consistency``).
 """
+
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from shared.ledger.checkpoints import Checkpoint, VerifierKey, open_checkpoint
-from shared.ledger.checkpoint_store import CheckpointStore
 from shared.errors import VerificationError
 from shared.ledger.chain import Ledger, LedgerHead
+from shared.ledger.checkpoint_store import CheckpointStore
+from shared.ledger.checkpoints import Checkpoint, VerifierKey, open_checkpoint
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ class AuditReport:
         if self.latest is None:
             return text + "; no checkpoints issued yet"
         pin = "pinned" if self.pinned else "NOT pinned: the key stored with the checkpoints was used"
-        return (f"{text}; {self.checkpoints} checkpoint(s) verified, newest of {self.latest.size} entries at "
-                f"{self.latest.time}; key {self.key} ({pin})")
+        return (
+            f"{text}; {self.checkpoints} checkpoint(s) verified, newest of {self.latest.size} entries at "
+            f"{self.latest.time}; key {self.key} ({pin})"
+        )
 
 
 def roots_at(leaf_hashes: Sequence[bytes], sizes: set[int]) -> dict[int, bytes]:
@@ -68,16 +71,23 @@ def _fail(reason: str, size: int, detail: str) -> VerificationError:
     return VerificationError(reason, f"checkpoint of size {size}: {detail}", size=size)
 
 
-def audit(ledger: Ledger, store: CheckpointStore, key: VerifierKey | None = None,
-          progress: Callable[[int], None] | None = None) -> AuditReport:
+def audit(
+    ledger: Ledger,
+    store: CheckpointStore,
+    key: VerifierKey | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> AuditReport:
     """Verify the chain and every stored checkpoint; raise :class:`VerificationError` at the first problem."""
     stored = store.all()
     pinned = key is not None
     if key is None and stored:
         published = {s.public_key for s in stored}
         if len(published) != 1:
-            raise _fail("checkpoint_signature_invalid", stored[0].checkpoint.size,
-                        f"checkpoints name {len(published)} different keys; pin the host key")
+            raise _fail(
+                "checkpoint_signature_invalid",
+                stored[0].checkpoint.size,
+                f"checkpoints name {len(published)} different keys; pin the host key",
+            )
         key = VerifierKey.parse(published.pop())
     opened = []
     for item in stored:
@@ -90,11 +100,17 @@ def audit(ledger: Ledger, store: CheckpointStore, key: VerifierKey | None = None
     roots = roots_at(leaves, {c.size for c in opened if c.size <= head.size})
     for checkpoint in opened:
         if checkpoint.size > head.size:
-            raise _fail("checkpoint_ahead", checkpoint.size, f"the ledger holds only {head.size} entries: "
-                                                             f"entries the host signed are gone")
+            raise _fail(
+                "checkpoint_ahead",
+                checkpoint.size,
+                f"the ledger holds only {head.size} entries: entries the host signed are gone",
+            )
         if roots[checkpoint.size] != checkpoint.root:
-            raise _fail("checkpoint_root_mismatch", checkpoint.size, "its root is not the root of the stored entries "
-                                                                     "(history was rewritten)")
+            raise _fail(
+                "checkpoint_root_mismatch",
+                checkpoint.size,
+                "its root is not the root of the stored entries (history was rewritten)",
+            )
         if checkpoint.size == head.size and checkpoint.head != head.entry_hash:
             raise _fail("checkpoint_root_mismatch", checkpoint.size, "its head is not the ledger's head entry")
     latest = opened[-1] if opened else None

@@ -23,9 +23,9 @@ back before trying again, so a lost answer never turns into a duplicate entry.
 
 :meth:`Ledger.verify` walks the chain and names the first bad entry. Format: ``docs/ledger.md``.
 """
+
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import random
@@ -38,12 +38,12 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient
 
-from shared.ledger import tablewire
 from shared.clock import utc_now
 from shared.encoding import canonical_json
 from shared.errors import Conflict, FabricError, InvalidInput, LedgerIntegrityError, NotFound, StorageError
-from shared.storage import storage_errors
+from shared.ledger import tablewire
 from shared.ledger.kinds import validate_entry
+from shared.storage import storage_errors
 
 GENESIS_HASH = "00" * 32
 HEAD_ROW = "head"
@@ -60,8 +60,6 @@ ROW_COLUMNS = ("sequence", "kind", "time", "payload", "prev_hash", "entry_hash")
 
 def row_key(sequence: int) -> str:
     return f"{sequence:0{SEQUENCE_DIGITS}d}"
-
-
 
 
 def _json_string(text: str) -> str:
@@ -82,9 +80,21 @@ def entry_bytes(stream: str, sequence: int, kind: str, time: str, payload_json: 
     ``payload_json`` is inserted verbatim: for the RFC 8785 text the ledger stores, the result
     is exactly ``JCS({"kind", "payload", "prev_hash", "sequence", "stream", "time"})``.
     """
-    return ('{"kind":' + _json_string(kind) + ',"payload":' + payload_json + ',"prev_hash":' + _json_string(prev_hash)
-            + ',"sequence":' + str(int(sequence)) + ',"stream":' + _json_string(stream) + ',"time":'
-            + _json_string(time) + "}").encode("utf-8")
+    return (
+        '{"kind":'
+        + _json_string(kind)
+        + ',"payload":'
+        + payload_json
+        + ',"prev_hash":'
+        + _json_string(prev_hash)
+        + ',"sequence":'
+        + str(int(sequence))
+        + ',"stream":'
+        + _json_string(stream)
+        + ',"time":'
+        + _json_string(time)
+        + "}"
+    ).encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -121,20 +131,41 @@ class LedgerEntry:
         return hash_entry(self.leaf_data()).hex()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stream": self.stream, "sequence": self.sequence, "kind": self.kind, "time": self.time,
-                "payload": self.payload, "prev_hash": self.prev_hash, "entry_hash": self.entry_hash}
+        return {
+            "stream": self.stream,
+            "sequence": self.sequence,
+            "kind": self.kind,
+            "time": self.time,
+            "payload": self.payload,
+            "prev_hash": self.prev_hash,
+            "entry_hash": self.entry_hash,
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> LedgerEntry:
         """Parse the JSON form (:class:`InvalidInput` naming the field when it is malformed)."""
         if not isinstance(data, dict):
             raise InvalidInput("ledger entry must be a JSON object", field="entry")
-        for name, kind in (("stream", str), ("sequence", int), ("kind", str), ("time", str), ("payload", dict),
-                           ("prev_hash", str), ("entry_hash", str)):
+        for name, kind in (
+            ("stream", str),
+            ("sequence", int),
+            ("kind", str),
+            ("time", str),
+            ("payload", dict),
+            ("prev_hash", str),
+            ("entry_hash", str),
+        ):
             if not isinstance(data.get(name), kind) or isinstance(data.get(name), bool):
                 raise InvalidInput(f"ledger entry {name} must be a {kind.__name__}", field=f"entry.{name}")
-        return cls(stream=data["stream"], sequence=data["sequence"], kind=data["kind"], time=data["time"],
-                   payload=data["payload"], prev_hash=data["prev_hash"], entry_hash=data["entry_hash"])
+        return cls(
+            stream=data["stream"],
+            sequence=data["sequence"],
+            kind=data["kind"],
+            time=data["time"],
+            payload=data["payload"],
+            prev_hash=data["prev_hash"],
+            entry_hash=data["entry_hash"],
+        )
 
     @classmethod
     def from_row(cls, stream: str, row: dict[str, Any], sequence: int) -> LedgerEntry:
@@ -146,9 +177,16 @@ class LedgerEntry:
             payload = json.loads(text)
             if not isinstance(payload, dict):
                 raise TypeError("payload is not a JSON object")
-            return cls(stream=stream, sequence=int(row["sequence"]), kind=str(row["kind"]), time=str(row["time"]),
-                       payload=payload, prev_hash=str(row["prev_hash"]), entry_hash=str(row["entry_hash"]),
-                       payload_json=text)
+            return cls(
+                stream=stream,
+                sequence=int(row["sequence"]),
+                kind=str(row["kind"]),
+                time=str(row["time"]),
+                payload=payload,
+                prev_hash=str(row["prev_hash"]),
+                entry_hash=str(row["entry_hash"]),
+                payload_json=text,
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise LedgerIntegrityError(sequence, "malformed_entry", f"row cannot be read: {exc}") from None
 
@@ -166,9 +204,15 @@ class LedgerHead:
     time: str = ""
 
 
-def walk_chain(rows: Iterable[dict[str, Any]], stream: str, *, after: int = 0, prev_hash: str = GENESIS_HASH,
-               leaf_hashes: list[bytes] | None = None,
-               progress: Callable[[int], None] | None = None) -> tuple[int, str]:
+def walk_chain(
+    rows: Iterable[dict[str, Any]],
+    stream: str,
+    *,
+    after: int = 0,
+    prev_hash: str = GENESIS_HASH,
+    leaf_hashes: list[bytes] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, str]:
     """Check stored rows ``after + 1, after + 2, ...`` link into one chain; return ``(size, last hash)``.
 
     This is the hot loop of every audit. It rebuilds each entry's bytes from the stored columns
@@ -179,8 +223,11 @@ def walk_chain(rows: Iterable[dict[str, Any]], stream: str, *, after: int = 0, p
     """
     sha = hashlib.sha256
     expected, prev = after, prev_hash
-    template = ('{"kind":"%s","payload":%s,"prev_hash":"%s","sequence":%s,"stream":'
-                + _json_string(stream).replace("%", "%%") + ',"time":"%s"}')
+    template = (
+        '{"kind":"%s","payload":%s,"prev_hash":"%s","sequence":%s,"stream":'
+        + _json_string(stream).replace("%", "%%")
+        + ',"time":"%s"}'
+    )
     append_leaf = leaf_hashes.append if leaf_hashes is not None else None
     plain_kinds: set[str] = set()  # kinds already seen to need no JSON escaping
     try:
@@ -196,8 +243,13 @@ def walk_chain(rows: Iterable[dict[str, Any]], stream: str, *, after: int = 0, p
             if row["prev_hash"] != prev:
                 raise LedgerIntegrityError(expected, "prev_hash_mismatch", "does not link to the previous entry")
             kind, when, payload = row["kind"], row["time"], row["payload"]
-            if kind not in plain_kinds and kind.isascii() and kind.isprintable() and '"' not in kind \
-                    and "\\" not in kind:
+            if (
+                kind not in plain_kinds
+                and kind.isascii()
+                and kind.isprintable()
+                and '"' not in kind
+                and "\\" not in kind
+            ):
                 plain_kinds.add(kind)
             if kind in plain_kinds and when.isascii() and when.isprintable() and '"' not in when and "\\" not in when:
                 data = (template % (kind, payload, prev, number, when)).encode()  # str methods beat a regex here
@@ -213,7 +265,9 @@ def walk_chain(rows: Iterable[dict[str, Any]], stream: str, *, after: int = 0, p
             if progress is not None and not expected & 1023:
                 progress(expected)
     except (KeyError, TypeError, AttributeError, UnicodeError) as exc:
-        raise LedgerIntegrityError(expected, "malformed_entry", f"row cannot be read: {type(exc).__name__} {exc}") from None
+        raise LedgerIntegrityError(
+            expected, "malformed_entry", f"row cannot be read: {type(exc).__name__} {exc}"
+        ) from None
     if progress is not None:
         progress(expected)
     return expected, prev
@@ -284,8 +338,9 @@ class LedgerStats:
 class Ledger:
     """One ledger stream in a table. Thread-safe; several processes may append at once."""
 
-    def __init__(self, table: TableClient, stream: str = "registry", *, validate: bool = True,
-                 deadline: float = 15.0) -> None:
+    def __init__(
+        self, table: TableClient, stream: str = "registry", *, validate: bool = True, deadline: float = 15.0
+    ) -> None:
         self.table = table
         self.stream = stream
         self.validate = validate
@@ -301,8 +356,9 @@ class Ledger:
         """Append one entry; returns it once the transaction holding it has committed."""
         return self.append_all([(kind, payload)])[0]
 
-    def append_all(self, items: Sequence[tuple[str, dict[str, Any]]], *,
-                   expect_size: int | None = None) -> list[LedgerEntry]:
+    def append_all(
+        self, items: Sequence[tuple[str, dict[str, Any]]], *, expect_size: int | None = None
+    ) -> list[LedgerEntry]:
         """Append several entries atomically, consecutively and in order (at most 99).
 
         With ``expect_size``, append only if the ledger then holds exactly that many entries,
@@ -438,8 +494,12 @@ class Ledger:
         for request in list(batch):
             if request.expect_size is not None and request.expect_size != size:
                 batch.remove(request)
-                _finish([request], Conflict(f"the ledger moved on: it holds {size} entries, "
-                                                 f"expected {request.expect_size}", field="ledger"))
+                _finish(
+                    [request],
+                    Conflict(
+                        f"the ledger moved on: it holds {size} entries, expected {request.expect_size}", field="ledger"
+                    ),
+                )
                 continue
             entries = []
             for kind, payload, text in request.items:
@@ -447,7 +507,7 @@ class Ledger:
                 digest = hash_entry(entry_bytes(self.stream, size, kind, when, text, prev)).hex()
                 entry = LedgerEntry(self.stream, size, kind, when, payload, prev, digest, text)
                 entries.append(entry)
-                operations.append(tablewire.Insert(self._to_row(entry)))
+                operations.append(tablewire.Insert(entry_row(self.stream, entry)))
                 prev = digest
             results.append((request, entries))
         if not results:
@@ -469,11 +529,6 @@ class Ledger:
                 if row.get("entry_hash") == attempt.last_hash:
                     return attempt
         return None
-
-    def _to_row(self, entry: LedgerEntry) -> dict[str, Any]:
-        return {"PartitionKey": self.stream, "RowKey": row_key(entry.sequence), "sequence": entry.sequence,
-                "kind": entry.kind, "time": entry.time, "payload": entry.payload_json,
-                "prev_hash": entry.prev_hash, "entry_hash": entry.entry_hash}
 
     def _read_state(self) -> _State:
         with storage_errors("ledger storage"):
@@ -511,32 +566,59 @@ class Ledger:
 
     def read(self, start: int = 1, limit: int = 1000) -> list[LedgerEntry]:
         """Up to ``limit`` entries from ``start`` on, parsed but not verified."""
-        return [LedgerEntry.from_row(self.stream, row, start + i)
-                for i, row in enumerate(self.rows(start, start + limit - 1))]
+        return [
+            LedgerEntry.from_row(self.stream, row, start + i)
+            for i, row in enumerate(self.rows(start, start + limit - 1))
+        ]
 
-    def verify(self, progress: Callable[[int], None] | None = None,
-               leaf_hashes: list[bytes] | None = None) -> LedgerHead:
-        """Walk the whole chain; return the head or raise :class:`LedgerIntegrityError` at the first bad entry.
+    def verify(
+        self, progress: Callable[[int], None] | None = None, leaf_hashes: list[bytes] | None = None
+    ) -> LedgerHead:
+        """Walk the whole chain; return the head or raise :class:`LedgerIntegrityError` at the first bad
+        entry (see :func:`verify_ledger`)."""
+        return verify_ledger(self, progress, leaf_hashes)
 
-        Detects modified rows (hash mismatch), deleted, reordered or inserted rows (sequence or
-        ``prev_hash`` breaks) and a truncated tail (the head row disagrees). A consistently
-        rewritten tail is what signed checkpoints catch (:mod:`shared.ledger.audit`). With
-        ``leaf_hashes``, the entries' Merkle leaf hashes are appended to it.
-        """
-        size, last = walk_chain(self.rows(), self.stream, progress=progress, leaf_hashes=leaf_hashes)
-        while True:  # rows and head commit together, so a head read after the walk covers every row seen
-            head = self.head()
-            more = list(self.rows(size + 1)) if head.size > size else []
-            if not more:
-                return check_head(head, size, last)
-            size, last = walk_chain(more, self.stream, after=size, prev_hash=last, leaf_hashes=leaf_hashes)
+
+def verify_ledger(
+    ledger: Ledger, progress: Callable[[int], None] | None = None, leaf_hashes: list[bytes] | None = None
+) -> LedgerHead:
+    """Walk the whole chain of ``ledger``; return the head or raise :class:`LedgerIntegrityError` at the
+    first bad entry.
+
+    Detects modified rows (hash mismatch), deleted, reordered or inserted rows (sequence or
+    ``prev_hash`` breaks) and a truncated tail (the head row disagrees). A consistently
+    rewritten tail is what signed checkpoints catch (:mod:`shared.ledger.audit`). With
+    ``leaf_hashes``, the entries' Merkle leaf hashes are appended to it.
+    """
+    size, last = walk_chain(ledger.rows(), ledger.stream, progress=progress, leaf_hashes=leaf_hashes)
+    while True:  # rows and head commit together, so a head read after the walk covers every row seen
+        head = ledger.head()
+        more = list(ledger.rows(size + 1)) if head.size > size else []
+        if not more:
+            return check_head(head, size, last)
+        size, last = walk_chain(more, ledger.stream, after=size, prev_hash=last, leaf_hashes=leaf_hashes)
+
+
+def entry_row(stream: str, entry: LedgerEntry) -> dict[str, Any]:
+    """The table row of ``entry`` in partition ``stream``."""
+    return {
+        "PartitionKey": stream,
+        "RowKey": row_key(entry.sequence),
+        "sequence": entry.sequence,
+        "kind": entry.kind,
+        "time": entry.time,
+        "payload": entry.payload_json,
+        "prev_hash": entry.prev_hash,
+        "entry_hash": entry.entry_hash,
+    }
 
 
 def check_head(head: LedgerHead, size: int, last_hash: str) -> LedgerHead:
     """Raise ``head_mismatch`` unless the head row names the last entry of a verified walk."""
     if head.size != size:
-        raise LedgerIntegrityError(min(head.size, size) + 1, "head_mismatch",
-                                   f"head says {head.size} entries, the table holds {size}")
+        raise LedgerIntegrityError(
+            min(head.size, size) + 1, "head_mismatch", f"head says {head.size} entries, the table holds {size}"
+        )
     if head.entry_hash != last_hash:
         raise LedgerIntegrityError(max(size, 1), "head_mismatch", "head hash does not match the last entry")
     return head

@@ -5,17 +5,18 @@ partition. Each row holds the signed note as issued, its size and root, and the 
 that signed it (informational: auditors pin their own copy). A size is checkpointed at most
 once; a second, different root for the same size is a fork and is reported, never stored.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient
 
+from shared.errors import LedgerIntegrityError, NotFound
 from shared.ledger import tablewire
 from shared.ledger.checkpoints import Checkpoint, parse_body, split_note
-from shared.errors import LedgerIntegrityError, NotFound, StorageError
 from shared.storage import storage_errors
 
 _MAX = 10**12 - 1
@@ -47,8 +48,14 @@ class CheckpointStore:
     def put(self, note: str, public_key: str) -> StoredCheckpoint:
         """Store a signed checkpoint unless its size is taken; return what is stored for that size."""
         checkpoint = parse_body(split_note(note)[0])
-        row = {"PartitionKey": self.partition, "RowKey": _key(checkpoint.size), "size": checkpoint.size,
-               "root": checkpoint.root.hex(), "note": note, "public_key": public_key}
+        row = {
+            "PartitionKey": self.partition,
+            "RowKey": _key(checkpoint.size),
+            "size": checkpoint.size,
+            "root": checkpoint.root.hex(),
+            "note": note,
+            "public_key": public_key,
+        }
         with storage_errors("checkpoint storage"):
             try:
                 self.table.create_entity(row)
@@ -56,8 +63,11 @@ class CheckpointStore:
             except ResourceExistsError:
                 stored = self.at(checkpoint.size)
         if stored.checkpoint.root != checkpoint.root:
-            raise LedgerIntegrityError(checkpoint.size, "checkpoint_conflict",
-                                       "a stored checkpoint of this size has another root (forked history)")
+            raise LedgerIntegrityError(
+                checkpoint.size,
+                "checkpoint_conflict",
+                "a stored checkpoint of this size has another root (forked history)",
+            )
         return stored
 
     def latest(self) -> StoredCheckpoint | None:
@@ -82,7 +92,9 @@ class CheckpointStore:
         rows = []
         with storage_errors("checkpoint storage"):
             try:
-                for row in tablewire.read_range(self.table, self.partition, "", "~", page_size=min(limit or 1000, 1000)):
+                for row in tablewire.read_range(
+                    self.table, self.partition, "", "~", page_size=min(limit or 1000, 1000)
+                ):
                     rows.append(row)
                     if limit is not None and len(rows) >= limit:
                         break

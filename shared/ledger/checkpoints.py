@@ -21,6 +21,7 @@ computes it. Auditors pin that string. Vectors: ``docs/ledger.md``.
 verifies; it raises :class:`~shared.errors.VerificationError` with reason ``checkpoint_malformed``
 or ``checkpoint_signature_invalid`` otherwise.
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,7 +31,7 @@ import re
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shared.errors import InvalidInput, VerificationError
@@ -66,8 +67,10 @@ class VerifierKey:
     public_key: bytes
 
     def __str__(self) -> str:
-        return (f"{self.name}+{self.key_id.hex()}+"
-                f"{base64.b64encode(bytes([ALG_ED25519]) + self.public_key).decode('ascii')}")
+        return (
+            f"{self.name}+{self.key_id.hex()}+"
+            f"{base64.b64encode(bytes([ALG_ED25519]) + self.public_key).decode('ascii')}"
+        )
 
     @classmethod
     def parse(cls, text: str, field: str = "public_key") -> VerifierKey:
@@ -141,16 +144,17 @@ class Checkpoint:
 
     def body(self) -> str:
         """The note body (what is signed), ending in a newline."""
-        return (f"{self.origin}\n{self.size}\n{base64.b64encode(self.root).decode('ascii')}\n"
-                f"time {self.time}\nhead {self.head}\n")
+        return (
+            f"{self.origin}\n{self.size}\n{base64.b64encode(self.root).decode('ascii')}\n"
+            f"time {self.time}\nhead {self.head}\n"
+        )
 
     @property
     def stream(self) -> str:
-        return self.origin[len(ORIGIN_PREFIX):] if self.origin.startswith(ORIGIN_PREFIX) else ""
+        return self.origin[len(ORIGIN_PREFIX) :] if self.origin.startswith(ORIGIN_PREFIX) else ""
 
     def to_dict(self) -> dict[str, object]:
-        return {"origin": self.origin, "size": self.size, "root": self.root.hex(), "time": self.time,
-                "head": self.head}
+        return {"origin": self.origin, "size": self.size, "root": self.root.hex(), "time": self.time, "head": self.head}
 
 
 def _malformed(detail: str) -> VerificationError:
@@ -192,7 +196,7 @@ def split_note(text: str) -> tuple[str, list[tuple[str, bytes]]]:
     for line in signatures[:-1].split("\n"):
         if not line.startswith(SIGNATURE_PREFIX):
             raise _malformed("a signature line must start with an em dash and a space")
-        name, _, stamp = line[len(SIGNATURE_PREFIX):].partition(" ")
+        name, _, stamp = line[len(SIGNATURE_PREFIX) :].partition(" ")
         try:
             raw = base64.b64decode(stamp, validate=True)
         except (binascii.Error, ValueError):
@@ -210,8 +214,9 @@ def open_note(text: str, key: VerifierKey) -> str:
     for name, raw in signatures:
         if name == key.name and raw[:4] == key.key_id and len(raw) == 68 and key.verify(message, raw[4:]):
             return body
-    raise VerificationError(BAD_SIGNATURE, f"the note carries no valid signature by {key.name}+{key.key_id.hex()}",
-                            field="checkpoint")
+    raise VerificationError(
+        BAD_SIGNATURE, f"the note carries no valid signature by {key.name}+{key.key_id.hex()}", field="checkpoint"
+    )
 
 
 def open_checkpoint(text: str, key: VerifierKey) -> Checkpoint:
@@ -219,6 +224,7 @@ def open_checkpoint(text: str, key: VerifierKey) -> Checkpoint:
     checkpoint = parse_body(split_note(text)[0])  # malformed beats unsigned: the clearer message
     open_note(text, key)
     if checkpoint.origin != key.name:
-        raise VerificationError(BAD_SIGNATURE, f"checkpoint of {checkpoint.origin} is signed by the key of {key.name}",
-                                field="checkpoint")
+        raise VerificationError(
+            BAD_SIGNATURE, f"checkpoint of {checkpoint.origin} is signed by the key of {key.name}", field="checkpoint"
+        )
     return checkpoint

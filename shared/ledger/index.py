@@ -11,19 +11,19 @@ Every stored checkpoint it serves is first checked against its own tree: a check
 signed by this host's key, or whose root differs from the tree's at that size, is an integrity
 failure, not something to hand out.
 """
+
 from __future__ import annotations
 
 import threading
 
-from shared.ledger.checkpoints import Checkpoint, CheckpointSigner, open_checkpoint
-from shared.ledger.checkpoint_store import CheckpointStore, StoredCheckpoint
+from shared.clock import utc_now
 from shared.errors import InvalidInput, LedgerIntegrityError, NotFound
 from shared.keys.history import KEY_EVENTS, KeyHistory, KeyRecord
-from shared.clock import utc_now
 from shared.ledger.chain import GENESIS_HASH, Ledger, LedgerEntry, LedgerHead, walk_chain
+from shared.ledger.checkpoint_store import CheckpointStore, StoredCheckpoint
+from shared.ledger.checkpoints import Checkpoint, CheckpointSigner, open_checkpoint
 from shared.ledger.merkle import MerkleTree
 from shared.ledger.receipts import Consistency, Receipt
-
 
 
 class LedgerIndex:
@@ -49,20 +49,24 @@ class LedgerIndex:
             head = self.ledger.head()
             size = self._tree.size
             if head.size < size:
-                raise LedgerIntegrityError(head.size + 1, "ledger_shrank",
-                                           f"storage holds {head.size} entries, {size} were already verified")
+                raise LedgerIntegrityError(
+                    head.size + 1, "ledger_shrank", f"storage holds {head.size} entries, {size} were already verified"
+                )
             if head.size == size:
                 if head.entry_hash != self._last_hash:
-                    raise LedgerIntegrityError(max(size, 1), "head_mismatch", "the head no longer names the entry "
-                                                                              "that was verified")
+                    raise LedgerIntegrityError(
+                        max(size, 1), "head_mismatch", "the head no longer names the entry that was verified"
+                    )
                 return head
             rows = list(self.ledger.rows(size + 1, head.size))
             leaves: list[bytes] = []
-            new_size, last = walk_chain(rows, self.ledger.stream, after=size, prev_hash=self._last_hash,
-                                        leaf_hashes=leaves)
+            new_size, last = walk_chain(
+                rows, self.ledger.stream, after=size, prev_hash=self._last_hash, leaf_hashes=leaves
+            )
             if new_size != head.size:
-                raise LedgerIntegrityError(new_size + 1, "missing_entry",
-                                           f"the head says {head.size} entries, the table holds {new_size}")
+                raise LedgerIntegrityError(
+                    new_size + 1, "missing_entry", f"the head says {head.size} entries, the table holds {new_size}"
+                )
             if last != head.entry_hash:
                 raise LedgerIntegrityError(new_size, "head_mismatch", "head hash does not match the last entry")
             for offset, row in enumerate(rows):
@@ -84,8 +88,9 @@ class LedgerIndex:
             latest = self.latest()
             if latest is not None and latest.checkpoint.size >= head.size:
                 return latest, False
-            body = Checkpoint(self.signer.verifier.name, head.size, self._tree.root(head.size), utc_now(),
-                              head.entry_hash)
+            body = Checkpoint(
+                self.signer.verifier.name, head.size, self._tree.root(head.size), utc_now(), head.entry_hash
+            )
             stored = self.store.put(self.signer.sign(body), self.public_key)
             return self._checked(stored), stored.checkpoint == body
 
@@ -108,12 +113,17 @@ class LedgerIndex:
             if checkpoint.size > self._tree.size:
                 self.sync()
             if checkpoint.size > self._tree.size:
-                raise LedgerIntegrityError(self._tree.size + 1, "checkpoint_ahead",
-                                           f"a checkpoint of {checkpoint.size} entries was signed, storage holds "
-                                           f"{self._tree.size}")
+                raise LedgerIntegrityError(
+                    self._tree.size + 1,
+                    "checkpoint_ahead",
+                    f"a checkpoint of {checkpoint.size} entries was signed, storage holds {self._tree.size}",
+                )
         if checkpoint.root != self._tree.root(checkpoint.size):
-            raise LedgerIntegrityError(checkpoint.size, "checkpoint_root_mismatch",
-                                       "a stored checkpoint's root differs from the verified entries'")
+            raise LedgerIntegrityError(
+                checkpoint.size,
+                "checkpoint_root_mismatch",
+                "a stored checkpoint's root differs from the verified entries'",
+            )
         return self._remember(stored)
 
     # -- proofs --------------------------------------------------------------------------------
@@ -130,7 +140,9 @@ class LedgerIndex:
             raise NotFound(f"ledger {self.ledger.stream} has no entry {sequence}", field="sequence")
         entry = self.ledger.get(sequence)
         if entry.computed_hash() != self._tree.leaf(sequence - 1).hex():
-            raise LedgerIntegrityError(sequence, "entry_hash_mismatch", "the stored entry changed after it was verified")
+            raise LedgerIntegrityError(
+                sequence, "entry_hash_mismatch", "the stored entry changed after it was verified"
+            )
         return Receipt(entry, self._tree.prove_inclusion(sequence - 1, latest.checkpoint.size), latest.note)
 
     def consistency(self, size1: int, size2: int | None = None) -> Consistency:

@@ -5,6 +5,7 @@ JSON Schema 2020-12) before it is appended; an unknown kind or a payload that do
 an :class:`~shared.errors.InvalidInput` whose ``field`` is the JSON path of the offending value
 (``$.payload.address``) or ``kind``. Format: ``docs/ledger.md``.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,15 @@ POLICY_SET = "policy.set"
 CONTRACT_BOUND = "contract.bound"
 SUBSCRIPTION_CREATED = "subscription.created"
 
-KINDS: tuple[str, ...] = (REGISTERED, KEY_ROTATED, KEY_REVOKED, RETIRED, POLICY_SET, CONTRACT_BOUND,
-                          SUBSCRIPTION_CREATED)
+KINDS: tuple[str, ...] = (
+    REGISTERED,
+    KEY_ROTATED,
+    KEY_REVOKED,
+    RETIRED,
+    POLICY_SET,
+    CONTRACT_BOUND,
+    SUBSCRIPTION_CREATED,
+)
 """Every kind the ledger accepts."""
 
 KEY_ESTABLISHING: frozenset[str] = frozenset({REGISTERED, KEY_ROTATED})
@@ -54,7 +62,7 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/$defs/"):
             rest = {k: v for k, v in node.items() if k != "$ref"}
-            return {**_inline(defs[ref[len("#/$defs/"):]], defs), **_inline(rest, defs)}
+            return {**_inline(defs[ref[len("#/$defs/") :]], defs), **_inline(rest, defs)}
         return {k: _inline(v, defs) for k, v in node.items()}
     if isinstance(node, list):
         return [_inline(v, defs) for v in node]

@@ -21,6 +21,7 @@ perfect subtrees of ``2**k`` leaves. Appending is amortised O(1) hashes; any roo
 proof or consistency proof, for the current or any earlier tree size, costs O(log n) list
 look-ups plus O(log n) hashes for the right-edge (non-perfect) nodes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,10 +35,23 @@ from typing import Any
 from shared.errors import InvalidInput, VerificationError
 
 __all__ = [
-    "HASH_SIZE", "EMPTY_ROOT", "BAD_PROOF_SHAPE", "INCLUSION_PROOF_INVALID", "CONSISTENCY_PROOF_INVALID",
-    "MerkleInputError", "leaf_hash", "node_hash", "root_from_leaf_hashes", "verify_inclusion",
-    "verify_consistency", "proof_to_hex", "proof_from_hex", "hash_from_hex", "MerkleTree",
-    "InclusionProof", "ConsistencyProof",
+    "HASH_SIZE",
+    "EMPTY_ROOT",
+    "BAD_PROOF_SHAPE",
+    "INCLUSION_PROOF_INVALID",
+    "CONSISTENCY_PROOF_INVALID",
+    "MerkleInputError",
+    "leaf_hash",
+    "node_hash",
+    "root_from_leaf_hashes",
+    "verify_inclusion",
+    "verify_consistency",
+    "proof_to_hex",
+    "proof_from_hex",
+    "hash_from_hex",
+    "MerkleTree",
+    "InclusionProof",
+    "ConsistencyProof",
 ]
 
 HASH_SIZE = 32
@@ -62,6 +76,7 @@ class MerkleInputError(InvalidInput, ValueError):
 
 
 # --------------------------------------------------------------------------- hashing
+
 
 def leaf_hash(data: bytes) -> bytes:
     """``SHA-256(0x00 || data)``: the hash of one leaf (RFC 9162 §2.1.1)."""
@@ -113,6 +128,7 @@ def root_from_leaf_hashes(hashes: Iterable[bytes]) -> bytes:
 
 # --------------------------------------------------------------------------- verification
 
+
 def _shape_error(detail: str, field: str) -> VerificationError:
     return VerificationError(BAD_PROOF_SHAPE, detail, field=field)
 
@@ -141,8 +157,7 @@ def _proof_path(proof: Any) -> list[bytes]:
     return [_proof_hash(p, f"path[{i}]") for i, p in enumerate(proof)]
 
 
-def verify_inclusion(leaf_hash: bytes, index: int, tree_size: int, proof: Sequence[bytes],
-                     root: bytes) -> None:
+def verify_inclusion(leaf_hash: bytes, index: int, tree_size: int, proof: Sequence[bytes], root: bytes) -> None:
     """Check that ``leaf_hash`` is leaf ``index`` of the tree of ``tree_size`` leaves whose root
     is ``root``, using the algorithm of RFC 9162 §2.1.3.2. Returns ``None`` or raises
     :class:`VerificationError` (``bad_proof_shape`` or ``inclusion_proof_invalid``).
@@ -156,15 +171,16 @@ def verify_inclusion(leaf_hash: bytes, index: int, tree_size: int, proof: Sequen
     path = _proof_path(proof)
     root = _proof_hash(root, "root")
     if index >= tree_size:
-        raise VerificationError(INCLUSION_PROOF_INVALID,
-                                f"leaf index {index} is not below the tree size {tree_size}")
+        raise VerificationError(INCLUSION_PROOF_INVALID, f"leaf index {index} is not below the tree size {tree_size}")
     fn, sn = index, tree_size - 1
     r = leaf
     for p in path:
         if sn == 0:
-            raise VerificationError(INCLUSION_PROOF_INVALID,
-                                    f"proof has more than the {_inclusion_length(index, tree_size)} hashes "
-                                    f"leaf {index} of a tree of {tree_size} needs")
+            raise VerificationError(
+                INCLUSION_PROOF_INVALID,
+                f"proof has more than the {_inclusion_length(index, tree_size)} hashes "
+                f"leaf {index} of a tree of {tree_size} needs",
+            )
         if fn & 1 or fn == sn:
             r = _sha256(b"\x01" + p + r).digest()
             while fn and not fn & 1:
@@ -175,12 +191,15 @@ def verify_inclusion(leaf_hash: bytes, index: int, tree_size: int, proof: Sequen
         fn >>= 1
         sn >>= 1
     if sn != 0:
-        raise VerificationError(INCLUSION_PROOF_INVALID,
-                                f"proof has {len(path)} hashes; leaf {index} of a tree of {tree_size} "
-                                f"needs {_inclusion_length(index, tree_size)}")
+        raise VerificationError(
+            INCLUSION_PROOF_INVALID,
+            f"proof has {len(path)} hashes; leaf {index} of a tree of {tree_size} "
+            f"needs {_inclusion_length(index, tree_size)}",
+        )
     if not hmac.compare_digest(r, root):
-        raise VerificationError(INCLUSION_PROOF_INVALID,
-                                f"proof for leaf {index} does not lead to the root of the tree of {tree_size}")
+        raise VerificationError(
+            INCLUSION_PROOF_INVALID, f"proof for leaf {index} does not lead to the root of the tree of {tree_size}"
+        )
 
 
 def _inclusion_length(index: int, tree_size: int) -> int:
@@ -212,26 +231,27 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof
     root2 = _proof_hash(root2, "root2")
     path = _proof_path(proof)
     if size1 > size2:
-        raise VerificationError(CONSISTENCY_PROOF_INVALID,
-                                f"size1 {size1} is larger than size2 {size2}: a log cannot shrink")
+        raise VerificationError(
+            CONSISTENCY_PROOF_INVALID, f"size1 {size1} is larger than size2 {size2}: a log cannot shrink"
+        )
     if size1 == size2:
         if path:
-            raise VerificationError(CONSISTENCY_PROOF_INVALID,
-                                    f"proof between equal sizes must be empty, has {len(path)} hashes")
+            raise VerificationError(
+                CONSISTENCY_PROOF_INVALID, f"proof between equal sizes must be empty, has {len(path)} hashes"
+            )
         if not hmac.compare_digest(root1, root2):
-            raise VerificationError(CONSISTENCY_PROOF_INVALID,
-                                    f"two different roots for the same tree size {size1}")
+            raise VerificationError(CONSISTENCY_PROOF_INVALID, f"two different roots for the same tree size {size1}")
         return
     if size1 == 0:
         if path:
-            raise VerificationError(CONSISTENCY_PROOF_INVALID,
-                                    f"proof from the empty tree must be empty, has {len(path)} hashes")
+            raise VerificationError(
+                CONSISTENCY_PROOF_INVALID, f"proof from the empty tree must be empty, has {len(path)} hashes"
+            )
         if not hmac.compare_digest(root1, EMPTY_ROOT):
             raise VerificationError(CONSISTENCY_PROOF_INVALID, "root1 is not the root of the empty tree")
         return
     if not path:
-        raise VerificationError(CONSISTENCY_PROOF_INVALID,
-                                f"empty proof between sizes {size1} and {size2}")
+        raise VerificationError(CONSISTENCY_PROOF_INVALID, f"empty proof between sizes {size1} and {size2}")
     if size1 & (size1 - 1) == 0:  # size1 is a power of two: its root is a node of tree 2
         path.insert(0, root1)
     fn, sn = size1 - 1, size2 - 1
@@ -241,8 +261,9 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof
     fr = sr = path[0]
     for c in path[1:]:
         if sn == 0:
-            raise VerificationError(CONSISTENCY_PROOF_INVALID,
-                                    f"proof between sizes {size1} and {size2} has too many hashes")
+            raise VerificationError(
+                CONSISTENCY_PROOF_INVALID, f"proof between sizes {size1} and {size2} has too many hashes"
+            )
         if fn & 1 or fn == sn:
             fr = _sha256(b"\x01" + c + fr).digest()
             sr = _sha256(b"\x01" + c + sr).digest()
@@ -254,18 +275,21 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof
         fn >>= 1
         sn >>= 1
     if sn != 0:
-        raise VerificationError(CONSISTENCY_PROOF_INVALID,
-                                f"proof between sizes {size1} and {size2} has too few hashes")
+        raise VerificationError(
+            CONSISTENCY_PROOF_INVALID, f"proof between sizes {size1} and {size2} has too few hashes"
+        )
     if not hmac.compare_digest(fr, root1):
-        raise VerificationError(CONSISTENCY_PROOF_INVALID,
-                                f"proof does not lead to root1: the tree of {size1} is not a prefix "
-                                f"of the tree of {size2} (forked history?)")
+        raise VerificationError(
+            CONSISTENCY_PROOF_INVALID,
+            f"proof does not lead to root1: the tree of {size1} is not a prefix "
+            f"of the tree of {size2} (forked history?)",
+        )
     if not hmac.compare_digest(sr, root2):
-        raise VerificationError(CONSISTENCY_PROOF_INVALID,
-                                f"proof does not lead to root2 of the tree of {size2}")
+        raise VerificationError(CONSISTENCY_PROOF_INVALID, f"proof does not lead to root2 of the tree of {size2}")
 
 
 # --------------------------------------------------------------------------- serialization
+
 
 def proof_to_hex(path: Iterable[bytes]) -> list[str]:
     """A proof path as a list of lowercase hex strings (the JSON form)."""
@@ -315,15 +339,23 @@ class InclusionProof:
         verify_inclusion(self.leaf_hash, self.index, self.tree_size, list(self.path), root)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "tree_size": self.tree_size, "leaf_hash": bytes(self.leaf_hash).hex(),
-                "path": proof_to_hex(self.path)}
+        return {
+            "index": self.index,
+            "tree_size": self.tree_size,
+            "leaf_hash": bytes(self.leaf_hash).hex(),
+            "path": proof_to_hex(self.path),
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> InclusionProof:
         """Parse the JSON form strictly (``bad_proof_shape`` on any deviation)."""
         _check_keys(data, ("index", "tree_size", "leaf_hash", "path"), "inclusion_proof")
-        return cls(_proof_int(data["index"], "index"), _proof_int(data["tree_size"], "tree_size"),
-                   hash_from_hex(data["leaf_hash"], "leaf_hash"), tuple(proof_from_hex(data["path"])))
+        return cls(
+            _proof_int(data["index"], "index"),
+            _proof_int(data["tree_size"], "tree_size"),
+            hash_from_hex(data["leaf_hash"], "leaf_hash"),
+            tuple(proof_from_hex(data["path"])),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,11 +381,13 @@ class ConsistencyProof:
     def from_dict(cls, data: Mapping[str, Any]) -> ConsistencyProof:
         """Parse the JSON form strictly (``bad_proof_shape`` on any deviation)."""
         _check_keys(data, ("size1", "size2", "path"), "consistency_proof")
-        return cls(_proof_int(data["size1"], "size1"), _proof_int(data["size2"], "size2"),
-                   tuple(proof_from_hex(data["path"])))
+        return cls(
+            _proof_int(data["size1"], "size1"), _proof_int(data["size2"], "size2"), tuple(proof_from_hex(data["path"]))
+        )
 
 
 # --------------------------------------------------------------------------- the tree
+
 
 def _split(n: int) -> int:
     """The largest power of two strictly smaller than ``n`` (``n >= 2``)."""
@@ -434,8 +468,8 @@ class MerkleTree:
                     break
                 if k + 1 == len(levels):
                     levels.append([])
-                lefts, rights = lower[done:end:2], lower[done + 1:end:2]
-                levels[k + 1].extend([_sha256(b"\x01" + a + b).digest() for a, b in zip(lefts, rights)])
+                lefts, rights = lower[done:end:2], lower[done + 1 : end : 2]
+                levels[k + 1].extend([_sha256(b"\x01" + a + b).digest() for a, b in zip(lefts, rights, strict=False)])
                 k += 1
             self._size = len(levels[0])
             return range(start, self._size)

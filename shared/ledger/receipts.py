@@ -10,15 +10,16 @@ Failures raise :class:`~shared.errors.VerificationError` with reason ``checkpoin
 about another entry, index, size or stream), ``inclusion_proof_invalid``,
 ``consistency_proof_invalid`` or ``bad_proof_shape``. JSON shapes: ``docs/ledger.md``.
 """
+
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from shared.ledger.checkpoints import Checkpoint, VerifierKey, open_checkpoint
 from shared.errors import InvalidInput, VerificationError
 from shared.ledger.chain import LedgerEntry
+from shared.ledger.checkpoints import Checkpoint, VerifierKey, open_checkpoint
 from shared.ledger.merkle import ConsistencyProof, InclusionProof, leaf_hash
 
 RECEIPT_VERSION = 1
@@ -37,8 +38,12 @@ class Receipt:
     checkpoint: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": RECEIPT_VERSION, "entry": self.entry.to_dict(), "inclusion_proof": self.proof.to_dict(),
-                "checkpoint": self.checkpoint}
+        return {
+            "version": RECEIPT_VERSION,
+            "entry": self.entry.to_dict(),
+            "inclusion_proof": self.proof.to_dict(),
+            "checkpoint": self.checkpoint,
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> Receipt:
@@ -48,8 +53,11 @@ class Receipt:
             raise InvalidInput(f"unsupported receipt version {data.get('version')!r}", field="version")
         if not isinstance(data.get("checkpoint"), str):
             raise InvalidInput("receipt checkpoint must be the signed note text", field="checkpoint")
-        return cls(LedgerEntry.from_dict(data.get("entry")), InclusionProof.from_dict(data.get("inclusion_proof")),
-                   data["checkpoint"])
+        return cls(
+            LedgerEntry.from_dict(data.get("entry")),
+            InclusionProof.from_dict(data.get("inclusion_proof")),
+            data["checkpoint"],
+        )
 
     def verify(self, key: VerifierKey) -> Checkpoint:
         """Check the receipt against the pinned host key; return the checkpoint it is anchored in."""
@@ -63,8 +71,9 @@ class Receipt:
         if not hmac.compare_digest(leaf, self.proof.leaf_hash):
             raise _mismatch(f"the proof is for another entry than ledger entry {entry.sequence}")
         if self.proof.index != entry.sequence - 1:
-            raise _mismatch(f"the proof is for leaf {self.proof.index}, entry {entry.sequence} is leaf "
-                            f"{entry.sequence - 1}")
+            raise _mismatch(
+                f"the proof is for leaf {self.proof.index}, entry {entry.sequence} is leaf {entry.sequence - 1}"
+            )
         if self.proof.tree_size != checkpoint.size:
             raise _mismatch(f"the proof is for a tree of {self.proof.tree_size}, the checkpoint of {checkpoint.size}")
         self.proof.verify(checkpoint.root)
@@ -105,8 +114,10 @@ class Consistency:
         if first.origin != second.origin:
             raise _mismatch(f"checkpoints of two logs: {first.origin} and {second.origin}")
         if (self.proof.size1, self.proof.size2) != (first.size, second.size):
-            raise _mismatch(f"the proof is between sizes {self.proof.size1} and {self.proof.size2}, the checkpoints "
-                            f"have {first.size} and {second.size}")
+            raise _mismatch(
+                f"the proof is between sizes {self.proof.size1} and {self.proof.size2}, the checkpoints "
+                f"have {first.size} and {second.size}"
+            )
         self.proof.verify(first.root, second.root)
         if first.size == second.size and first.head != second.head:
             raise VerificationError("consistency_proof_invalid", "two checkpoints of one size name different heads")

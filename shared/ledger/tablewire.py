@@ -14,6 +14,7 @@ stored, read back and rejected with the same error codes.
 Property values: ``str``, ``bool``, ``int`` (``Edm.Int32`` when it fits, else ``Edm.Int64``)
 and ``bytes`` (``Edm.Binary``).
 """
+
 from __future__ import annotations
 
 import base64
@@ -91,7 +92,7 @@ def _key_path(entity: Mapping[str, Any]) -> str:
 
 
 def _base_url(table: TableClient) -> str:
-    return f"{table.scheme}://{table._primary_hostname}"  # noqa: SLF001 - the SDK's own batch URL
+    return f"{table.scheme}://{table._primary_hostname}"
 
 
 def submit(table: TableClient, operations: Sequence[Insert | Replace]) -> list[str | None]:
@@ -114,18 +115,29 @@ def submit(table: TableClient, operations: Sequence[Insert | Replace]) -> list[s
             line, extra = f"POST {table_url} HTTP/1.1", "Prefer: return-no-content\r\n"
         else:
             line, extra = f"PUT {table_url}{_key_path(op.entity)} HTTP/1.1", f"If-Match: {op.etag}\r\n"
-        parts.append(f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-                     f"Content-ID: {index}\r\n\r\n{line}\r\nContent-Type: application/json\r\n"
-                     f"Accept: application/json;odata=minimalmetadata\r\nDataServiceVersion: 3.0\r\n{extra}"
-                     f"Content-Length: {len(body)}\r\n\r\n")
+        parts.append(
+            f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+            f"Content-ID: {index}\r\n\r\n{line}\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json;odata=minimalmetadata\r\nDataServiceVersion: 3.0\r\n{extra}"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
         parts.append(body)
         parts.append("\r\n")
     parts.append(f"--{changeset}--\r\n\r\n--{batch}--\r\n")
     content = b"".join(p if isinstance(p, bytes) else p.encode("utf-8") for p in parts)
-    request = HttpRequest("POST", f"{base}/$batch", content=content, headers={
-        "x-ms-version": table.api_version, "DataServiceVersion": "3.0", "MaxDataServiceVersion": "3.0;NetFx",
-        "Content-Type": f"multipart/mixed; boundary={batch}", "Accept": "application/json"})
-    response = table._client.send_request(request, stream=True, retry_total=0)  # noqa: SLF001
+    request = HttpRequest(
+        "POST",
+        f"{base}/$batch",
+        content=content,
+        headers={
+            "x-ms-version": table.api_version,
+            "DataServiceVersion": "3.0",
+            "MaxDataServiceVersion": "3.0;NetFx",
+            "Content-Type": f"multipart/mixed; boundary={batch}",
+            "Accept": "application/json",
+        },
+    )
+    response = table._client.send_request(request, stream=True, retry_total=0)
     raw = response.read()
     if response.status_code != 202:
         code, message = _error_of(raw)
@@ -133,7 +145,7 @@ def submit(table: TableClient, operations: Sequence[Insert | Replace]) -> list[s
     statuses = [int(s) for s in _STATUS.findall(raw)]
     failed = next((s for s in statuses if not 200 <= s < 300), None)
     if failed is not None or len(statuses) != len(operations):
-        code, message = _error_of(raw[raw.find(b"{"):] if b"{" in raw else b"")
+        code, message = _error_of(raw[raw.find(b"{") :] if b"{" in raw else b"")
         op_index = None
         head, sep, _ = message.partition(":")
         if sep and head.isdigit():
@@ -152,9 +164,9 @@ def _error_of(raw: bytes) -> tuple[str, str]:
     if start < 0 or end < start:
         return "", raw[:200].decode("utf-8", "replace").strip()
     try:
-        error = json.loads(raw[start:end + 1]).get("odata.error", {})
+        error = json.loads(raw[start : end + 1]).get("odata.error", {})
     except ValueError:
-        return "", raw[start:start + 200].decode("utf-8", "replace")
+        return "", raw[start : start + 200].decode("utf-8", "replace")
     message = error.get("message", {})
     return str(error.get("code", "")), str(message.get("value", "") if isinstance(message, dict) else message)
 
@@ -163,8 +175,15 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def read_range(table: TableClient, partition: str, low: str, high: str, *, select: Sequence[str] | None = None,
-               page_size: int = 1000) -> Iterator[dict[str, Any]]:
+def read_range(
+    table: TableClient,
+    partition: str,
+    low: str,
+    high: str,
+    *,
+    select: Sequence[str] | None = None,
+    page_size: int = 1000,
+) -> Iterator[dict[str, Any]]:
     """Rows of ``partition`` with ``low <= RowKey < high``, in RowKey order, page by page.
 
     Each row is a plain ``dict``: ``Edm.Int64`` values become ``int``, ``Edm.Binary`` values
@@ -174,15 +193,23 @@ def read_range(table: TableClient, partition: str, low: str, high: str, *, selec
     from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
     base = _base_url(table)
-    query = {"$filter": f"PartitionKey eq {_quote(partition)} and RowKey ge {_quote(low)} and RowKey lt {_quote(high)}",
-             "$top": str(page_size)}
+    query = {
+        "$filter": f"PartitionKey eq {_quote(partition)} and RowKey ge {_quote(low)} and RowKey lt {_quote(high)}",
+        "$top": str(page_size),
+    }
     if select:
         query["$select"] = ",".join(["RowKey", *select])
     while True:
-        request = HttpRequest("GET", f"{base}/{table.table_name}()?{urllib.parse.urlencode(query, quote_via=urllib.parse.quote)}",
-                              headers={"x-ms-version": table.api_version, "DataServiceVersion": "3.0",
-                                       "Accept": "application/json;odata=minimalmetadata"})
-        response = table._client.send_request(request, stream=True)  # noqa: SLF001
+        request = HttpRequest(
+            "GET",
+            f"{base}/{table.table_name}()?{urllib.parse.urlencode(query, quote_via=urllib.parse.quote)}",
+            headers={
+                "x-ms-version": table.api_version,
+                "DataServiceVersion": "3.0",
+                "Accept": "application/json;odata=minimalmetadata",
+            },
+        )
+        response = table._client.send_request(request, stream=True)
         raw = response.read()
         if response.status_code == 404:
             raise ResourceNotFoundError(f"table {table.table_name} not found", response=response)
@@ -190,7 +217,7 @@ def read_range(table: TableClient, partition: str, low: str, high: str, *, selec
             raise HttpResponseError(f"query failed with HTTP {response.status_code}", response=response)
         for row in json.loads(raw)["value"]:
             for name in [n for n in row if n.endswith("@odata.type")]:
-                prop, kind = name[:-len("@odata.type")], row.pop(name)
+                prop, kind = name[: -len("@odata.type")], row.pop(name)
                 if kind == "Edm.Int64":
                     row[prop] = int(row[prop])
                 elif kind == "Edm.Binary":

@@ -14,6 +14,7 @@ per file in byte order of its POSIX relative path::
 read them. Symbolic links and other special files are refused, so what is measured is what
 runs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,14 +36,16 @@ def package_files(package_dir: Path) -> list[str]:
         base = Path(current)
         for name in list(dirs):
             if (base / name).is_symlink():
-                raise InvalidInput(f"package contains a symbolic link: {(base / name).relative_to(root)}",
-                                   field="package")
+                raise InvalidInput(
+                    f"package contains a symbolic link: {(base / name).relative_to(root)}", field="package"
+                )
         dirs[:] = [d for d in dirs if d not in EXCLUDED_DIRS]
         for name in files:
             path = base / name
             if path.is_symlink() or not path.is_file():
-                raise InvalidInput(f"package contains a special file or link: {path.relative_to(root)}",
-                                   field="package")
+                raise InvalidInput(
+                    f"package contains a special file or link: {path.relative_to(root)}", field="package"
+                )
             paths.append(path.relative_to(root).as_posix())
     return sorted(paths, key=lambda p: p.encode("utf-8"))
 

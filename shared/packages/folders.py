@@ -1,5 +1,6 @@
 """Where packages live on a host: the packages folder, uploads extracted by digest, and the package
 store from which any host restores an upload another host received."""
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,15 @@ PACKAGE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 class PackageFolders:
     """Resolves package references to folders and keeps uploads (extracted here, zipped in the store)."""
 
-    def __init__(self, packages_dir: Path, uploads_dir: Path | None = None, *, store: PackageStore | None = None,
-                 max_bytes: int = 0, measure: Callable[[Path], bytes] | None = None) -> None:
+    def __init__(
+        self,
+        packages_dir: Path,
+        uploads_dir: Path | None = None,
+        *,
+        store: PackageStore | None = None,
+        max_bytes: int = 0,
+        measure: Callable[[Path], bytes] | None = None,
+    ) -> None:
         self.packages_dir = Path(packages_dir)
         self.uploads_dir = Path(uploads_dir) if uploads_dir is not None else self.packages_dir / UPLOADS_FOLDER
         self.store = store
@@ -28,8 +36,9 @@ class PackageFolders:
     def resolve(self, package: object) -> Path:
         """The folder of a package name (or of an uploaded package's ``.uploads/<digest>``)."""
         if not isinstance(package, str) or not (PACKAGE_NAME.match(package) or UPLOADED_PACKAGE.match(package)):
-            raise InvalidInput("package must be a package folder name (lowercase letters, digits, underscores)",
-                               field="package")
+            raise InvalidInput(
+                "package must be a package folder name (lowercase letters, digits, underscores)", field="package"
+            )
         uploaded = UPLOADED_PACKAGE.match(package) is not None
         path = self.uploads_dir / package.split("/", 1)[1] if uploaded else self.packages_dir / package
         if not path.is_dir():

@@ -3,6 +3,7 @@
 Validation errors are :class:`~shared.errors.ManifestError` whose ``field`` is the JSON path of
 the offending value (e.g. ``$.interface.methods``), or of the missing property.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,20 +83,30 @@ def validate_manifest(document: Any, *, check_schema: bool = True) -> Manifest:
         if error.validator == "pattern" and str(error.schema.get("description", "")).startswith("ABI type"):
             message = f"{error.instance!r} is not an ABI type (or json)"
         elif error.validator == "not":  # the kind/runtime rules of the schema's allOf
-            message = (f"not allowed with kind {document.get('kind')!r} and runtime {document.get('runtime')!r} "
-                       "(instance counts are for kind contract, interpreter for runtime exec)")
+            message = (
+                f"not allowed with kind {document.get('kind')!r} and runtime {document.get('runtime')!r} "
+                "(instance counts are for kind contract, interpreter for runtime exec)"
+            )
         raise ManifestError(f"{MANIFEST_FILE}: {path}: {message}", field=path)
     if document.get("publicKey"):
-        raise ManifestError(f"{MANIFEST_FILE}: $.publicKey is filled by the fabric at registration; leave it empty",
-                            field="$.publicKey")
+        raise ManifestError(
+            f"{MANIFEST_FILE}: $.publicKey is filled by the fabric at registration; leave it empty", field="$.publicKey"
+        )
     return _to_manifest(document)
 
 
 def _to_manifest(document: dict[str, Any]) -> Manifest:
-    return Manifest(name=document["name"], version=document["version"], kind=document["kind"],
-                    runtime=document["runtime"], entry=document["entry"],
-                    methods=dict(document["interface"]["methods"]), document=document,
-                    events=dict(document["interface"].get("events") or {}), interpreter=document.get("interpreter"))
+    return Manifest(
+        name=document["name"],
+        version=document["version"],
+        kind=document["kind"],
+        runtime=document["runtime"],
+        entry=document["entry"],
+        methods=dict(document["interface"]["methods"]),
+        document=document,
+        events=dict(document["interface"].get("events") or {}),
+        interpreter=document.get("interpreter"),
+    )
 
 
 def load_manifest(package_dir: Path, *, check_schema: bool = True) -> Manifest:

@@ -5,6 +5,7 @@
 A restored archive goes through the same checks as an upload (:func:`extract_package`), and its
 measured digest must be the one it is stored under: a blob changed in storage is refused.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -14,9 +15,9 @@ from pathlib import Path
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-from shared.errors import NotFound, StorageError, VerificationError
-from shared.storage import storage_errors
+from shared.errors import NotFound, VerificationError
 from shared.packages.upload import extract_package
+from shared.storage import storage_errors
 
 
 class PackageStore:
@@ -45,12 +46,16 @@ class PackageStore:
             try:
                 data = self.container.download_blob(f"{digest_hex}.zip").readall()
             except ResourceNotFoundError:
-                raise NotFound(f"uploaded package {digest_hex} is in neither this host's folder nor the package store",
-                               field="package") from None
+                raise NotFound(
+                    f"uploaded package {digest_hex} is in neither this host's folder nor the package store",
+                    field="package",
+                ) from None
         folder, created = extract_package(data, uploads_dir, max_bytes, measure)
         if folder.name != digest_hex:
             if created:
                 shutil.rmtree(folder, ignore_errors=True)
-            raise VerificationError("package_store_mismatch", f"the stored package {digest_hex} measures "
-                                    f"{folder.name}: it was changed in storage; refusing it")
+            raise VerificationError(
+                "package_store_mismatch",
+                f"the stored package {digest_hex} measures {folder.name}: it was changed in storage; refusing it",
+            )
         return folder

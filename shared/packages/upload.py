@@ -13,6 +13,7 @@ Accepted archives are extracted into ``<uploads>/.tmp-<random>``, measured, and 
 ``<uploads>/<digest hex>``, so the folder name is the measurement and identical uploads share it.
 The zip's declared sizes are not trusted: bytes are counted while they are written.
 """
+
 from __future__ import annotations
 
 import io
@@ -25,8 +26,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.packages.digest import package_files
 from shared.errors import InvalidInput
+from shared.packages.digest import package_files
 
 UPLOADS_FOLDER = ".uploads"
 #: The package reference of an uploaded package, relative to the packages folder.
@@ -74,8 +75,9 @@ def check_archive(data: bytes, max_bytes: int) -> list[tuple[zipfile.ZipInfo, st
         parts = path.split("/")
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in paths:
-                raise PackageRejected("duplicate_entry", f"{'/'.join(parts[:i])!r} is both a file and a folder",
-                                      entry=path)
+                raise PackageRejected(
+                    "duplicate_entry", f"{'/'.join(parts[:i])!r} is both a file and a folder", entry=path
+                )
     if "cryptlet.json" not in paths:
         raise PackageRejected("missing_manifest", "package archive has no cryptlet.json at its root")
     return entries
@@ -100,18 +102,21 @@ def _entry_path(info: zipfile.ZipInfo) -> tuple[str, bool]:
         if stat.S_ISDIR(mode):
             is_dir = True
         elif not stat.S_ISREG(mode):
-            raise PackageRejected("special_file", f"package entry {name!r} is not a regular file or folder",
-                                  entry=name)
+            raise PackageRejected("special_file", f"package entry {name!r} is not a regular file or folder", entry=name)
         elif is_dir:
             raise PackageRejected("special_file", f"package entry {name!r} is a file named like a folder", entry=name)
     if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise PackageRejected("unsupported_entry", f"package entry {name!r} is encrypted or uses an unsupported "
-                                                   "compression (stored and deflated only)", entry=name)
+        raise PackageRejected(
+            "unsupported_entry",
+            f"package entry {name!r} is encrypted or uses an unsupported compression (stored and deflated only)",
+            entry=name,
+        )
     return "/".join(parts), is_dir
 
 
-def extract_package(data: bytes, uploads_dir: Path, max_bytes: int,
-                    measure: Callable[[Path], bytes]) -> tuple[Path, bool]:
+def extract_package(
+    data: bytes, uploads_dir: Path, max_bytes: int, measure: Callable[[Path], bytes]
+) -> tuple[Path, bool]:
     """Check and extract an uploaded package; return its folder ``<uploads_dir>/<digest hex>`` and
     whether this call created it (``False``: the same package was already there)."""
     entries = check_archive(data, max_bytes)
@@ -133,8 +138,7 @@ def extract_package(data: bytes, uploads_dir: Path, max_bytes: int,
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _write(archive: zipfile.ZipFile, entries: list[tuple[zipfile.ZipInfo, str, bool]], root: Path,
-           limit: int) -> None:
+def _write(archive: zipfile.ZipFile, entries: list[tuple[zipfile.ZipInfo, str, bool]], root: Path, limit: int) -> None:
     total = 0
     for info, path, is_dir in entries:
         target = root.joinpath(*path.split("/"))
@@ -148,8 +152,9 @@ def _write(archive: zipfile.ZipFile, entries: list[tuple[zipfile.ZipInfo, str, b
                 while chunk := member.read(_CHUNK):
                     total += len(chunk)
                     if total > limit:
-                        raise PackageTooLarge("too_large_uncompressed",
-                                              f"package unpacks to more than {limit} bytes", entry=path)
+                        raise PackageTooLarge(
+                            "too_large_uncompressed", f"package unpacks to more than {limit} bytes", entry=path
+                        )
                     out.write(chunk)
             except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
                 raise PackageRejected("not_a_zip", f"package entry {path!r} is corrupt ({exc})", entry=path) from None

@@ -1,5 +1,6 @@
 """Integration fixtures: a real process-region provider (``provider``). Azurite (``storage``) comes
 from tests/conftest.py."""
+
 from __future__ import annotations
 
 import os

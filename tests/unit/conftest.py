@@ -5,6 +5,7 @@ Autouse guard: ``subprocess.Popen`` (so also ``subprocess.run``) and ``socket.so
 reachable over a socket, so it is refused too. Such a test belongs in ``tests/integration`` or
 ``tests/e2e``.
 """
+
 from __future__ import annotations
 
 import socket
@@ -24,12 +25,15 @@ class ImpureUnitTest(BaseException):
 def no_processes_no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     def no_process(self: subprocess.Popen, args: Any, *rest: Any, **kwargs: Any) -> None:
         self._child_created = False  # so that Popen.__del__ of this never-started object stays quiet
-        raise ImpureUnitTest(f"unit tests start no processes (tried to run {args!r}); "
-                             "move the test to tests/integration or tests/e2e")
+        raise ImpureUnitTest(
+            f"unit tests start no processes (tried to run {args!r}); move the test to tests/integration or tests/e2e"
+        )
 
     def no_connect(self: socket.socket, address: Any, *rest: Any) -> None:
-        raise ImpureUnitTest(f"unit tests open no network connections (tried to connect to {address!r}); "
-                             "move the test to tests/integration or tests/e2e")
+        raise ImpureUnitTest(
+            f"unit tests open no network connections (tried to connect to {address!r}); "
+            "move the test to tests/integration or tests/e2e"
+        )
 
     monkeypatch.setattr(subprocess.Popen, "__init__", no_process)
     monkeypatch.setattr(socket.socket, "connect", no_connect)

@@ -1,6 +1,7 @@
 """ECIES field encryption (``shared/ecies.py``) and the `property_privacy` cryptlet's own code, without
 a region: the documented test vector (docs/ecies.md) reproduced by both, its recipients decrypt, and
 fresh randomness. (In real regions and through the dev host: tests/e2e/samples/test_property_privacy.py.)"""
+
 from __future__ import annotations
 
 import importlib.util
@@ -36,9 +37,14 @@ def counterparties() -> list[coincurve.PrivateKey]:
 
 def vector_args() -> tuple[list, dict]:
     given = VECTOR["input"]
-    return ([given["field"], given["value"], given["recipients"], given["context"]],
-            {"ephemeral_secret": bytes.fromhex(given["ephemeral_secret"][2:]),
-             "content_key": bytes.fromhex(given["content_key"][2:]), "nonce": bytes.fromhex(given["nonce"][2:])})
+    return (
+        [given["field"], given["value"], given["recipients"], given["context"]],
+        {
+            "ephemeral_secret": bytes.fromhex(given["ephemeral_secret"][2:]),
+            "content_key": bytes.fromhex(given["content_key"][2:]),
+            "nonce": bytes.fromhex(given["nonce"][2:]),
+        },
+    )
 
 
 def test_vector_is_reproduced_by_the_cryptlet_code_and_the_core_module():
@@ -49,7 +55,7 @@ def test_vector_is_reproduced_by_the_cryptlet_code_and_the_core_module():
 
 def test_vector_recipients_match_their_private_keys_and_decrypt():
     given = VECTOR["input"]
-    for secret, recipient in zip(given["recipient_private_keys"], given["recipients"]):
+    for secret, recipient in zip(given["recipient_private_keys"], given["recipients"], strict=False):
         key = coincurve.PrivateKey(bytes.fromhex(secret[2:]))
         assert pub(key) == recipient
         assert ecies.decrypt_field(VECTOR["output"], secret, field="salary", context="deal-42") == given["value"]
@@ -58,9 +64,14 @@ def test_vector_recipients_match_their_private_keys_and_decrypt():
 def test_vector_is_documented():
     doc = (ROOT / "docs" / "ecies.md").read_text()
     output = VECTOR["output"]
-    for value in (output["ephemeral_public_key"], output["ciphertext"], output["recipients_digest"],
-                  *VECTOR["input"]["recipients"], *(r["key_id"] for r in output["recipients"]),
-                  *(r["wrapped_key"] for r in output["recipients"])):
+    for value in (
+        output["ephemeral_public_key"],
+        output["ciphertext"],
+        output["recipients_digest"],
+        *VECTOR["input"]["recipients"],
+        *(r["key_id"] for r in output["recipients"]),
+        *(r["wrapped_key"] for r in output["recipients"]),
+    ):
         assert value in doc, value
 
 

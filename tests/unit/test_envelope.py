@@ -1,4 +1,5 @@
 """Envelopes: the fast path agrees with eth-account on the published vectors; verify() raises."""
+
 from __future__ import annotations
 
 import json
@@ -31,26 +32,40 @@ def test_fast_path_matches_the_published_vector(vector):
 @pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v["label"])
 def test_reference_recovers_the_vector_signer(vector):
     typed = Envelope.from_dict(vector["envelope"]).typed_data()
-    signer = Account.recover_message(encode_typed_data(full_message=typed),
-                                     signature=from_hex(vector["envelope"]["signature"]))
+    signer = Account.recover_message(
+        encode_typed_data(full_message=typed), signature=from_hex(vector["envelope"]["signature"])
+    )
     assert signer == vector["address"]
 
 
-payloads = st.recursive(st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=20),
-                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                        max_leaves=10)
+payloads = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
 
 
 @settings(max_examples=40, deadline=None)
-@given(payload=payloads, sequence=st.integers(0, 2**64 - 1), chain_id=st.integers(0, 2**64),
-       topic=st.text(max_size=30))
+@given(payload=payloads, sequence=st.integers(0, 2**64 - 1), chain_id=st.integers(0, 2**64), topic=st.text(max_size=30))
 def test_fast_path_and_reference_agree_on_random_envelopes(payload, sequence, chain_id, topic):
     key = os.urandom(32)
     account = Account.from_key(key)
-    envelope = sign_envelope(Envelope(cryptlet=account.address, name="x", digest=os.urandom(32), topic=topic,
-                                      request_id=os.urandom(32), sequence=sequence, timestamp_ms=1, payload=payload,
-                                      domain=Domain(chain_id, "0x" + os.urandom(20).hex()),
-                                      registration={"entry_hash": "0x" + os.urandom(32).hex()}, evidence={}), key)
+    envelope = sign_envelope(
+        Envelope(
+            cryptlet=account.address,
+            name="x",
+            digest=os.urandom(32),
+            topic=topic,
+            request_id=os.urandom(32),
+            sequence=sequence,
+            timestamp_ms=1,
+            payload=payload,
+            domain=Domain(chain_id, "0x" + os.urandom(20).hex()),
+            registration={"entry_hash": "0x" + os.urandom(32).hex()},
+            evidence={},
+        ),
+        key,
+    )
     reference = Account.sign_message(encode_typed_data(full_message=envelope.typed_data()), key)
     assert bytes(reference.signature) == envelope.signature
     assert verify_envelope(Envelope.from_dict(envelope.to_dict())) == account.address
@@ -69,9 +84,19 @@ def test_verify_raises_for_a_wrong_expected_signer():
     assert caught.value.reason == "signer_mismatch"
 
 
-@pytest.mark.parametrize("field, value", [("sequence", -1), ("sequence", 2**64), ("timestamp", "1"),
-                                          ("digest", "0x12"), ("request_id", "zz"), ("signature", "nothex"),
-                                          ("domain", []), ("registration", "x")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("sequence", -1),
+        ("sequence", 2**64),
+        ("timestamp", "1"),
+        ("digest", "0x12"),
+        ("request_id", "zz"),
+        ("signature", "nothex"),
+        ("domain", []),
+        ("registration", "x"),
+    ],
+)
 def test_malformed_envelopes_name_the_field(field, value):
     doc = {**VECTORS[0]["envelope"], field: value}
     with pytest.raises(InvalidInput) as caught:

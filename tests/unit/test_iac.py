@@ -1,4 +1,5 @@
 """The Bicep template, the settings the code reads, the sample settings and docs/settings.md agree."""
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ nor ``cryptlet_cli`` has an import cycle.
 Every ``import``/``from ... import`` counts, also inside functions, except under ``if TYPE_CHECKING:``.
 ``from shared.x import y`` is an edge to ``shared.x.y`` if that is a module, else to ``shared.x``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -18,9 +19,9 @@ FORBIDDEN_IN_SHARED = ("functions", "devhost", "cryptlet_cli", "azure.functions"
 
 @dataclass(frozen=True)
 class Import:
-    source: str   # the importing module
-    target: str   # the imported module (or the package a name was imported from)
-    where: str    # path:line
+    source: str  # the importing module
+    target: str  # the imported module (or the package a name was imported from)
+    where: str  # path:line
 
 
 def modules_of(package: str) -> dict[str, Path]:
@@ -33,8 +34,9 @@ def modules_of(package: str) -> dict[str, Path]:
 
 
 def is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
-        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def import_nodes(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
@@ -62,7 +64,7 @@ def imports_of(package: str) -> tuple[dict[str, Path], list[Import]]:
                 continue
             if node.level:  # relative: resolve against the importing module's package
                 base = name.split(".") if is_package else name.split(".")[:-1]
-                base = base[:len(base) - (node.level - 1)]
+                base = base[: len(base) - (node.level - 1)]
                 origin = ".".join(base + ([node.module] if node.module else []))
             else:
                 origin = node.module or ""
@@ -132,7 +134,7 @@ def describe(found: list[list[str]], imports: list[Import]) -> str:
     lines = []
     for cycle in found:
         lines.append("  " + " -> ".join(cycle))
-        for source, target in zip(cycle, cycle[1:]):
+        for source, target in zip(cycle, cycle[1:], strict=False):
             where = sorted({e.where for e in imports if e.source == source and e.target == target})
             lines.append(f"      {source} -> {target}: {', '.join(where)}")
     return "\n".join(lines)
@@ -142,7 +144,8 @@ def test_shared_never_imports_the_triggers_the_dev_host_the_cli_or_the_functions
     _, imports = imports_of("shared")
     bad = [e for e in imports if any(e.target == f or e.target.startswith(f + ".") for f in FORBIDDEN_IN_SHARED)]
     assert not bad, "shared/ imports what it must not:\n" + "\n".join(
-        f"  {e.where}: {e.source} imports {e.target}" for e in bad)
+        f"  {e.where}: {e.source} imports {e.target}" for e in bad
+    )
 
 
 def test_no_import_cycles_in_shared():
@@ -162,11 +165,24 @@ def test_no_import_cycles_in_cryptlet_cli():
 def test_the_cycle_finder_finds_cycles_and_skips_type_checking_imports():
     """The checker itself, on a made-up graph: a 2-cycle, a 3-cycle, a self-import, and acyclic edges."""
     modules = {name: Path(name) for name in ("p.a", "p.b", "p.c", "p.d", "p.e", "p.f", "p.g")}
-    edges = [("p.a", "p.b"), ("p.b", "p.a"), ("p.c", "p.d"), ("p.d", "p.e"), ("p.e", "p.c"), ("p.f", "p.f"),
-             ("p.g", "p.a"), ("p.g", "os")]
+    edges = [
+        ("p.a", "p.b"),
+        ("p.b", "p.a"),
+        ("p.c", "p.d"),
+        ("p.d", "p.e"),
+        ("p.e", "p.c"),
+        ("p.f", "p.f"),
+        ("p.g", "p.a"),
+        ("p.g", "os"),
+    ]
     found = cycles(modules, [Import(s, t, "x:1") for s, t in edges])
     assert found == [["p.a", "p.b", "p.a"], ["p.c", "p.d", "p.e", "p.c"], ["p.f", "p.f"]]
-    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import hidden\nelse:\n    import shown\n"
-                     "def f():\n    import inner\n")
-    assert [a.name for node in import_nodes(tree) for a in getattr(node, "names", [])] == \
-        ["TYPE_CHECKING", "shown", "inner"]
+    tree = ast.parse(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import hidden\nelse:\n    import shown\n"
+        "def f():\n    import inner\n"
+    )
+    assert [a.name for node in import_nodes(tree) for a in getattr(node, "names", [])] == [
+        "TYPE_CHECKING",
+        "shown",
+        "inner",
+    ]

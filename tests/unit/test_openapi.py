@@ -1,4 +1,5 @@
 """The OpenAPI document describes exactly the routes the function app declares, and is valid OpenAPI 3.1."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,14 @@ from functions.openapi import document
 
 HOST_JSON = json.loads((Path(function_app.__file__).parent / "host.json").read_text())
 ROUTE_PREFIX = HOST_JSON["extensions"]["http"]["routePrefix"]
-SETTINGS = {"FABRIC_INVOKE_QUEUE": "q", "FABRIC_AUDIT_SCHEDULE": "0 0 * * * *",
-            "FABRIC_CHECKPOINT_SCHEDULE": "0 0 * * * *", "FABRIC_WARM_SCHEDULE": "0 0 * * * *",
-            "FABRIC_FIRE_QUEUE": "f", "FABRIC_SCHEDULER_SCHEDULE": "* * * * * *"}  # binding expressions of the non-HTTP triggers
+SETTINGS = {
+    "FABRIC_INVOKE_QUEUE": "q",
+    "FABRIC_AUDIT_SCHEDULE": "0 0 * * * *",
+    "FABRIC_CHECKPOINT_SCHEDULE": "0 0 * * * *",
+    "FABRIC_WARM_SCHEDULE": "0 0 * * * *",
+    "FABRIC_FIRE_QUEUE": "f",
+    "FABRIC_SCHEDULER_SCHEDULE": "* * * * * *",
+}  # binding expressions of the non-HTTP triggers
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
 
@@ -63,9 +69,15 @@ def test_path_parameters_match_templates_and_errors_are_problems() -> None:
 
 def test_anonymous_routes_match_auth_levels() -> None:
     functions, _ = index(function_app.app, environ=SETTINGS)
-    anonymous = {f"/{ROUTE_PREFIX}/{fn.trigger.get('route')}" for fn in functions
-                 if fn.kind == HTTP_TRIGGER and str(fn.trigger.get("authLevel")).lower() == "anonymous"}
-    documented = {path for path, item in document()["paths"].items()
-                  if all(op.get("security") == [] for op in item.values())}
+    anonymous = {
+        f"/{ROUTE_PREFIX}/{fn.trigger.get('route')}"
+        for fn in functions
+        if fn.kind == HTTP_TRIGGER and str(fn.trigger.get("authLevel")).lower() == "anonymous"
+    }
+    documented = {
+        path for path, item in document()["paths"].items() if all(op.get("security") == [] for op in item.values())
+    }
     # webhooks are authenticated by their HMAC, not by a function key (docs/events.md)
-    assert anonymous == documented == {"/api/health", "/api/ping", "/api/openapi.json", "/api/webhooks/{subscription_id}"}
+    assert (
+        anonymous == documented == {"/api/health", "/api/ping", "/api/openapi.json", "/api/webhooks/{subscription_id}"}
+    )

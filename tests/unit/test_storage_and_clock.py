@@ -1,9 +1,11 @@
 """The storage wrapper translates Azure errors in one place; the clock is defined once."""
+
 from __future__ import annotations
 
 import re
 import time
 
+import azure.identity  # at collection: importing it runs `uname`, which the unit tier refuses
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
 
@@ -33,10 +35,12 @@ def test_specific_errors_handled_inside_are_not_translated():
                 raise NotFound("no such row", field="name") from None
 
 
-def test_one_credential_per_identity_based_storage():
+def test_one_credential_per_identity_based_storage(monkeypatch):
+    made = []
+    monkeypatch.setattr(azure.identity, "DefaultAzureCredential", lambda: made.append(object()) or made[-1])
     storage = Storage("https://acct.table.core.windows.net")
     assert storage.identity_based and not Storage("UseDevelopmentStorage=true").identity_based
-    assert storage.credential() is storage.credential()
+    assert storage.credential() is storage.credential() and len(made) == 1
 
 
 def test_clock():
@@ -47,7 +51,11 @@ def test_clock():
 
 def test_settings_never_show_the_sealing_secret():
     secret = bytes(range(100, 132))
-    settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true",
-                                  "FABRIC_SEALING_SECRET": __import__("base64").b64encode(secret).decode()})
+    settings = Settings.from_env(
+        {
+            "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+            "FABRIC_SEALING_SECRET": __import__("base64").b64encode(secret).decode(),
+        }
+    )
     assert settings.sealing_secret == secret
     assert "sealing_secret" not in repr(settings) and secret.hex() not in repr(settings)

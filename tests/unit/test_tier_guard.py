@@ -1,4 +1,5 @@
 """The unit tier's guard (tests/unit/conftest.py) is on: processes and connections are refused here."""
+
 from __future__ import annotations
 
 import socket

@@ -1,5 +1,6 @@
 """The chain for the end-to-end chain tests: ganache on a free loopback port (``ganache``) and the
 contracts built for its EVM (``artifacts``), one of each per test module."""
+
 from __future__ import annotations
 
 import os
@@ -16,11 +17,11 @@ from devhost.ports import free_port, wait_for_port
 from tests.conftest import PROJECT_ROOT as ROOT
 
 sys.path.insert(0, str(ROOT / "contracts"))
-import contracts_harness as harness  # noqa: E402  (contracts/contracts_harness.py: the solc-js build)
+import contracts_harness as harness
 
 GANACHE = ROOT / "node_modules" / "ganache" / "dist" / "node" / "cli.js"
 CHAIN_ID = 1337
-DEPLOYER = keccak(b"cryptlet-fabric e2e deployer")      # test-only keys, funded in ganache
+DEPLOYER = keccak(b"cryptlet-fabric e2e deployer")  # test-only keys, funded in ganache
 RELAYER = keccak(b"cryptlet-fabric e2e relayer")
 PRIVACY_DEPLOYER = keccak(b"cryptlet-fabric e2e property privacy deployer")
 
@@ -46,11 +47,30 @@ def ganache(tmp_path_factory):
     balance = str(10**22)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            ["node", str(GANACHE), "--server.host", "127.0.0.1", "--server.port", str(port),
-             "--chain.chainId", str(CHAIN_ID), "--miner.blockTime", "1", "--logging.quiet",
-             "--wallet.accounts", f"0x{DEPLOYER.hex()},{balance}", "--wallet.accounts", f"0x{RELAYER.hex()},{balance}",
-             "--wallet.accounts", f"0x{PRIVACY_DEPLOYER.hex()},{balance}"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+            [
+                "node",
+                str(GANACHE),
+                "--server.host",
+                "127.0.0.1",
+                "--server.port",
+                str(port),
+                "--chain.chainId",
+                str(CHAIN_ID),
+                "--miner.blockTime",
+                "1",
+                "--logging.quiet",
+                "--wallet.accounts",
+                f"0x{DEPLOYER.hex()},{balance}",
+                "--wallet.accounts",
+                f"0x{RELAYER.hex()},{balance}",
+                "--wallet.accounts",
+                f"0x{PRIVACY_DEPLOYER.hex()},{balance}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+        )
     try:
         wait_for_port(port, 60, process)
         url = f"http://127.0.0.1:{port}"

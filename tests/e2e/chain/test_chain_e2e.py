@@ -12,6 +12,7 @@ none is lost, and every recorded fire is delivered in order.
 The fabric signs for the proxy's EIP-712 domain: the proxy is the deployer's first contract, so its
 address is known before anything runs and the module's host gets it as FABRIC_VERIFYING_CONTRACT.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -35,7 +36,6 @@ from web3 import Web3
 
 from shared.encoding import canonical_json
 from shared.envelope import topic_hash
-
 from tests.e2e.chain.conftest import CHAIN_ID, DEPLOYER, PRIVACY_DEPLOYER, RELAYER, ROOT, _stop  # ganache's
 
 DATA = ROOT / "cryptlet_packages" / "market_watcher" / "data"
@@ -85,8 +85,14 @@ def csv_price(symbol: str, day: str) -> tuple[str, str]:
 # -- processes and transactions --------------------------------------------------------------------
 def transact(w3: Web3, key: bytes, call, *, gas: int = 3_000_000) -> dict:
     account = Account.from_key(key)
-    tx = call.build_transaction({"from": account.address, "chainId": CHAIN_ID, "gas": gas,
-                                 "nonce": w3.eth.get_transaction_count(account.address, "pending")})
+    tx = call.build_transaction(
+        {
+            "from": account.address,
+            "chainId": CHAIN_ID,
+            "gas": gas,
+            "nonce": w3.eth.get_transaction_count(account.address, "pending"),
+        }
+    )
     tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
     assert receipt["status"] == 1, receipt
@@ -118,8 +124,9 @@ class AdapterProcess:
     def start(self) -> Path:
         log_path = self.log_dir / f"adapter-{len(self.runs) + 1}.log"
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.runs.append((process, log_path))
         return log_path
 
@@ -147,19 +154,37 @@ def test_market_watcher_through_the_adapter_with_a_restart(ganache, artifacts, f
     answer = admin.post("/api/subscribers", json={"name": "chain_adapter", "public_key": public_key})
     assert answer.status_code == 201, answer.text
     # one envelope tells what the proxy must be bound to (digest, host evidence, key, registration)
-    probe = client.post("/api/cryptlets/market_watcher/invoke",
-                        json={"method": "quote", "args": {"symbol": "SPX", "date": "2008-01-02"}})
+    probe = client.post(
+        "/api/cryptlets/market_watcher/invoke",
+        json={"method": "quote", "args": {"symbol": "SPX", "date": "2008-01-02"}},
+    )
     assert probe.status_code == 200, probe.text
     probe = probe.json()
-    assert probe["domain"] == {"name": "CryptletFabric", "version": "1", "chainId": CHAIN_ID,
-                               "verifyingContract": PROXY_ADDRESS}
+    assert probe["domain"] == {
+        "name": "CryptletFabric",
+        "version": "1",
+        "chainId": CHAIN_ID,
+        "verifyingContract": PROXY_ADDRESS,
+    }
 
     # the chain: proxy (the deployer's first transaction, so at PROXY_ADDRESS), signer, consumer
-    proxy = deploy(w3, DEPLOYER, artifacts["CryptletProxy"], DEPLOYER_ADDRESS, "market_watcher",
-                   bytes.fromhex(probe["digest"][2:]), bytes.fromhex(probe["evidence"]["hash"][2:]), b"\0" * 4, 0)
+    proxy = deploy(
+        w3,
+        DEPLOYER,
+        artifacts["CryptletProxy"],
+        DEPLOYER_ADDRESS,
+        "market_watcher",
+        bytes.fromhex(probe["digest"][2:]),
+        bytes.fromhex(probe["evidence"]["hash"][2:]),
+        b"\0" * 4,
+        0,
+    )
     assert proxy.address == PROXY_ADDRESS
-    transact(w3, DEPLOYER, proxy.functions.addSigner(probe["cryptlet"],
-                                                     bytes.fromhex(probe["registration"]["entry_hash"][2:])))
+    transact(
+        w3,
+        DEPLOYER,
+        proxy.functions.addSigner(probe["cryptlet"], bytes.fromhex(probe["registration"]["entry_hash"][2:])),
+    )
     consumer = deploy(w3, DEPLOYER, artifacts["MarketConsumer"], proxy.address)
     start_block = w3.eth.block_number
 
@@ -171,27 +196,64 @@ def test_market_watcher_through_the_adapter_with_a_restart(ganache, artifacts, f
     abi_path = tmp_path / "CryptletProxy.json"
     abi_path.write_text(json.dumps(artifacts["CryptletProxy"]))
     epoch_ms = (int(time.time()) + 3) * 1000
-    specs = {EVENT: {"args": {"symbols": ["SPX", "MSFT"],
-                              "clock": {"start": "2008-09-10", "epoch_ms": epoch_ms, "step_ms": 2000,
-                                        "unit": "trading_day"}},
-                     "trigger": {"type": "interval", "seconds": 2,
-                                 "start": dt.datetime.fromtimestamp(epoch_ms / 1000, dt.timezone.utc)
-                                 .strftime("%Y-%m-%dT%H:%M:%S.000Z")}}}
+    specs = {
+        EVENT: {
+            "args": {
+                "symbols": ["SPX", "MSFT"],
+                "clock": {"start": "2008-09-10", "epoch_ms": epoch_ms, "step_ms": 2000, "unit": "trading_day"},
+            },
+            "trigger": {
+                "type": "interval",
+                "seconds": 2,
+                "start": dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            },
+        }
+    }
     (tmp_path / "subscriptions.json").write_text(json.dumps(specs))
     state_path = tmp_path / "adapter-state.json"
     adapter = AdapterProcess(
-        [sys.executable, "-m", "adapters.ethereum", "--rpc-url", url, "--proxy", proxy.address, "--abi", str(abi_path),
-         "--tx-key-file", str(keys / "relayer.json"), "--subscriber", "chain_adapter",
-         "--subscriber-key-file", str(keys / "subscriber.json"),
-         "--subscriptions", str(tmp_path / "subscriptions.json"),
-         "--state", str(state_path), "--confirmations", str(CONFIRMATIONS), "--start-block", str(start_block),
-         "--poll", "0.5", "--max-attempts", "3", "--backoff", "0.5"],
-        dict(os.environ, CRYPTLET_URL=fabric_host.url, CRYPTLET_FUNCTION_KEY=fabric_host.key), tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "adapters.ethereum",
+            "--rpc-url",
+            url,
+            "--proxy",
+            proxy.address,
+            "--abi",
+            str(abi_path),
+            "--tx-key-file",
+            str(keys / "relayer.json"),
+            "--subscriber",
+            "chain_adapter",
+            "--subscriber-key-file",
+            str(keys / "subscriber.json"),
+            "--subscriptions",
+            str(tmp_path / "subscriptions.json"),
+            "--state",
+            str(state_path),
+            "--confirmations",
+            str(CONFIRMATIONS),
+            "--start-block",
+            str(start_block),
+            "--poll",
+            "0.5",
+            "--max-attempts",
+            "3",
+            "--backoff",
+            "0.5",
+        ],
+        dict(os.environ, CRYPTLET_URL=fabric_host.url, CRYPTLET_FUNCTION_KEY=fabric_host.key),
+        tmp_path,
+    )
 
     def ask(day: str, symbol: str = "SPX") -> tuple[bytes, int]:
         deadline = w3.eth.get_block("latest")["timestamp"] + 600
-        receipt = transact(w3, DEPLOYER, consumer.functions.ask(
-            topic_hash(QUOTE), canonical_json({"symbol": symbol, "date": day}), deadline))
+        receipt = transact(
+            w3,
+            DEPLOYER,
+            consumer.functions.ask(topic_hash(QUOTE), canonical_json({"symbol": symbol, "date": day}), deadline),
+        )
         event = proxy.events.Requested().process_receipt(receipt)[0]
         return bytes(event["args"]["requestId"]), receipt["blockNumber"]
 
@@ -200,13 +262,18 @@ def test_market_watcher_through_the_adapter_with_a_restart(ganache, artifacts, f
 
     try:
         first_log = adapter.start()
-        receipt = transact(w3, DEPLOYER, consumer.functions.watch(topic_hash(EVENT),
-                                                                  w3.eth.get_block("latest")["timestamp"] + 900))
+        receipt = transact(
+            w3, DEPLOYER, consumer.functions.watch(topic_hash(EVENT), w3.eth.get_block("latest")["timestamp"] + 900)
+        )
         subscription_id = bytes(proxy.events.Subscribed().process_receipt(receipt)[0]["args"]["subscriptionId"])
         asked = {ask(day): day for day in ("2008-09-12", "2008-09-15", "2008-10-10")}
         bad_id, _ = ask("1999-01-04")  # before the replay data: the cryptlet refuses, the adapter reports it
-        wait_for(lambda: all(consumer.functions.callbacks(rid).call() == 1 for rid, _ in asked) and delivered() >= 2,
-                 60, "the first requests and deliveries", first_log)
+        wait_for(
+            lambda: all(consumer.functions.callbacks(rid).call() == 1 for rid, _ in asked) and delivered() >= 2,
+            60,
+            "the first requests and deliveries",
+            first_log,
+        )
 
         # crash the adapter in the middle; requests keep coming while it is down
         assert _stop(adapter.current, signal.SIGKILL) == -signal.SIGKILL
@@ -217,13 +284,23 @@ def test_market_watcher_through_the_adapter_with_a_restart(ganache, artifacts, f
         time.sleep(3)  # the fabric keeps firing into the history meanwhile
 
         second_log = adapter.start()
-        wait_for(lambda: all(consumer.functions.callbacks(rid).call() == 1 for rid, _ in asked)
-                 and delivered() >= delivered_at_kill + 3, 60, "the requests and deliveries after the restart",
-                 second_log)
+        wait_for(
+            lambda: (
+                all(consumer.functions.callbacks(rid).call() == 1 for rid, _ in asked)
+                and delivered() >= delivered_at_kill + 3
+            ),
+            60,
+            "the requests and deliveries after the restart",
+            second_log,
+        )
         transact(w3, DEPLOYER, consumer.functions.stopWatching(subscription_id))
         sid = "0x" + subscription_id.hex()
-        wait_for(lambda: json.loads(state_path.read_text())["subscriptions"][sid]["status"] == "ended", 30,
-                 "the unsubscription", second_log)
+        wait_for(
+            lambda: json.loads(state_path.read_text())["subscriptions"][sid]["status"] == "ended",
+            30,
+            "the unsubscription",
+            second_log,
+        )
         assert _stop(adapter.current, signal.SIGTERM) == 0, second_log.read_text()[-3000:]
     finally:
         adapter.stop_all()
@@ -270,15 +347,18 @@ def test_market_watcher_through_the_adapter_with_a_restart(ganache, artifacts, f
     assert days == sorted(days) and len(set(days)) == len(days), days
     for event in events:
         assert event["tickers"] == ["SPX", "MSFT"] and event["market_open"] is True
-        for ticker, price, as_of in zip(event["tickers"], event["prices"], event["as_of"]):
+        for ticker, price, as_of in zip(event["tickers"], event["prices"], event["as_of"], strict=False):
             assert (as_of, price) == csv_price(ticker, event["day"]), event
 
     # every fire the fabric recorded (up to the last one delivered) reached the chain once, in order
     sub = final_state["subscriptions"]["0x" + subscription_id.hex()]
     assert sub["status"] == "ended"
     history = client.get(f"/api/subscriptions/{sub['fabric_id']}/history", params={"limit": "1000"}).json()
-    recorded = [row["envelope"]["sequence"] for row in history["deliveries"]
-                if row["result"] == "ok" and row["sequence"] < sub["next_fire"]]
+    recorded = [
+        row["envelope"]["sequence"]
+        for row in history["deliveries"]
+        if row["result"] == "ok" and row["sequence"] < sub["next_fire"]
+    ]
     on_chain = [e["args"]["sequence"] for e in proxy.events.Delivered().get_logs(from_block=start_block)]
     assert on_chain == recorded and len(on_chain) == len(events)
     assert client.get(f"/api/subscriptions/{sub['fabric_id']}").json()["status"] == "cancelled"
@@ -309,39 +389,62 @@ def test_property_privacy_field_is_stored_encrypted_for_the_counterparties(ganac
         assert registered.status_code == 201, registered.text
         buyer, seller, outsider = (coincurve.PrivateKey(keccak(b"e2e " + who)) for who in (b"buyer", b"seller", b"x"))
         recipients = ["0x" + k.public_key.format(compressed=False).hex() for k in (buyer, seller)]
-        probe = client.post("/api/cryptlets/property_privacy/invoke",
-                            json={"method": "recipient_set", "args": {"recipients": recipients}})
+        probe = client.post(
+            "/api/cryptlets/property_privacy/invoke",
+            json={"method": "recipient_set", "args": {"recipients": recipients}},
+        )
         assert probe.status_code == 200, probe.text
         probe = probe.json()
         assert probe["domain"]["verifyingContract"] == PRIVACY_PROXY_ADDRESS and probe["domain"]["chainId"] == CHAIN_ID
 
-        proxy = deploy(w3, PRIVACY_DEPLOYER, artifacts["CryptletProxy"], PRIVACY_DEPLOYER_ADDRESS, "property_privacy",
-                       bytes.fromhex(probe["digest"][2:]), bytes.fromhex(probe["evidence"]["hash"][2:]), b"\0" * 4, 0)
+        proxy = deploy(
+            w3,
+            PRIVACY_DEPLOYER,
+            artifacts["CryptletProxy"],
+            PRIVACY_DEPLOYER_ADDRESS,
+            "property_privacy",
+            bytes.fromhex(probe["digest"][2:]),
+            bytes.fromhex(probe["evidence"]["hash"][2:]),
+            b"\0" * 4,
+            0,
+        )
         assert proxy.address == PRIVACY_PROXY_ADDRESS
-        transact(w3, PRIVACY_DEPLOYER, proxy.functions.addSigner(
-            probe["cryptlet"], bytes.fromhex(probe["registration"]["entry_hash"][2:])))
+        transact(
+            w3,
+            PRIVACY_DEPLOYER,
+            proxy.functions.addSigner(probe["cryptlet"], bytes.fromhex(probe["registration"]["entry_hash"][2:])),
+        )
         record = deploy(w3, PRIVACY_DEPLOYER, artifacts["PropertyRecord"], proxy.address)
         first_block = w3.eth.block_number
 
         # on chain only what is public: which field, the deed, and who may read it
         public_args = {"field": "sale_price", "context": "deed 2026-0042", "recipients": recipients}
         deadline = w3.eth.get_block("latest")["timestamp"] + 600
-        receipt = transact(w3, PRIVACY_DEPLOYER, record.functions.seal(
-            topic_hash("property_privacy.encrypt_field"), canonical_json(public_args), deadline))
+        receipt = transact(
+            w3,
+            PRIVACY_DEPLOYER,
+            record.functions.seal(topic_hash("property_privacy.encrypt_field"), canonical_json(public_args), deadline),
+        )
         request_id = bytes(proxy.events.Requested().process_receipt(receipt)[0]["args"]["requestId"])
 
         # the seller's application: the value goes to the fabric only, the envelope to the chain
         value = "USD 1,234,567.89 (e2e secret)"
-        sealed = client.post("/api/cryptlets/property_privacy/invoke",
-                             json={"method": "encrypt_field", "args": {**public_args, "value": value},
-                                   "request_id": "0x" + request_id.hex()})
+        sealed = client.post(
+            "/api/cryptlets/property_privacy/invoke",
+            json={
+                "method": "encrypt_field",
+                "args": {**public_args, "value": value},
+                "request_id": "0x" + request_id.hex(),
+            },
+        )
         assert sealed.status_code == 200, sealed.text
         struct, chain_id, sig, payload = envelope_args(sealed.json())
         transact(w3, PRIVACY_DEPLOYER, proxy.functions.fulfil(struct, chain_id, sig, payload))
 
         stored = record.functions.sealedFields(request_id).call()
-        assert stored == payload and keccak(stored) == bytes(proxy.events.Fulfilled().get_logs(
-            from_block=first_block)[0]["args"]["payloadHash"])
+        assert stored == payload and keccak(stored) == bytes(
+            proxy.events.Fulfilled().get_logs(from_block=first_block)[0]["args"]["payloadHash"]
+        )
         encrypted = json.loads(stored)["encrypted"]
         assert encrypted["field"] == "sale_price" and encrypted["context"] == "deed 2026-0042"
         assert encrypted["recipients_digest"] == probe["payload"]["recipients_digest"]

@@ -1,5 +1,6 @@
 """Author tools: `cryptlet init` (scaffold), `cryptlet simulate` (a real region, no storage) and
 `cryptlet header` (Solidity interface + JSON ABI, compiled with the pinned solc-js)."""
+
 from __future__ import annotations
 
 import json
@@ -12,19 +13,24 @@ from typing import Any
 
 import pytest
 
-from shared.packages.digest import package_digest
+from cryptlet_cli.header import HeaderSource, interface_name, json_abi, library_name, solidity_header
+from cryptlet_cli.simulate import SIMULATED_REGISTRATION
 from shared.encoding import canonical_json, keccak256, to_hex
 from shared.envelope import DOMAIN_TYPEHASH, ENVELOPE_TYPE, ENVELOPE_TYPEHASH, Envelope, verify_envelope
-from cryptlet_cli.header import HeaderSource, interface_name, json_abi, library_name, solidity_header
+from shared.packages.digest import package_digest
 from shared.packages.manifest import load_manifest
-from cryptlet_cli.simulate import SIMULATED_REGISTRATION
 
 ROOT = Path(__file__).resolve().parents[3]
 CLI = Path(sys.executable).with_name("cryptlet")
 SAMPLES = sorted(p for p in (ROOT / "cryptlet_packages").iterdir() if (p / "cryptlet.json").is_file())
 BROKEN = ROOT / "tests" / "packages" / "broken_manifest"
-CUSTOMER = {"name": "Ada Example", "email": "ada@example.com", "country": "GB", "birth_date": "1990-12-10",
-            "credit_score": 742}
+CUSTOMER = {
+    "name": "Ada Example",
+    "email": "ada@example.com",
+    "country": "GB",
+    "birth_date": "1990-12-10",
+    "credit_score": 742,
+}
 SALT = "0x" + "5a" * 32
 
 
@@ -46,8 +52,14 @@ def one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
 
 def solc(sources: dict[str, str]) -> dict[str, Any]:
     """Compile with solc-js (pinned in package.json) through tests/solc/compile.js."""
-    done = subprocess.run(["node", str(ROOT / "tests" / "solc" / "compile.js")], input=json.dumps({"sources": sources}),
-                          capture_output=True, text=True, timeout=180, check=True)
+    done = subprocess.run(
+        ["node", str(ROOT / "tests" / "solc" / "compile.js")],
+        input=json.dumps({"sources": sources}),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
     output = json.loads(done.stdout)
     problems = [e["formattedMessage"] for e in output.get("errors", []) if e["severity"] in ("error", "warning")]
     assert not problems, "\n".join(problems)
@@ -80,7 +92,9 @@ def test_init_scaffolds_a_valid_package(scaffold_dir):
     else:
         assert (manifest.name, manifest.entry, manifest.interpreter) == ("price_quote", "main.js", "node")
         assert files == ["cryptlet.js", "cryptlet.json", "main.js", "pytest.ini", "test_price_quote.py"]
-        assert (scaffold_dir / "cryptlet.js").read_bytes() == (ROOT / "cryptlet_sdk" / "js" / "cryptlet.js").read_bytes()
+        assert (scaffold_dir / "cryptlet.js").read_bytes() == (
+            ROOT / "cryptlet_sdk" / "js" / "cryptlet.js"
+        ).read_bytes()
     assert list(manifest.events) == ["Greeted"]
 
 
@@ -101,8 +115,13 @@ def test_scaffold_simulates_with_positional_args(scaffold_dir):
 
 def test_scaffold_own_test_passes_and_leaves_the_package_unchanged(scaffold_dir):
     digest = package_digest(scaffold_dir)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", str(scaffold_dir)], cwd=scaffold_dir,
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", str(scaffold_dir)],
+        cwd=scaffold_dir,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"\b2 passed\b", done.stdout), done.stdout
     assert package_digest(scaffold_dir) == digest  # no .pytest_cache; __pycache__ is not measured
@@ -157,8 +176,15 @@ def test_init_refuses_an_unknown_runtime(tmp_path):
 # -- cryptlet simulate ---------------------------------------------------------------------------
 def test_simulate_customer_validator(tmp_path):
     out = tmp_path / "env.json"
-    result = cli("simulate", str(ROOT / "cryptlet_packages" / "customer_validator"), "validate",
-                 "--args", json.dumps({"customer": CUSTOMER, "salt": SALT}), "-o", str(out))
+    result = cli(
+        "simulate",
+        str(ROOT / "cryptlet_packages" / "customer_validator"),
+        "validate",
+        "--args",
+        json.dumps({"customer": CUSTOMER, "salt": SALT}),
+        "-o",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     document = json.loads(out.read_text())
     envelope = Envelope.from_dict(document)
@@ -179,13 +205,18 @@ def test_simulations_use_fresh_keys():
 
 def test_simulated_envelope_is_refused_by_verify(tmp_path):
     out = tmp_path / "env.json"
-    assert cli("simulate", str(ROOT / "cryptlet_packages" / "customer_validator"), "rules", "-o", str(out)).returncode == 0
+    assert (
+        cli("simulate", str(ROOT / "cryptlet_packages" / "customer_validator"), "rules", "-o", str(out)).returncode == 0
+    )
     one_line_error(cli("verify", str(out)), "registration")
 
 
 def test_simulate_unknown_method():
-    one_line_error(cli("simulate", str(ROOT / "cryptlet_packages" / "customer_validator"), "steal"),
-                   "no method 'steal'", "field method")
+    one_line_error(
+        cli("simulate", str(ROOT / "cryptlet_packages" / "customer_validator"), "steal"),
+        "no method 'steal'",
+        "field method",
+    )
 
 
 def test_simulate_bad_manifest():
@@ -201,7 +232,9 @@ def test_simulate_bad_args():
     package = str(ROOT / "cryptlet_packages" / "customer_validator")
     one_line_error(cli("simulate", package, "validate", "--args", "{nope"), "--args is not valid JSON")
     one_line_error(cli("simulate", package, "validate", "--args", "[1]"), "JSON object")
-    one_line_error(cli("simulate", package, "validate", "--args", '{"wrong": 1}'), "unexpected keyword argument 'wrong'")
+    one_line_error(
+        cli("simulate", package, "validate", "--args", '{"wrong": 1}'), "unexpected keyword argument 'wrong'"
+    )
 
 
 # -- header export -------------------------------------------------------------------------------
@@ -249,13 +282,35 @@ def test_header_of_a_scaffold_compiles(scaffold_dir, tmp_path):
 
 def test_header_type_mapping_compiles(tmp_path):
     """Every kind of ABI type a manifest may use, compiled: solc agrees with our ABI."""
-    types = ["uint", "int", "uint8", "int256", "uint64", "address", "bool", "bytes", "bytes1", "bytes32", "string",
-             "json", "uint256[]", "address[3]", "string[]", "bytes32[][]", "bool[2][]"]
-    methods = {"all_types": {"inputs": [{"name": f"p{i}", "type": t} for i, t in enumerate(types)],
-                             "outputs": [{"name": f"r{i}", "type": t} for i, t in enumerate(types)]},
-               "nothing": {}}
-    source = HeaderSource(name="type_zoo", methods=methods, version="1.2.3",
-                          address="0x" + "ab" * 20, digest="0x" + "cd" * 32)
+    types = [
+        "uint",
+        "int",
+        "uint8",
+        "int256",
+        "uint64",
+        "address",
+        "bool",
+        "bytes",
+        "bytes1",
+        "bytes32",
+        "string",
+        "json",
+        "uint256[]",
+        "address[3]",
+        "string[]",
+        "bytes32[][]",
+        "bool[2][]",
+    ]
+    methods = {
+        "all_types": {
+            "inputs": [{"name": f"p{i}", "type": t} for i, t in enumerate(types)],
+            "outputs": [{"name": f"r{i}", "type": t} for i, t in enumerate(types)],
+        },
+        "nothing": {},
+    }
+    source = HeaderSource(
+        name="type_zoo", methods=methods, version="1.2.3", address="0x" + "ab" * 20, digest="0x" + "cd" * 32
+    )
     text = solidity_header(source)
     assert "address internal constant CRYPTLET = 0x" in text
     output = solc({"zoo.sol": text})
@@ -268,13 +323,21 @@ def test_header_type_mapping_compiles(tmp_path):
 def test_header_refuses_solidity_keywords_and_duplicates(tmp_path):
     package = tmp_path / "kw"
     package.mkdir()
-    manifest = {"name": "kw_pkg", "version": "1.0.0", "kind": "utility", "runtime": "python", "entry": "main:C",
-                "interface": {"methods": {"run": {"inputs": [{"name": "address", "type": "address"}]}}}}
+    manifest = {
+        "name": "kw_pkg",
+        "version": "1.0.0",
+        "kind": "utility",
+        "runtime": "python",
+        "entry": "main:C",
+        "interface": {"methods": {"run": {"inputs": [{"name": "address", "type": "address"}]}}},
+    }
     (package / "cryptlet.json").write_text(json.dumps(manifest))
     (package / "main.py").write_text("class C:\n    def run(self, address):\n        return address\n")
     one_line_error(cli("header", str(package)), "Solidity keyword", "$.interface.methods.run.inputs[0].name")
-    manifest["interface"]["methods"]["run"] = {"inputs": [{"name": "a", "type": "uint8"}],
-                                               "outputs": [{"name": "a", "type": "uint8"}]}
+    manifest["interface"]["methods"]["run"] = {
+        "inputs": [{"name": "a", "type": "uint8"}],
+        "outputs": [{"name": "a", "type": "uint8"}],
+    }
     (package / "cryptlet.json").write_text(json.dumps(manifest))
     one_line_error(cli("header", str(package)), "used twice")
     manifest["interface"]["methods"]["run"] = {"inputs": [{"name": "a", "type": "decimal"}]}
@@ -291,7 +354,8 @@ def test_solc_is_the_pinned_version():
     pinned = json.loads((ROOT / "package.json").read_text())["devDependencies"]["solc"]
     assert re.fullmatch(r"\d+\.\d+\.\d+", pinned), "solc must be pinned to an exact version"
     assert solc({"a.sol": "// SPDX-License-Identifier: MIT\npragma solidity ^0.8.0;\ninterface A {}\n"})[
-        "solcVersion"].startswith(pinned + "+")
+        "solcVersion"
+    ].startswith(pinned + "+")
 
 
 # -- header of a registered cryptlet (from the fabric API) ---------------------------------------
@@ -306,9 +370,12 @@ def test_header_of_a_registered_cryptlet(fabric_host, registered, tmp_path):
     output = solc({"cv.sol": text})
     abi = fabric_host.cli("header", "customer_validator", "--format", "abi")
     assert abi.returncode == 0, abi.stderr
-    assert by_name(output["contracts"]["cv.sol"]["ICustomerValidatorCryptlet"]["abi"]) == by_name(json.loads(abi.stdout))
+    assert by_name(output["contracts"]["cv.sol"]["ICustomerValidatorCryptlet"]["abi"]) == by_name(
+        json.loads(abi.stdout)
+    )
     assert by_name(json.loads(abi.stdout)) == by_name(
-        json_abi(HeaderSource.from_package(ROOT / "cryptlet_packages" / "customer_validator")))
+        json_abi(HeaderSource.from_package(ROOT / "cryptlet_packages" / "customer_validator"))
+    )
 
 
 def test_header_of_an_unknown_registered_name(fabric_host):
@@ -320,10 +387,12 @@ def test_header_of_an_unknown_registered_name(fabric_host):
 def test_simulate_shows_the_cryptlets_log_on_stderr(tmp_path):
     assert cli("init", "log_demo", "--dir", str(tmp_path)).returncode == 0
     main = tmp_path / "log_demo" / "main.py"
-    main.write_text(main.read_text().replace('        return {"greeting"',
-                                             '        import fabric_host\n'
-                                             '        fabric_host.log("greeting " + name)\n'
-                                             '        return {"greeting"'))
+    main.write_text(
+        main.read_text().replace(
+            '        return {"greeting"',
+            '        import fabric_host\n        fabric_host.log("greeting " + name)\n        return {"greeting"',
+        )
+    )
     result = cli("simulate", str(tmp_path / "log_demo"), "hello", "--args", '{"name": "Zoe"}')
     assert result.returncode == 0, result.stderr
     assert "cryptlet log_demo: greeting Zoe" in result.stderr

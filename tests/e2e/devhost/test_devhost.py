@@ -1,4 +1,5 @@
 """End-to-end tests: ``python -m devhost serve`` on the sample app, against a real Azurite."""
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,9 @@ class Host:
     def queue(self, name: str, *, base64: bool = True) -> QueueClient:
         policies: dict[str, Any] = (
             {"message_encode_policy": TextBase64EncodePolicy(), "message_decode_policy": TextBase64DecodePolicy()}
-            if base64 else {})
+            if base64
+            else {}
+        )
         return QueueClient.from_connection_string(self.storage, name, **policies)
 
 
@@ -120,7 +123,7 @@ def test_banner_lists_functions(host: Host) -> None:
 
 def test_http_routes_and_params(host: Host) -> None:
     c = host.client
-    assert c.get("/api/ping").text == "pong"                     # no route: the function name
+    assert c.get("/api/ping").text == "pong"  # no route: the function name
     assert c.get("/api/hello/Ada").text == "Hello, Ada!"
     assert c.get("/api/hello", params={"name": "Bob"}).text == "Hello, Bob!"
     response = c.get("/api/items/42")
@@ -128,10 +131,13 @@ def test_http_routes_and_params(host: Host) -> None:
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"by": "id", "id": 42}
     assert c.get("/api/items/abc").json() == {"by": "name", "name": "abc"}
-    assert c.get("/api/items/4x2").status_code == 404           # neither int nor alpha
+    assert c.get("/api/items/4x2").status_code == 404  # neither int nor alpha
     text = c.get("/api/text")
-    assert (text.status_code, text.text, text.headers["content-type"]) == \
-        (200, "plain string result", "text/plain; charset=utf-8")
+    assert (text.status_code, text.text, text.headers["content-type"]) == (
+        200,
+        "plain string result",
+        "text/plain; charset=utf-8",
+    )
 
 
 def test_http_post_put_headers_and_body(host: Host) -> None:
@@ -158,7 +164,7 @@ def _assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 def test_auth_levels(host: Host) -> None:
     c = host.client
-    assert c.get("/api/hello").status_code == 200                # anonymous
+    assert c.get("/api/hello").status_code == 200  # anonymous
     _assert_problem(c.get("/api/secret"), 401)
     _assert_problem(c.get("/api/secret", headers={"x-functions-key": "wrong"}), 401)
     assert c.get("/api/secret", headers={"x-functions-key": FUNCTION_KEY}).text == "function ok"
@@ -170,7 +176,7 @@ def test_auth_levels(host: Host) -> None:
 
 def test_not_found_and_method_not_allowed(host: Host) -> None:
     _assert_problem(host.client.get("/api/nothing/here"), 404)
-    _assert_problem(host.client.get("/ping"), 404)                # outside the route prefix
+    _assert_problem(host.client.get("/ping"), 404)  # outside the route prefix
     response = host.client.delete("/api/items/5")
     _assert_problem(response, 405)
     assert response.headers["allow"] == "GET"
@@ -195,7 +201,7 @@ def test_concurrent_requests(host: Host, kind: str) -> None:
     with ThreadPoolExecutor(16) as pool:
         codes = list(pool.map(lambda _: host.client.get(f"/api/sleep/{kind}/400").status_code, range(16)))
     assert codes == [200] * 16
-    assert time.monotonic() - started < 2.0                       # 16 x 0.4 s run in parallel
+    assert time.monotonic() - started < 2.0  # 16 x 0.4 s run in parallel
 
 
 def test_timer_fires_every_second_on_the_second(host: Host) -> None:
@@ -207,7 +213,7 @@ def test_timer_fires_every_second_on_the_second(host: Host) -> None:
     assert all(abs(t - round(t)) < 0.3 for t in in_window), in_window
     assert all(past_due == "False" for _, past_due in fires)
     seconds = [round(float(t)) for t, _ in fires]
-    assert len(seconds) == len(set(seconds))                      # never twice for one occurrence
+    assert len(seconds) == len(set(seconds))  # never twice for one occurrence
 
 
 def test_queue_trigger_and_output_binding(host: Host) -> None:
@@ -234,7 +240,7 @@ def test_queue_trigger_and_output_binding(host: Host) -> None:
     work.send_message("good-raw")
     wait_for(lambda: (host.work_dir / "good-raw.json").exists())
     peeked = wait_for(lambda: peek(raw))
-    assert "ZG9uZTpnb29kLXJhdw==" in [m.content for m in peeked]   # base64("done:good-raw")
+    assert "ZG9uZTpnb29kLXJhdw==" in [m.content for m in peeked]  # base64("done:good-raw")
 
 
 def test_http_to_queue_output_to_queue_trigger(host: Host) -> None:
@@ -248,18 +254,27 @@ def test_failing_and_undecodable_messages_go_to_poison(host: Host) -> None:
     host.queue(host.work_queue, base64=False).send_message("not*base64!")
     poison = host.queue(f"{host.work_queue}-poison", base64=False)
     peeked = wait_for(lambda: len(found := peek(poison)) >= 2 and found)
-    assert sorted(m.content for m in peeked) == sorted(["YmFkLTE=", "not*base64!"])   # bodies unchanged
+    assert sorted(m.content for m in peeked) == sorted(["YmFkLTE=", "not*base64!"])  # bodies unchanged
     wait_for(lambda: not peek(host.queue(host.work_queue)))
-    assert host.stderr.count("cannot process bad-1") == 2         # maxDequeueCount in host.json is 2
+    assert host.stderr.count("cannot process bad-1") == 2  # maxDequeueCount in host.json is 2
 
 
-@pytest.mark.parametrize("keys,setting", [
-    ({}, "DEVHOST_FUNCTION_KEY"),
-    ({"DEVHOST_FUNCTION_KEY": FUNCTION_KEY}, "DEVHOST_MASTER_KEY"),
-])
+@pytest.mark.parametrize(
+    "keys,setting",
+    [
+        ({}, "DEVHOST_FUNCTION_KEY"),
+        ({"DEVHOST_FUNCTION_KEY": FUNCTION_KEY}, "DEVHOST_MASTER_KEY"),
+    ],
+)
 def test_refuses_to_start_without_keys(storage: str, tmp_path: Path, keys: dict[str, str], setting: str) -> None:
-    result = subprocess.run(_serve(free_port()), cwd=PROJECT_ROOT, env=_env(storage, tmp_path, **keys),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        _serve(free_port()),
+        cwd=PROJECT_ROOT,
+        env=_env(storage, tmp_path, **keys),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("devhost: error:")]
     assert len(errors) == 1 and setting in errors[0], result.stderr
@@ -269,8 +284,9 @@ def test_refuses_to_start_without_keys(storage: str, tmp_path: Path, keys: dict[
 def test_sigint_stops_gracefully(storage: str, tmp_path: Path) -> None:
     env = _env(storage, tmp_path, DEVHOST_FUNCTION_KEY=FUNCTION_KEY, DEVHOST_MASTER_KEY=MASTER_KEY)
     port = free_port()
-    process = subprocess.Popen(_serve(port), cwd=PROJECT_ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        _serve(port), cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_for_port(port, 30, process)
         assert httpx.get(f"http://127.0.0.1:{port}/api/ping").text == "pong"

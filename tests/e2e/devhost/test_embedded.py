@@ -1,4 +1,5 @@
 """In-process use of the dev host: ``build(app_dir)`` -> ``DevHost.start()/stop()``."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from devhost.errors import DevHostError
 from devhost.server import build
 from tests.helpers import wait_for
 
-APP = '''
+APP = """
 import os
 import azure.functions as func
 
@@ -35,16 +36,25 @@ def preset(req: func.HttpRequest) -> func.HttpResponse:
 def on_startup(timer: func.TimerRequest) -> None:
     with open(os.environ["EMBED_STARTUP_FILE"], "w") as f:
         f.write(str(timer.past_due))
-'''
+"""
 
 
 @pytest.fixture
 def app_dir(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "function_app.py").write_text(textwrap.dedent(APP))
     (tmp_path / "host.json").write_text(json.dumps({"version": "2.0", "extensions": {"http": {"routePrefix": ""}}}))
-    (tmp_path / "local.settings.json").write_text(json.dumps({"IsEncrypted": False, "Values": {
-        "EMBED_GREETING": "Hi", "EMBED_PRESET": "from-file",
-        "EMBED_STARTUP_FILE": str(tmp_path / "started.txt")}}))
+    (tmp_path / "local.settings.json").write_text(
+        json.dumps(
+            {
+                "IsEncrypted": False,
+                "Values": {
+                    "EMBED_GREETING": "Hi",
+                    "EMBED_PRESET": "from-file",
+                    "EMBED_STARTUP_FILE": str(tmp_path / "started.txt"),
+                },
+            }
+        )
+    )
     os.environ["EMBED_PRESET"] = "from-env"
     try:
         yield tmp_path
@@ -59,21 +69,22 @@ def test_build_start_stop(app_dir: Path) -> None:
     with host:
         assert host.port != 0
         with httpx.Client(base_url=host.url) as client:
-            assert client.get("/greet/bob").text == "Hi, bob"              # routePrefix "" honoured
+            assert client.get("/greet/bob").text == "Hi, bob"  # routePrefix "" honoured
             assert client.get("/api/greet/bob").status_code == 404
             response = client.get("/preset")
-            assert response.text == "from-env"                            # environment beats local.settings.json
-            assert response.headers["content-type"] == "text/csv; charset=utf-8"   # as the worker does
+            assert response.text == "from-env"  # environment beats local.settings.json
+            assert response.headers["content-type"] == "text/csv; charset=utf-8"  # as the worker does
             assert response.headers["set-cookie"] == "a=1"
         started = app_dir / "started.txt"
         wait_for(started.exists, timeout=5, interval=0.05)
-        assert started.read_text() == "False"                             # run_on_startup
+        assert started.read_text() == "False"  # run_on_startup
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{host.url}/greet/bob")
 
 
 def test_functions_in_error_are_reported_not_served(tmp_path: Path) -> None:
-    (tmp_path / "function_app.py").write_text(textwrap.dedent('''
+    (tmp_path / "function_app.py").write_text(
+        textwrap.dedent("""
         import azure.functions as func
         app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
@@ -92,7 +103,8 @@ def test_functions_in_error_are_reported_not_served(tmp_path: Path) -> None:
         @app.route(route="ok")
         def ok(req: func.HttpRequest) -> func.HttpResponse:
             return func.HttpResponse("still serving")
-    '''))
+    """)
+    )
     host = build(tmp_path, port=0)
     try:
         assert [f.name for f in host.functions] == ["ok"]
@@ -107,13 +119,15 @@ def test_functions_in_error_are_reported_not_served(tmp_path: Path) -> None:
 def test_missing_key_setting_refuses_to_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DEVHOST_FUNCTION_KEY", raising=False)
     monkeypatch.delenv("DEVHOST_MASTER_KEY", raising=False)
-    (tmp_path / "function_app.py").write_text(textwrap.dedent('''
+    (tmp_path / "function_app.py").write_text(
+        textwrap.dedent("""
         import azure.functions as func
         app = func.FunctionApp()   # auth level "function" by default
 
         @app.route(route="x")
         def x(req: func.HttpRequest) -> func.HttpResponse:
             return func.HttpResponse("x")
-    '''))
+    """)
+    )
     with pytest.raises(DevHostError, match="DEVHOST_FUNCTION_KEY"):
         build(tmp_path, port=0)

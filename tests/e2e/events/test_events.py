@@ -1,5 +1,6 @@
 """The event engine end to end: real Azurite, a real dev host (its scheduler timer and fire queue
 worker), test cryptlets in real regions, and a callback receiver on 127.0.0.1 in the test."""
+
 from __future__ import annotations
 
 import base64
@@ -17,10 +18,10 @@ from eth_account.messages import encode_defunct
 
 from shared.encoding import canonical_json
 from shared.envelope import Envelope, verify_envelope
-from shared.events.history import HistoryRow
-from shared.storage import resolve_connection_string, table_client
-from shared.events.subscriptions import Subscription, SubscriptionStore, new_id
 from shared.events import webhooks
+from shared.events.history import HistoryRow
+from shared.events.subscriptions import Subscription, SubscriptionStore, new_id
+from shared.storage import resolve_connection_string, table_client
 from tests.e2e.conftest import register
 from tests.helpers import wait_for
 
@@ -41,14 +42,20 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status = 500 if self.path.startswith("/fail") else 200
                 if status == 200:
                     with receiver.lock:
-                        receiver.deliveries.append({"path": self.path, "raw": raw, "body": json.loads(raw),
-                                                    "signature": self.headers.get("X-Fabric-Signature"),
-                                                    "received_ms": time.time_ns() // 1_000_000})
+                        receiver.deliveries.append(
+                            {
+                                "path": self.path,
+                                "raw": raw,
+                                "body": json.loads(raw),
+                                "signature": self.headers.get("X-Fabric-Signature"),
+                                "received_ms": time.time_ns() // 1_000_000,
+                            }
+                        )
                 else:
                     with receiver.lock:
                         receiver.failures += 1
@@ -64,7 +71,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         self.thread.start()
         return self
 
@@ -117,20 +124,45 @@ def engine(fabric_host):
         attestation = client.get("/api/attestation").json()
     store = SubscriptionStore(table_client(fabric_host.storage, f"{fabric_host.table_prefix}subscriptions"))
     history = table_client(fabric_host.storage, f"{fabric_host.table_prefix}history")
-    return {"host": fabric_host, "addresses": addresses, "delivery_address": attestation["delivery_address"],
-            "store": store, "history": history}
+    return {
+        "host": fabric_host,
+        "addresses": addresses,
+        "delivery_address": attestation["delivery_address"],
+        "store": store,
+        "history": history,
+    }
 
 
-def subscribe(engine, *, cryptlet="event_ticker", method="tick", args=None, trigger, target,
-              deadline_ms=None, observe=None, created_ms=None) -> tuple[Subscription, str | None]:
+def subscribe(
+    engine,
+    *,
+    cryptlet="event_ticker",
+    method="tick",
+    args=None,
+    trigger,
+    target,
+    deadline_ms=None,
+    observe=None,
+    created_ms=None,
+) -> tuple[Subscription, str | None]:
     """Create a subscription row directly (as the subscription API does); returns it and a webhook secret."""
     sid = new_id()
     secret = sealed = None
     if trigger["type"] == "webhook":
         secret, sealed = webhooks.issue_secret(engine["host"].sealing_secret, sid)
-    subscription = Subscription(id=sid, subscriber="tests", cryptlet=cryptlet, method=method, args=args or {},
-                                trigger=trigger, target=target, deadline_ms=deadline_ms or now_ms() + 600_000,
-                                created_ms=created_ms or now_ms(), observe=observe, webhook_secret_sealed=sealed)
+    subscription = Subscription(
+        id=sid,
+        subscriber="tests",
+        cryptlet=cryptlet,
+        method=method,
+        args=args or {},
+        trigger=trigger,
+        target=target,
+        deadline_ms=deadline_ms or now_ms() + 600_000,
+        created_ms=created_ms or now_ms(),
+        observe=observe,
+        webhook_secret_sealed=sealed,
+    )
     engine["store"].create(subscription)
     return subscription, secret
 
@@ -146,8 +178,10 @@ def cancel(engine, subscription_id: str) -> None:
 
 
 def history_rows(engine, subscription_id: str) -> list[HistoryRow]:
-    return [HistoryRow.from_entity(e) for e in
-            engine["history"].query_entities("PartitionKey eq @p", parameters={"p": subscription_id})]
+    return [
+        HistoryRow.from_entity(e)
+        for e in engine["history"].query_entities("PartitionKey eq @p", parameters={"p": subscription_id})
+    ]
 
 
 def aligned(ms: int) -> str:
@@ -157,8 +191,11 @@ def aligned(ms: int) -> str:
 def post_webhook(client, subscription_id: str, secret: str, event: Any, *, bad: bool = False):
     body = json.dumps(event).encode()
     header = webhooks.sign(secret, body if not bad else body + b" ", int(time.time()))
-    return client.post(f"/api/webhooks/{subscription_id}", content=body,
-                       headers={"X-Webhook-Signature": header, "Content-Type": "application/json"})
+    return client.post(
+        f"/api/webhooks/{subscription_id}",
+        content=body,
+        headers={"X-Webhook-Signature": header, "Content-Type": "application/json"},
+    )
 
 
 # -- tests -------------------------------------------------------------------------------------------------
@@ -168,9 +205,12 @@ def test_attestation_publishes_the_delivery_address(engine):
 
 def test_one_second_interval_over_ten_seconds_delivers_ten_signed_results(engine, receiver):
     start = (now_ms() // 1000 + 3) * 1000
-    subscription, _ = subscribe(engine, args={"label": "interval"},
-                                trigger={"type": "interval", "seconds": 1, "start": aligned(start)},
-                                target={"type": "callback", "url": f"{receiver.url}/ok/interval"})
+    subscription, _ = subscribe(
+        engine,
+        args={"label": "interval"},
+        trigger={"type": "interval", "seconds": 1, "start": aligned(start)},
+        target={"type": "callback", "url": f"{receiver.url}/ok/interval"},
+    )
     time.sleep((start + 10_000 - now_ms()) / 1000 + 1.5)
     cancel(engine, subscription.id)
     window = [d for d in receiver.of(subscription.id) if start <= d["body"]["sequence"] < start + 10_000]
@@ -192,10 +232,14 @@ def test_one_second_interval_over_ten_seconds_delivers_ten_signed_results(engine
 def test_threshold_fires_once_per_crossing(engine, receiver):
     # event_counter.observe replays 38, 41, 42, 39.8, 39.0, 40.5, 39.2, 38, 42 (then 42 forever):
     # above 40 with hysteresis 0.5 -> crossings at observations 1, 5 and 8 only
-    subscription, _ = subscribe(engine, cryptlet="event_counter", method="observe",
-                                trigger={"type": "threshold", "level": 40, "direction": "above", "hysteresis": 0.5},
-                                observe={"field": "price", "every_s": 1},
-                                target={"type": "callback", "url": f"{receiver.url}/ok/threshold"})
+    subscription, _ = subscribe(
+        engine,
+        cryptlet="event_counter",
+        method="observe",
+        trigger={"type": "threshold", "level": 40, "direction": "above", "hysteresis": 0.5},
+        observe={"field": "price", "every_s": 1},
+        target={"type": "callback", "url": f"{receiver.url}/ok/threshold"},
+    )
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
         state = engine["store"].get(subscription.id)[0].trigger.get("state", {})
@@ -218,9 +262,14 @@ def test_threshold_fires_once_per_crossing(engine, receiver):
 
 def test_deviation_heartbeat_to_the_history_target(engine):
     # runs after the threshold test: the feed now stays at 42, so after "first" only heartbeats fire
-    subscription, _ = subscribe(engine, cryptlet="event_counter", method="observe",
-                                trigger={"type": "deviation_heartbeat", "deviation_fraction": 0.01, "heartbeat_s": 2},
-                                observe={"field": "price", "every_s": 1}, target={"type": "history"})
+    subscription, _ = subscribe(
+        engine,
+        cryptlet="event_counter",
+        method="observe",
+        trigger={"type": "deviation_heartbeat", "deviation_fraction": 0.01, "heartbeat_s": 2},
+        observe={"field": "price", "every_s": 1},
+        target={"type": "history"},
+    )
     deadline = time.monotonic() + 30
     rows: list[HistoryRow] = []
     while time.monotonic() < deadline:
@@ -238,8 +287,9 @@ def test_deviation_heartbeat_to_the_history_target(engine):
 
 
 def test_webhook_with_bad_hmac_is_refused_and_good_one_delivered(engine, receiver):
-    subscription, secret = subscribe(engine, trigger={"type": "webhook"},
-                                     target={"type": "callback", "url": f"{receiver.url}/ok/webhook"})
+    subscription, secret = subscribe(
+        engine, trigger={"type": "webhook"}, target={"type": "callback", "url": f"{receiver.url}/ok/webhook"}
+    )
     with engine["host"].client(key=None) as client:
         bad = post_webhook(client, subscription.id, secret, {"customer": "c1", "rating": "B"}, bad=True)
         assert bad.status_code == 401 and bad.headers["content-type"].startswith("application/problem+json")
@@ -260,8 +310,12 @@ def test_webhook_with_bad_hmac_is_refused_and_good_one_delivered(engine, receive
 
 
 def test_cryptlet_refusal_is_delivered_as_a_signed_failed_result(engine, receiver):
-    subscription, secret = subscribe(engine, method="refuse", trigger={"type": "webhook"},
-                                     target={"type": "callback", "url": f"{receiver.url}/ok/refused"})
+    subscription, secret = subscribe(
+        engine,
+        method="refuse",
+        trigger={"type": "webhook"},
+        target={"type": "callback", "url": f"{receiver.url}/ok/refused"},
+    )
     with engine["host"].client(key=None) as client:
         assert post_webhook(client, subscription.id, secret, {"n": 1}).status_code == 202
     delivery = receiver.wait(subscription.id, 1)[0]
@@ -271,14 +325,25 @@ def test_cryptlet_refusal_is_delivered_as_a_signed_failed_result(engine, receive
 
 
 def test_duplicated_fire_message_has_a_single_effect(engine, receiver):
-    subscription, _ = subscribe(engine, cryptlet="event_counter", method="count", trigger={"type": "webhook"},
-                                target={"type": "callback", "url": f"{receiver.url}/ok/duplicate"})
+    subscription, _ = subscribe(
+        engine,
+        cryptlet="event_counter",
+        method="count",
+        trigger={"type": "webhook"},
+        target={"type": "callback", "url": f"{receiver.url}/ok/duplicate"},
+    )
     host = engine["host"]
     with host.client() as client:
         before = client.get("/api/cryptlets/event_counter/state").json()["state"].get("count", 0)
     at = now_ms()
-    message = {"subscription": subscription.id, "sequence": at, "key": f"webhook:{at}", "at_ms": at,
-               "reason": "webhook", "args": {"label": "dup"}}
+    message = {
+        "subscription": subscription.id,
+        "sequence": at,
+        "key": f"webhook:{at}",
+        "at_ms": at,
+        "reason": "webhook",
+        "args": {"label": "dup"},
+    }
     queue = QueueClient.from_connection_string(resolve_connection_string(host.storage), QUEUE)
     encoded = base64.b64encode(json.dumps(message).encode()).decode()
     queue.send_message(encoded)
@@ -293,13 +358,15 @@ def test_duplicated_fire_message_has_a_single_effect(engine, receiver):
     rows = history_rows(engine, subscription.id)
     assert [(r.sequence, r.status) for r in rows] == [(at, "delivered")]
     deliveries = receiver.of(subscription.id)
-    assert {json.dumps(d["body"]["envelope"], sort_keys=True) for d in deliveries} == \
-        {json.dumps(rows[0].envelope, sort_keys=True)}, "a duplicate delivered a different result"
+    assert {json.dumps(d["body"]["envelope"], sort_keys=True) for d in deliveries} == {
+        json.dumps(rows[0].envelope, sort_keys=True)
+    }, "a duplicate delivered a different result"
 
 
 def test_poison_message_reaches_the_dead_letter_queue_and_is_listed(engine, receiver):
-    subscription, secret = subscribe(engine, trigger={"type": "webhook"},
-                                     target={"type": "callback", "url": f"{receiver.url}/fail/always"})
+    subscription, secret = subscribe(
+        engine, trigger={"type": "webhook"}, target={"type": "callback", "url": f"{receiver.url}/fail/always"}
+    )
     host = engine["host"]
     with host.client(key=None) as client:
         accepted = post_webhook(client, subscription.id, secret, {"n": "poison"})
@@ -311,8 +378,10 @@ def test_poison_message_reaches_the_dead_letter_queue_and_is_listed(engine, rece
         while time.monotonic() < deadline and found is None:
             listed = client.get("/api/deadletters")
             assert listed.status_code == 200, listed.text
-            found = next((m for m in listed.json()["messages"] if m["fire"]
-                          and m["fire"]["subscription"] == subscription.id), None)
+            found = next(
+                (m for m in listed.json()["messages"] if m["fire"] and m["fire"]["subscription"] == subscription.id),
+                None,
+            )
             time.sleep(0.5)
     assert found is not None, "the message never reached the poison queue"
     assert found["fire"]["sequence"] == sequence
@@ -324,9 +393,13 @@ def test_poison_message_reaches_the_dead_letter_queue_and_is_listed(engine, rece
 def test_expired_subscription_gets_one_signed_expired_delivery(engine, receiver):
     created = now_ms()
     deadline = created + 3000
-    subscription, _ = subscribe(engine, trigger={"type": "interval", "seconds": 1, "start": aligned(created // 1000 * 1000)},
-                                target={"type": "callback", "url": f"{receiver.url}/ok/expiring"},
-                                deadline_ms=deadline, created_ms=created)
+    subscription, _ = subscribe(
+        engine,
+        trigger={"type": "interval", "seconds": 1, "start": aligned(created // 1000 * 1000)},
+        target={"type": "callback", "url": f"{receiver.url}/ok/expiring"},
+        deadline_ms=deadline,
+        created_ms=created,
+    )
     time.sleep((deadline - now_ms()) / 1000 + 4)
     deliveries = receiver.of(subscription.id)
     expired = [d for d in deliveries if d["body"]["status"] == "expired"]
@@ -370,10 +443,15 @@ def test_two_hosts_ticking_never_double_fire(engine, receiver):
     host = engine["host"]
     with host.twin():
         start = (now_ms() // 1000 + 3) * 1000
-        subscriptions = [subscribe(engine, args={"label": f"twin{i}"},
-                                   trigger={"type": "interval", "seconds": 1, "start": aligned(start)},
-                                   target={"type": "callback", "url": f"{receiver.url}/ok/twin"})[0]
-                         for i in range(4)]
+        subscriptions = [
+            subscribe(
+                engine,
+                args={"label": f"twin{i}"},
+                trigger={"type": "interval", "seconds": 1, "start": aligned(start)},
+                target={"type": "callback", "url": f"{receiver.url}/ok/twin"},
+            )[0]
+            for i in range(4)
+        ]
         time.sleep((start + 6000 - now_ms()) / 1000 + 1.5)
         for subscription in subscriptions:
             cancel(engine, subscription.id)

@@ -21,6 +21,7 @@ Recovery comes from the queue (messages of a killed host reappear after their le
 backoff) and the scheduler's sweep (undelivered fires older than 20 s are re-enqueued), while the
 history row makes every effect idempotent.
 """
+
 from __future__ import annotations
 
 import base64
@@ -41,9 +42,9 @@ from devhost.azurite import Azurite
 from devhost.ports import free_port, wait_for_port
 from shared.events import webhooks
 from shared.events.history import HistoryRow
+from shared.events.subscriptions import Subscription, SubscriptionStore, new_id
 from shared.settings import SETTINGS
 from shared.storage import table_client
-from shared.events.subscriptions import Subscription, SubscriptionStore, new_id
 from tests.conftest import PROJECT_ROOT
 from tests.e2e.conftest import children_of, start_host
 from tests.e2e.events.test_events import Receiver
@@ -95,8 +96,11 @@ class Senders:
                 while True:
                     tries += 1
                     try:
-                        response = client.post(f"/api/webhooks/{sid}", content=body, headers={
-                            "X-Webhook-Signature": webhooks.sign(secret, body, int(time.time()))})
+                        response = client.post(
+                            f"/api/webhooks/{sid}",
+                            content=body,
+                            headers={"X-Webhook-Signature": webhooks.sign(secret, body, int(time.time()))},
+                        )
                         if response.status_code == 202:
                             self.acked[n] = (time.monotonic(), sid, response.json()["sequence"])
                             break
@@ -123,19 +127,28 @@ class Senders:
 @pytest.mark.timeout(600)
 def test_ten_thousand_events_survive_host_and_storage_kills(tmp_path: Path):
     packages = tmp_path / "packages"
-    shutil.copytree(PROJECT_ROOT / "tests" / "packages" / "event_ticker", packages / "event_ticker",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        PROJECT_ROOT / "tests" / "packages" / "event_ticker",
+        packages / "event_ticker",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     secret = os.urandom(32)
     key = secrets.token_urlsafe(24)
     prefix = "c" + uuid.uuid4().hex[:10]
     with Azurite(tmp_path / "azurite") as azurite, Receiver() as receiver:
         env = {name: default for name, (default, _) in SETTINGS.items() if default is not None}
         env.update(os.environ)
-        env.update(AzureWebJobsStorage=azurite.connection_string,
-                   FABRIC_SEALING_SECRET=base64.b64encode(secret).decode(), FABRIC_PACKAGES_DIR=str(packages),
-                   FABRIC_TABLE_PREFIX=prefix, DEVHOST_FUNCTION_KEY=key, DEVHOST_MASTER_KEY=secrets.token_urlsafe(24),
-                   FABRIC_INVOKE_QUEUE=f"{prefix}-invocations", FABRIC_FIRE_QUEUE=f"{prefix}-fires",
-                   FABRIC_DELIVERY_BACKOFF_MAX_S="2")
+        env.update(
+            AzureWebJobsStorage=azurite.connection_string,
+            FABRIC_SEALING_SECRET=base64.b64encode(secret).decode(),
+            FABRIC_PACKAGES_DIR=str(packages),
+            FABRIC_TABLE_PREFIX=prefix,
+            DEVHOST_FUNCTION_KEY=key,
+            DEVHOST_MASTER_KEY=secrets.token_urlsafe(24),
+            FABRIC_INVOKE_QUEUE=f"{prefix}-invocations",
+            FABRIC_FIRE_QUEUE=f"{prefix}-fires",
+            FABRIC_DELIVERY_BACKOFF_MAX_S="2",
+        )
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         process = start_host(env, port, tmp_path / "host-1.log")
@@ -149,10 +162,20 @@ def test_ten_thousand_events_survive_host_and_storage_kills(tmp_path: Path):
             for _ in range(SUBSCRIPTIONS):
                 sid = new_id()
                 plain, sealed = webhooks.issue_secret(secret, sid)
-                store.create(Subscription(id=sid, subscriber="crash", cryptlet="event_ticker", method="tick",
-                                          args={}, trigger={"type": "webhook"},
-                                          target={"type": "callback", "url": f"{receiver.url}/ok/crash"},
-                                          deadline_ms=now + 3_600_000, created_ms=now, webhook_secret_sealed=sealed))
+                store.create(
+                    Subscription(
+                        id=sid,
+                        subscriber="crash",
+                        cryptlet="event_ticker",
+                        method="tick",
+                        args={},
+                        trigger={"type": "webhook"},
+                        target={"type": "callback", "url": f"{receiver.url}/ok/crash"},
+                        deadline_ms=now + 3_600_000,
+                        created_ms=now,
+                        webhook_secret_sealed=sealed,
+                    )
+                )
                 hooks.append((sid, plain))
             time.sleep(1)  # the subscriptions are durable in Azurite before anything is killed
 
@@ -160,7 +183,7 @@ def test_ten_thousand_events_survive_host_and_storage_kills(tmp_path: Path):
             began = time.monotonic()
             senders.start()
             senders.wait_for(EVENTS // 3)
-            kill_host(process)                      # both die at once, mid-burst
+            kill_host(process)  # both die at once, mid-burst
             azurite.stop(kill=True)
             storage_killed_at = time.monotonic()
             time.sleep(0.5)
@@ -169,7 +192,7 @@ def test_ten_thousand_events_survive_host_and_storage_kills(tmp_path: Path):
             wait_for_port(port, 60, process)
             restarted_at = time.monotonic()
             senders.wait_for(2 * EVENTS // 3)
-            kill_host(process)                      # the host alone, mid-burst
+            kill_host(process)  # the host alone, mid-burst
             time.sleep(0.5)
             process = start_host(env, port, tmp_path / "host-3.log")
             wait_for_port(port, 60, process)
@@ -180,8 +203,10 @@ def test_ten_thousand_events_survive_host_and_storage_kills(tmp_path: Path):
             history = table_client(azurite.connection_string, f"{prefix}history")
             deadline = time.monotonic() + 150
             while time.monotonic() < deadline:
-                rows = [HistoryRow.from_entity(e) for e in history.query_entities(
-                    "PartitionKey ne ''", select=["PartitionKey", "RowKey", "status"])]
+                rows = [
+                    HistoryRow.from_entity(e)
+                    for e in history.query_entities("PartitionKey ne ''", select=["PartitionKey", "RowKey", "status"])
+                ]
                 pending = [r for r in rows if r.status != "delivered"]
                 received = {(d["body"]["subscription"], d["body"]["sequence"]) for d in list(receiver.deliveries)}
                 if not pending and {(r.subscription, r.sequence) for r in rows} <= received:
@@ -210,18 +235,24 @@ def test_ten_thousand_events_survive_host_and_storage_kills(tmp_path: Path):
             n = d["body"]["envelope"]["payload"]["event"]["n"]
             events_at.setdefault(n, set()).add((d["body"]["subscription"], d["body"]["sequence"]))
         twice = {n for n, at in events_at.items() if len(at) > 1}
-        assert twice <= senders.retried, f"events applied under two sequences without a retry: {sorted(twice - senders.retried)[:5]}"
+        assert twice <= senders.retried, (
+            f"events applied under two sequences without a retry: {sorted(twice - senders.retried)[:5]}"
+        )
         # deliveries the history lost: only Azurite's unsaved tail before its SIGKILL
         orphans = received - stored
-        orphan_times = [d["received_ms"] for d in deliveries if (d["body"]["subscription"], d["body"]["sequence"]) in orphans]
+        orphan_times = [
+            d["received_ms"] for d in deliveries if (d["body"]["subscription"], d["body"]["sequence"]) in orphans
+        ]
         lost_window = (storage_killed_at - AZURITE_SAVE_WINDOW_S, restarted_at)
         lost = [n for n, (at, _, _) in senders.acked.items() if n not in events_at]
         outside = [n for n in lost if not lost_window[0] <= senders.acked[n][0] <= lost_window[1]]
         assert not outside, f"{len(outside)} acknowledged events lost outside Azurite's unsaved window: {outside[:5]}"
         duplicates = len(keys) - len(received)
-        print(f"\n{EVENTS} events sent in {sent_s:.0f} s, all delivered and settled after {total_s:.0f} s; "
-              f"{len(rows)} fires recorded; {duplicates} duplicate deliveries (same subscription and sequence, "
-              f"removed by dedup); {len(orphans)} deliveries whose history row Azurite lost in its SIGKILL "
-              f"(max at {max(orphan_times) if orphan_times else '-'}); {len(lost)} acknowledged events lost in "
-              f"Azurite's unsaved window; {len(senders.retried)} calls retried by their senders")
+        print(
+            f"\n{EVENTS} events sent in {sent_s:.0f} s, all delivered and settled after {total_s:.0f} s; "
+            f"{len(rows)} fires recorded; {duplicates} duplicate deliveries (same subscription and sequence, "
+            f"removed by dedup); {len(orphans)} deliveries whose history row Azurite lost in its SIGKILL "
+            f"(max at {max(orphan_times) if orphan_times else '-'}); {len(lost)} acknowledged events lost in "
+            f"Azurite's unsaved window; {len(senders.retried)} calls retried by their senders"
+        )
         assert len(events_at) + len(lost) == EVENTS

@@ -3,6 +3,7 @@
 No mocks: requests are signed with real secp256k1 keys, the EIP-191 hash is checked against
 ``eth_account`` and rows are read back from the table the event engine reads.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,14 +16,13 @@ import coincurve
 import httpx
 import pytest
 
-from shared.events import webhooks
 from shared.encoding import canonical_json, to_hex
+from shared.envelope import SECP256K1_N, address_of, eip191_hash, sign_digest
 from shared.errors import VerificationError
-from shared.envelope import SECP256K1_N, address_of, sign_digest
-from shared.storage import table_client
-from shared.envelope import eip191_hash
+from shared.events import webhooks
 from shared.events.subscribers import HEADER, sign_request
 from shared.events.subscriptions import Subscription, SubscriptionStore, validate_spec
+from shared.storage import table_client
 from tests.unit.events.test_signed_requests import CRYPTLET, new_key, now_ms, public_hex, spec  # pure helpers
 
 
@@ -96,8 +96,9 @@ def test_register_subscriber_is_admin_only_and_unique(fabric_host, admin, http) 
     again = admin.post("/api/subscribers", json={"name": "compressed_desk", "public_key": public_hex(compressed, True)})
     assert again.status_code == 201 and again.json()["public_key"] == public_hex(compressed)  # stored uncompressed
     problem(admin.post("/api/subscribers", json={"name": "Bad-Name", "public_key": public_hex(key)}), 400, "$.name")
-    problem(admin.post("/api/subscribers", json={"name": "bad_key", "public_key": "0x04" + "00" * 64}), 400,
-            "$.public_key")
+    problem(
+        admin.post("/api/subscribers", json={"name": "bad_key", "public_key": "0x04" + "00" * 64}), 400, "$.public_key"
+    )
     problem(admin.post("/api/subscribers", json={"name": "bad_key", "public_key": "0xzz"}), 400, "$.public_key")
     problem(admin.post("/api/subscribers", json={"name": "bad_key", "public_key": public_hex(key), "x": 1}), 400, "$.x")
     listed = http.get("/api/subscribers")
@@ -124,15 +125,20 @@ def test_signed_subscribe_creates_a_valid_row(fabric_host, cryptlet, http, subsc
     stored, etag = store.get(sub["id"])
     assert etag and isinstance(stored, Subscription)
     assert stored.public() == sub and stored.webhook_secret_sealed is None
-    assert validate_spec({k: getattr(stored, k) for k in ("cryptlet", "method", "args", "trigger", "target",
-                                                          "deadline_ms", "missed")},
-                         now_ms=stored.created_ms) == validate_spec(body, now_ms=stored.created_ms)
+    assert validate_spec(
+        {k: getattr(stored, k) for k in ("cryptlet", "method", "args", "trigger", "target", "deadline_ms", "missed")},
+        now_ms=stored.created_ms,
+    ) == validate_spec(body, now_ms=stored.created_ms)
     shown = http.get(f"/api/subscriptions/{sub['id']}")
     assert shown.status_code == 200 and shown.json() == sub
     mine = http.get("/api/subscriptions", params={"subscriber": subscriber[0]}).json()["subscriptions"]
     assert [s["id"] for s in mine] == [sub["id"]]
-    assert http.get("/api/subscriptions", params={"subscriber": subscriber[0], "status": "cancelled"}
-                    ).json()["subscriptions"] == []
+    assert (
+        http.get("/api/subscriptions", params={"subscriber": subscriber[0], "status": "cancelled"}).json()[
+            "subscriptions"
+        ]
+        == []
+    )
     problem(http.get("/api/subscriptions", params={"status": "sleeping"}), 400, "status")
     problem(http.get("/api/subscriptions/sub_000000000000000000000000"), 404)
     problem(http.get("/api/subscriptions/nonsense'"), 404)
@@ -194,8 +200,13 @@ def test_unknown_expired_and_malformed_requests(cryptlet, http, subscriber) -> N
         message = canonical_json(document)
         return message, to_hex(sign_digest(key, eip191_hash(message)))
 
-    good = {"subscriber": name, "nonce": to_hex(os.urandom(16)), "expires_ms": now_ms() + 60_000,
-            "action": "subscribe", "body": spec()}
+    good = {
+        "subscriber": name,
+        "nonce": to_hex(os.urandom(16)),
+        "expires_ms": now_ms() + 60_000,
+        "action": "subscribe",
+        "body": spec(),
+    }
     for member in ("nonce", "expires_ms", "body"):
         broken = {k: v for k, v in good.items() if k != member}
         problem(post_signed(http, "/api/subscriptions", *signed_raw(broken)), 400, f"$.{member}")
@@ -208,10 +219,16 @@ def test_unknown_expired_and_malformed_requests(cryptlet, http, subscriber) -> N
 
 def test_validation_errors_name_the_json_path(cryptlet, http, subscriber) -> None:
     cases = [
-        (spec(trigger={"type": "cron", "expression": "every day", "timezone": "America/New_York"}), 400,
-         "$.trigger.expression"),
-        (spec(trigger={"type": "cron", "expression": "0 0 16 * * *", "timezone": "Mars/Olympus"}), 400,
-         "$.trigger.timezone"),
+        (
+            spec(trigger={"type": "cron", "expression": "every day", "timezone": "America/New_York"}),
+            400,
+            "$.trigger.expression",
+        ),
+        (
+            spec(trigger={"type": "cron", "expression": "0 0 16 * * *", "timezone": "Mars/Olympus"}),
+            400,
+            "$.trigger.timezone",
+        ),
         (spec(trigger={"type": "sometimes"}), 400, "$.trigger.type"),
         (spec(deadline_ms=now_ms() - 1000), 400, "$.deadline_ms"),
         (spec(deadline_ms=now_ms() + 400 * 86_400_000), 400, "$.deadline_ms"),
@@ -223,9 +240,16 @@ def test_validation_errors_name_the_json_path(cryptlet, http, subscriber) -> Non
     ]
     for body, status, field in cases:
         problem(subscribe(http, subscriber, body), status, field)
-    ok = subscribe(http, subscriber, spec(trigger={"type": "threshold", "level": 40, "hysteresis": 0.5},
-                                          observe={"field": "rules_version", "every_s": 5}, args={},
-                                          method="rules"))
+    ok = subscribe(
+        http,
+        subscriber,
+        spec(
+            trigger={"type": "threshold", "level": 40, "hysteresis": 0.5},
+            observe={"field": "rules_version", "every_s": 5},
+            args={},
+            method="rules",
+        ),
+    )
     assert ok.status_code == 201, ok.text
     assert ok.json()["subscription"]["observe"] == {"field": "rules_version", "every_s": 5}
 
@@ -276,11 +300,23 @@ def test_webhook_secret_is_shown_once_and_stored_sealed(fabric_host, cryptlet, h
     assert secret not in json.dumps(dict(row))  # only the sealed blob is stored
     body = b'{"customer": "c-17", "rating": "B-"}'
     now_s = int(time.time())
-    webhooks.verify(fabric_host.sealing_secret, sub_id, stored.webhook_secret_sealed,
-                    webhooks.sign(secret, body, now_s), body, now_s=now_s)  # the shown secret is the sealed one
+    webhooks.verify(
+        fabric_host.sealing_secret,
+        sub_id,
+        stored.webhook_secret_sealed,
+        webhooks.sign(secret, body, now_s),
+        body,
+        now_s=now_s,
+    )  # the shown secret is the sealed one
     with pytest.raises(VerificationError):
-        webhooks.verify(fabric_host.sealing_secret, sub_id, stored.webhook_secret_sealed,
-                        webhooks.sign(secret, body + b" ", now_s), body, now_s=now_s)
+        webhooks.verify(
+            fabric_host.sealing_secret,
+            sub_id,
+            stored.webhook_secret_sealed,
+            webhooks.sign(secret, body + b" ", now_s),
+            body,
+            now_s=now_s,
+        )
     assert secret not in fabric_host.log()
 
 
@@ -307,35 +343,66 @@ def test_cli_end_to_end(fabric_host, cryptlet, tmp_path) -> None:
 
     name = f"cli_desk_{os.urandom(3).hex()}"
     one_line_error(fabric_host.cli("subscriber", "register", name, "--public-key", shown["public_key"]), "Unauthorized")
-    registered = fabric_host.cli("subscriber", "register", name, "--public-key", shown["public_key"],
-                                 "--admin-key", fabric_host.admin_key)
+    registered = fabric_host.cli(
+        "subscriber", "register", name, "--public-key", shown["public_key"], "--admin-key", fabric_host.admin_key
+    )
     assert registered.returncode == 0, registered.stderr
     assert json.loads(registered.stdout)["address"] == shown["address"]
-    one_line_error(fabric_host.cli("subscriber", "register", name, "--key-file", str(key_file),
-                                   "--admin-key", fabric_host.admin_key), "already registered")
+    one_line_error(
+        fabric_host.cli(
+            "subscriber", "register", name, "--key-file", str(key_file), "--admin-key", fabric_host.admin_key
+        ),
+        "already registered",
+    )
 
     common = ("--as", name, "--key-file", str(key_file), "--cryptlet", cryptlet)
-    created = fabric_host.cli("subscribe", *common, "--method", "rules", "--every", "5", "--history",
-                              "--deadline", "1h")
+    created = fabric_host.cli(
+        "subscribe", *common, "--method", "rules", "--every", "5", "--history", "--deadline", "1h"
+    )
     assert created.returncode == 0, created.stderr
     sub = json.loads(created.stdout)["subscription"]
     assert sub["trigger"]["type"] == "interval" and sub["trigger"]["seconds"] == 5
     assert 3_500_000 <= sub["deadline_ms"] - sub["created_ms"] <= 3_600_000
-    cron = fabric_host.cli("subscribe", *common, "--method", "rules", "--cron", "0 0 16 * * 1-5", "--tz",
-                           "America/New_York", "--calendar", "XNYS", "--callback", "https://example.com/cb",
-                           "--deadline", "7d")
+    cron = fabric_host.cli(
+        "subscribe",
+        *common,
+        "--method",
+        "rules",
+        "--cron",
+        "0 0 16 * * 1-5",
+        "--tz",
+        "America/New_York",
+        "--calendar",
+        "XNYS",
+        "--callback",
+        "https://example.com/cb",
+        "--deadline",
+        "7d",
+    )
     assert cron.returncode == 0, cron.stderr
     hook = fabric_host.cli("subscribe", *common, "--method", "rules", "--webhook", "--history", "--deadline", "30m")
     assert hook.returncode == 0 and json.loads(hook.stdout)["webhook_secret"], hook.stderr
 
-    one_line_error(fabric_host.cli("subscribe", *common, "--method", "nope", "--every", "5", "--history",
-                                   "--deadline", "1h"), "$.method")
-    one_line_error(fabric_host.cli("subscribe", *common, "--method", "rules", "--cron", "bad", "--tz", "UTC",
-                                   "--history", "--deadline", "1h"), "$.trigger.expression")
-    one_line_error(fabric_host.cli("subscribe", *common, "--method", "rules", "--every", "5", "--history",
-                                   "--deadline", "soon"), "--deadline")
-    one_line_error(fabric_host.cli("subscribe", *common, "--method", "rules", "--every", "5", "--webhook",
-                                   "--history", "--deadline", "1h"), "exactly one trigger")
+    one_line_error(
+        fabric_host.cli("subscribe", *common, "--method", "nope", "--every", "5", "--history", "--deadline", "1h"),
+        "$.method",
+    )
+    one_line_error(
+        fabric_host.cli(
+            "subscribe", *common, "--method", "rules", "--cron", "bad", "--tz", "UTC", "--history", "--deadline", "1h"
+        ),
+        "$.trigger.expression",
+    )
+    one_line_error(
+        fabric_host.cli("subscribe", *common, "--method", "rules", "--every", "5", "--history", "--deadline", "soon"),
+        "--deadline",
+    )
+    one_line_error(
+        fabric_host.cli(
+            "subscribe", *common, "--method", "rules", "--every", "5", "--webhook", "--history", "--deadline", "1h"
+        ),
+        "exactly one trigger",
+    )
 
     listed = fabric_host.cli("subscriptions", "list", "--as", name, "--json")
     assert listed.returncode == 0, listed.stderr
@@ -346,12 +413,20 @@ def test_cli_end_to_end(fabric_host, cryptlet, tmp_path) -> None:
     other_key = tmp_path / "other.key"
     assert fabric_host.cli("subscriber", "keygen", "-o", str(other_key)).returncode == 0
     other = f"cli_other_{os.urandom(3).hex()}"
-    assert fabric_host.cli("subscriber", "register", other, "--key-file", str(other_key),
-                           "--admin-key", fabric_host.admin_key).returncode == 0
-    one_line_error(fabric_host.cli("subscriptions", "cancel", sub["id"], "--as", other, "--key-file", str(other_key)),
-                   "another subscriber")
-    one_line_error(fabric_host.cli("subscriptions", "cancel", sub["id"], "--as", name, "--key-file", str(other_key)),
-                   "not by subscriber")
+    assert (
+        fabric_host.cli(
+            "subscriber", "register", other, "--key-file", str(other_key), "--admin-key", fabric_host.admin_key
+        ).returncode
+        == 0
+    )
+    one_line_error(
+        fabric_host.cli("subscriptions", "cancel", sub["id"], "--as", other, "--key-file", str(other_key)),
+        "another subscriber",
+    )
+    one_line_error(
+        fabric_host.cli("subscriptions", "cancel", sub["id"], "--as", name, "--key-file", str(other_key)),
+        "not by subscriber",
+    )
     cancelled = fabric_host.cli("subscriptions", "cancel", sub["id"], "--as", name, "--key-file", str(key_file))
     assert cancelled.returncode == 0, cancelled.stderr
     assert json.loads(cancelled.stdout)["subscription"]["status"] == "cancelled"

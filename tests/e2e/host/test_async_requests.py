@@ -1,4 +1,5 @@
 """Asynchronous invocations through the queue trigger, with results and poison handling."""
+
 from __future__ import annotations
 
 import base64
@@ -9,9 +10,9 @@ import time
 from azure.storage.queue import QueueClient
 
 from devhost.azurite import DEV_ACCOUNT  # noqa: F401  (documents which account the queues live in)
-from shared.events.delivery import signer_of
 from shared.encoding import from_hex
 from shared.envelope import Envelope, verify_envelope
+from shared.events.delivery import signer_of
 from shared.host.queued_calls import QueuedRequest, RequestStore
 from shared.storage import table_client
 from tests.helpers import wait_for
@@ -32,7 +33,9 @@ def test_queued_request_completes_with_a_signed_envelope(fabric_host, registered
 
 def test_bad_requests_are_refused_before_queueing(fabric_host, registered):
     with fabric_host.client() as http:
-        assert http.post("/api/cryptlets/customer_validator/requests", json={"method": "nope"}).json()["field"] == "method"
+        assert (
+            http.post("/api/cryptlets/customer_validator/requests", json={"method": "nope"}).json()["field"] == "method"
+        )
         assert http.post("/api/cryptlets/missing/requests", json={"method": "x"}).status_code == 404
         assert http.get("/api/requests/0x" + "00" * 32).status_code == 404
         assert http.get("/api/requests/nothex").json()["field"] == "request_id"
@@ -40,8 +43,10 @@ def test_bad_requests_are_refused_before_queueing(fabric_host, registered):
 
 def test_request_that_cannot_succeed_is_recorded_failed(fabric_host, registered):
     with fabric_host.client() as http:
-        accepted = http.post("/api/cryptlets/customer_validator/requests",
-                             json={"method": "validate", "args": {"customer": "not an object", "salt": "00"}})
+        accepted = http.post(
+            "/api/cryptlets/customer_validator/requests",
+            json={"method": "validate", "args": {"customer": "not an object", "salt": "00"}},
+        )
         location = accepted.headers["location"]
         result = wait_for(lambda: (r := http.get(location).json())["status"] != "pending" and r)
     assert result["status"] == "failed" and result["error"]["field"] == "args"
@@ -75,10 +80,16 @@ def _expiry_is_signed_by_the_fabric(fabric_host, result: dict, request_id: str) 
 
 def test_a_queued_request_past_its_deadline_is_not_run_but_fails_signed(fabric_host, registered):
     request_id = "0x" + secrets.token_hex(32)
-    message = {"request_id": request_id, "name": "customer_validator", "method": "rules", "args": {},
-               "deadline_ms": int(time.time() * 1000) - 1}  # e.g. it waited in the queue too long
+    message = {
+        "request_id": request_id,
+        "name": "customer_validator",
+        "method": "rules",
+        "args": {},
+        "deadline_ms": int(time.time() * 1000) - 1,
+    }  # e.g. it waited in the queue too long
     QueueClient.from_connection_string(fabric_host.storage, f"{fabric_host.table_prefix}-invocations").send_message(
-        base64.b64encode(json.dumps(message).encode()).decode())
+        base64.b64encode(json.dumps(message).encode()).decode()
+    )
     with fabric_host.client() as http:
         result = wait_for(lambda: (r := http.get(f"/api/requests/{request_id}")).status_code == 200 and r.json())
     assert "envelope" not in result
@@ -97,11 +108,14 @@ def test_a_pending_request_past_its_deadline_reads_as_expired(fabric_host, regis
 def test_request_deadlines_are_validated(fabric_host, registered):
     with fabric_host.client() as http:
         for deadline in (int(time.time() * 1000) - 5, "soon", int(time.time() * 1000) + 8 * 86400 * 1000):
-            response = http.post("/api/cryptlets/customer_validator/requests",
-                                 json={"method": "rules", "deadline_ms": deadline})
+            response = http.post(
+                "/api/cryptlets/customer_validator/requests", json={"method": "rules", "deadline_ms": deadline}
+            )
             assert response.status_code == 400 and response.json()["field"] == "deadline_ms"
-        accepted = http.post("/api/cryptlets/customer_validator/requests",
-                             json={"method": "rules", "deadline_ms": int(time.time() * 1000) + 60_000})
+        accepted = http.post(
+            "/api/cryptlets/customer_validator/requests",
+            json={"method": "rules", "deadline_ms": int(time.time() * 1000) + 60_000},
+        )
         assert accepted.status_code == 202
         result = wait_for(lambda: (r := http.get(accepted.headers["location"]).json())["status"] != "pending" and r)
     assert result["status"] == "done"

@@ -1,5 +1,6 @@
 """Hostile cryptlets against the real dev host: each is contained with a clear error while another
 cryptlet keeps being served (packages in ``tests/packages/hostile_*``)."""
+
 from __future__ import annotations
 
 import base64
@@ -32,7 +33,9 @@ def invoke(http: httpx.Client, name: str, method: str = "run", args: dict | None
 
 def validate_once(http: httpx.Client, registration: dict) -> None:
     """One well-behaved invocation: it must succeed and be signed by the registered key."""
-    response = invoke(http, "customer_validator", "validate", {"customer": CUSTOMER, "salt": "0x" + os.urandom(32).hex()})
+    response = invoke(
+        http, "customer_validator", "validate", {"customer": CUSTOMER, "salt": "0x" + os.urandom(32).hex()}
+    )
     assert response.status_code == 200, response.text
     assert verify_envelope(Envelope.from_dict(response.json()), registration["address"])
 

@@ -1,4 +1,5 @@
 """The OpenAPI document served by the dev host (the document itself: tests/unit/test_openapi.py)."""
+
 from __future__ import annotations
 
 import json

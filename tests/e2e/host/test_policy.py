@@ -1,4 +1,5 @@
 """Per-cryptlet policy over the real dev host: admin-only, validated, a ledger event, effective, enforced, durable."""
+
 from __future__ import annotations
 
 import base64
@@ -15,9 +16,15 @@ from shared.ledger.chain import LedgerEntry
 from shared.settings import Settings
 
 SLOW = "slow_echo"
-MANIFEST = {"name": SLOW, "version": "1.0.0", "kind": "utility", "runtime": "python", "entry": "main:Slow",
-            "config": {"description": "Test cryptlet: sleeps, then reports its region's pid.", "isolation": False},
-            "interface": {"methods": {"pid": {"inputs": [{"name": "seconds", "type": "json"}]}}}}
+MANIFEST = {
+    "name": SLOW,
+    "version": "1.0.0",
+    "kind": "utility",
+    "runtime": "python",
+    "entry": "main:Slow",
+    "config": {"description": "Test cryptlet: sleeps, then reports its region's pid.", "isolation": False},
+    "interface": {"methods": {"pid": {"inputs": [{"name": "seconds", "type": "json"}]}}},
+}
 CODE = '''"""Test cryptlet: sleeps, then reports which region (process) ran the call."""
 import os
 import time
@@ -68,15 +75,18 @@ def test_setting_a_policy_needs_the_admin_key(fabric_host, slow):
         assert http.get(f"/api/cryptlets/{slow}/policy").status_code == 200
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"max_instances": 0}, "$.max_instances"),
-    ({"max_instances": "two"}, "$.max_instances"),
-    ({"egress": ["api.example.com", "not a host!"]}, "$.egress[1]"),
-    ({"isolation": "yes"}, "$.isolation"),
-    ({"min_instances": 3, "max_instances": 2}, "$.min_instances"),
-    ({"colour": "red"}, "$.colour"),
-    ([1, 2], "$"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"max_instances": 0}, "$.max_instances"),
+        ({"max_instances": "two"}, "$.max_instances"),
+        ({"egress": ["api.example.com", "not a host!"]}, "$.egress[1]"),
+        ({"isolation": "yes"}, "$.isolation"),
+        ({"min_instances": 3, "max_instances": 2}, "$.min_instances"),
+        ({"colour": "red"}, "$.colour"),
+        ([1, 2], "$"),
+    ],
+)
 def test_an_invalid_policy_is_a_400_naming_the_path(fabric_host, slow, body, field):
     with admin(fabric_host) as http:
         response = http.put(f"/api/cryptlets/{slow}/policy", json=body)
@@ -109,8 +119,13 @@ def test_max_instances_limits_concurrent_regions(fabric_host, slow):
 
 
 def test_policy_is_a_verified_ledger_entry_and_overrides_the_manifest(fabric_host, slow):
-    policy = {"isolation": True, "egress": ["api.example.com", "*.chain.example:8545"], "max_instances": 2,
-              "min_instances": 1, "note": "admin override"}
+    policy = {
+        "isolation": True,
+        "egress": ["api.example.com", "*.chain.example:8545"],
+        "max_instances": 2,
+        "min_instances": 1,
+        "note": "admin override",
+    }
     with admin(fabric_host) as http:
         response = http.put(f"/api/cryptlets/{slow}/policy", json=policy)
     assert response.status_code == 200, response.text
@@ -118,8 +133,11 @@ def test_policy_is_a_verified_ledger_entry_and_overrides_the_manifest(fabric_hos
     entry = LedgerEntry.from_dict(body["entry"])
     assert entry.kind == "policy.set"
     assert entry.computed_hash() == entry.entry_hash
-    assert entry.payload == {"scope": f"cryptlet:{slow}", "note": "admin override",
-                             "policy": {k: v for k, v in policy.items() if k != "note"}}
+    assert entry.payload == {
+        "scope": f"cryptlet:{slow}",
+        "note": "admin override",
+        "policy": {k: v for k, v in policy.items() if k != "note"},
+    }
     with fabric_host.client() as http:
         stored = http.get(f"/api/ledger/entries/{entry.sequence}").json()
         view = http.get(f"/api/cryptlets/{slow}/policy").json()
@@ -128,8 +146,14 @@ def test_policy_is_a_verified_ledger_entry_and_overrides_the_manifest(fabric_hos
     assert view["manifest"] == {"isolation": False}
     assert view["policy"] == policy
     assert view["ledger"]["sequence"] == entry.sequence
-    effective = {"isolation": True, "egress": policy["egress"], "min_instances": 1, "max_instances": 2,
-                 "egress_enforced": True, "timeout_s": 10.0}
+    effective = {
+        "isolation": True,
+        "egress": policy["egress"],
+        "min_instances": 1,
+        "max_instances": 2,
+        "egress_enforced": True,
+        "timeout_s": 10.0,
+    }
     assert view["effective"] == effective
     assert described["effective"] == effective
     assert fabric_host.cli("ledger", "verify").returncode == 0
@@ -139,10 +163,14 @@ def test_policy_persists_for_a_new_fabric_instance(fabric_host, slow):
     with admin(fabric_host) as http:
         response = http.put(f"/api/cryptlets/{slow}/policy", json={"max_instances": 1, "egress": ["x.example"]})
     assert response.status_code == 200, response.text
-    settings = Settings.from_env({"AzureWebJobsStorage": fabric_host.storage,
-                                  "FABRIC_SEALING_SECRET": base64.b64encode(fabric_host.sealing_secret).decode(),
-                                  "FABRIC_PACKAGES_DIR": str(fabric_host.packages_dir),
-                                  "FABRIC_TABLE_PREFIX": fabric_host.table_prefix})
+    settings = Settings.from_env(
+        {
+            "AzureWebJobsStorage": fabric_host.storage,
+            "FABRIC_SEALING_SECRET": base64.b64encode(fabric_host.sealing_secret).decode(),
+            "FABRIC_PACKAGES_DIR": str(fabric_host.packages_dir),
+            "FABRIC_TABLE_PREFIX": fabric_host.table_prefix,
+        }
+    )
     host = build_host(settings)  # what a restarted (or another) host sees
     try:
         view = host.policies.get(slow)
@@ -160,8 +188,20 @@ def test_cli_policy_set_and_get(fabric_host, slow):
     denied = fabric_host.cli("policy", "set", slow, "--max-instances", "2")  # function key only
     assert denied.returncode == 1 and len(denied.stderr.strip().splitlines()) == 1
     assert "Traceback" not in denied.stderr
-    done = fabric_host.cli("policy", "set", slow, "--max-instances", "2", "--egress", "a.example", "--egress", "b.example",
-                           "--isolation", "--admin-key", fabric_host.admin_key)
+    done = fabric_host.cli(
+        "policy",
+        "set",
+        slow,
+        "--max-instances",
+        "2",
+        "--egress",
+        "a.example",
+        "--egress",
+        "b.example",
+        "--isolation",
+        "--admin-key",
+        fabric_host.admin_key,
+    )
     assert done.returncode == 0, done.stderr
     shown = fabric_host.cli("policy", "get", slow)
     assert shown.returncode == 0, shown.stderr

@@ -1,28 +1,37 @@
 """The walking skeleton end to end: register -> invoke -> verify, over HTTP and the CLI."""
+
 from __future__ import annotations
 
 import base64
 import json
 import secrets
+from datetime import UTC
 
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from shared.keys import sealing
 from shared.encoding import from_hex
 from shared.envelope import SECP256K1_N, Envelope
+from shared.keys import sealing
 from shared.storage import table_client
 
-CUSTOMER = {"name": "Ada Example", "email": "ada@example.com", "country": "GB", "birth_date": "1990-12-10",
-            "credit_score": 742}
+CUSTOMER = {
+    "name": "Ada Example",
+    "email": "ada@example.com",
+    "country": "GB",
+    "birth_date": "1990-12-10",
+    "credit_score": 742,
+}
 
 
 @pytest.fixture(scope="module")
 def envelope(fabric_host, registered):
     with fabric_host.client() as http:
-        response = http.post("/api/cryptlets/customer_validator/invoke",
-                             json={"method": "validate", "args": {"customer": CUSTOMER, "salt": "0x" + "ab" * 32}})
+        response = http.post(
+            "/api/cryptlets/customer_validator/invoke",
+            json={"method": "validate", "args": {"customer": CUSTOMER, "salt": "0x" + "ab" * 32}},
+        )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -55,9 +64,15 @@ def test_cli_register_list_invoke_verify(fabric_host, registered, tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert [c["name"] for c in json.loads(listed.stdout)] == ["customer_validator"]
     out = tmp_path / "envelope.json"
-    invoked = fabric_host.cli("invoke", "customer_validator", "validate", "--args",
-                              json.dumps({"customer": {**CUSTOMER, "country": "KP"}, "salt": "0x" + "01" * 32}),
-                              "-o", str(out))
+    invoked = fabric_host.cli(
+        "invoke",
+        "customer_validator",
+        "validate",
+        "--args",
+        json.dumps({"customer": {**CUSTOMER, "country": "KP"}, "salt": "0x" + "01" * 32}),
+        "-o",
+        str(out),
+    )
     assert invoked.returncode == 0, invoked.stderr
     assert json.loads(out.read_text())["payload"]["failed_rules"] == ["sanctions"]
     verified = fabric_host.cli("verify", "--allow-software-evidence", str(out))
@@ -110,14 +125,17 @@ def _tamper_registration(doc):
     doc["registration"] = {**doc["registration"], "entry_hash": "0x" + "22" * 32}
 
 
-@pytest.mark.parametrize("tamper, reason", [
-    (_tamper_payload, "payload_hash_mismatch"),
-    (_tamper_payload_and_hash, "signature_mismatch"),
-    (_tamper_digest, "signature_mismatch"),
-    (_tamper_high_s, "high_s"),
-    (_tamper_signer, "signer_not_registered"),
-    (_tamper_registration, "signature_mismatch"),
-])
+@pytest.mark.parametrize(
+    "tamper, reason",
+    [
+        (_tamper_payload, "payload_hash_mismatch"),
+        (_tamper_payload_and_hash, "signature_mismatch"),
+        (_tamper_digest, "signature_mismatch"),
+        (_tamper_high_s, "high_s"),
+        (_tamper_signer, "signer_not_registered"),
+        (_tamper_registration, "signature_mismatch"),
+    ],
+)
 def test_tampered_envelope_is_rejected_with_its_reason(fabric_host, envelope, tamper, reason, tmp_path):
     doc = json.loads(json.dumps(envelope))
     tamper(doc)
@@ -131,8 +149,10 @@ def test_tampered_envelope_is_rejected_with_its_reason(fabric_host, envelope, ta
 
 def test_unknown_cryptlet_is_404(fabric_host):
     with fabric_host.client() as http:
-        for response in (http.post("/api/cryptlets/no_such/invoke", json={"method": "x"}),
-                         http.get("/api/cryptlets/no_such")):
+        for response in (
+            http.post("/api/cryptlets/no_such/invoke", json={"method": "x"}),
+            http.get("/api/cryptlets/no_such"),
+        ):
             assert response.status_code == 404
             assert response.headers["content-type"].startswith("application/problem+json")
             assert response.json()["field"] == "name"
@@ -146,12 +166,15 @@ def test_malformed_manifest_is_400_naming_the_field(fabric_host):
     assert problem["field"] == "$.kind" and problem["code"] == "invalid_manifest"
 
 
-@pytest.mark.parametrize("body, field", [
-    ({}, "package"),
-    ({"package": "../etc"}, "package"),
-    ({"package": 7}, "package"),
-    ([1, 2], "$"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "package"),
+        ({"package": "../etc"}, "package"),
+        ({"package": 7}, "package"),
+        ([1, 2], "$"),
+    ],
+)
 def test_bad_registration_bodies_are_400_naming_the_field(fabric_host, body, field):
     with fabric_host.client() as http:
         response = http.post("/api/cryptlets", json=body)
@@ -161,9 +184,12 @@ def test_bad_registration_bodies_are_400_naming_the_field(fabric_host, body, fie
 def test_invalid_json_and_bad_invocations_are_400(fabric_host, registered):
     with fabric_host.client() as http:
         assert http.post("/api/cryptlets", content=b"{nope").json()["field"] == "$"
-        cases = [({"method": "nope"}, "method"), ({"method": "validate", "args": [1]}, "args"),
-                 ({"method": "validate", "args": {"customer": 5, "salt": "00"}}, "args"),
-                 ({"method": "validate", "args": {}, "request_id": "0x12"}, "request_id")]
+        cases = [
+            ({"method": "nope"}, "method"),
+            ({"method": "validate", "args": [1]}, "args"),
+            ({"method": "validate", "args": {"customer": 5, "salt": "00"}}, "args"),
+            ({"method": "validate", "args": {}, "request_id": "0x12"}, "request_id"),
+        ]
         for body, field in cases:
             response = http.post("/api/cryptlets/customer_validator/invoke", json=body)
             assert response.status_code == 400, (body, response.text)
@@ -200,34 +226,41 @@ def test_no_private_key_material_leaves_the_region(fabric_host, registered, enve
     assert keys
     secrets_found = []
     for row in keys:
-        secret = sealing.unseal(fabric_host.sealing_secret, from_hex(row["digest"]), row["address"],
-                                base64.b64decode(row["sealed"]))
+        secret = sealing.unseal(
+            fabric_host.sealing_secret, from_hex(row["digest"]), row["address"], base64.b64decode(row["sealed"])
+        )
         secrets_found.append(secret)
         assert secret not in base64.b64decode(row["sealed"])  # sealed, not stored in the clear
     with fabric_host.client() as http:  # exercise more responses
         http.get("/api/cryptlets"), http.get("/api/cryptlets/customer_validator"), http.get("/api/ledger/entries")
     visible = "\n".join(fabric_host.responses) + fabric_host.log()
     for table in ("ledger", "cryptlets"):
-        visible += json.dumps(list(table_client(fabric_host.storage, f"{fabric_host.table_prefix}{table}").list_entities()),
-                              default=str)
+        visible += json.dumps(
+            list(table_client(fabric_host.storage, f"{fabric_host.table_prefix}{table}").list_entities()), default=str
+        )
     for secret in secrets_found:
-        for form in (secret.hex(), secret.hex().upper(), base64.b64encode(secret).decode(),
-                     base64.urlsafe_b64encode(secret).decode().rstrip("=")):
+        for form in (
+            secret.hex(),
+            secret.hex().upper(),
+            base64.b64encode(secret).decode(),
+            base64.urlsafe_b64encode(secret).decode().rstrip("="),
+        ):
             assert form not in visible
 
 
 def test_request_id_is_honoured(fabric_host, registered):
     request_id = "0x" + secrets.token_hex(32)
     with fabric_host.client() as http:
-        env = http.post("/api/cryptlets/customer_validator/invoke",
-                        json={"method": "rules", "request_id": request_id}).json()
+        env = http.post(
+            "/api/cryptlets/customer_validator/invoke", json={"method": "rules", "request_id": request_id}
+        ).json()
     assert env["request_id"] == request_id and env["topic"] == "customer_validator.rules"
 
 
 def test_registration_records_evidence_binding_the_key(fabric_host, registered, envelope):
     """The ledger entry holds the software evidence, the catalog and every envelope cite it, and it
     verifies under the platform key the host publishes (which is derived from its sealing secret)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from shared.attestation import Evidence, SoftwarePolicy
     from shared.attestation.software import platform_public_key
@@ -239,13 +272,18 @@ def test_registration_records_evidence_binding_the_key(fabric_host, registered, 
     expected_key = "0x" + platform_public_key(platform_key(fabric_host.sealing_secret)).hex()
     from shared.events.delivery import DeliveryKey  # the event engine's delivery key (docs/events.md)
 
-    assert attestation == {"provider": "process", "evidence_kind": "process", "software": True, "debug": True,
-                           "platform_key": expected_key,
-                           "delivery_address": DeliveryKey(fabric_host.sealing_secret).address}
+    assert attestation == {
+        "provider": "process",
+        "evidence_kind": "process",
+        "software": True,
+        "debug": True,
+        "platform_key": expected_key,
+        "delivery_address": DeliveryKey(fabric_host.sealing_secret).address,
+    }
     record = entry["payload"]["evidence"]
     assert registered["evidence"] == {"kind": "process", "hash": record["hash"]} == envelope["evidence"]
     evidence = Evidence.from_dict(record)
     policy = SoftwarePolicy(allow_software=True, platform_keys=frozenset({expected_key}))
-    verified = policy.verify(evidence, now=datetime.now(timezone.utc))
+    verified = policy.verify(evidence, now=datetime.now(UTC))
     assert verified.debuggable and "0x" + verified.measurement == registered["digest"]
     verified.require_binding(from_hex(registered["public_key"], length=65), from_hex(record["nonce"], length=32))

@@ -1,16 +1,24 @@
 """Invocations reuse a recent catalog read of the registration; every key or status change made on
 the host drops it at once, so no envelope is signed with a rotated, revoked or retired key."""
+
 from __future__ import annotations
 
 from shared.envelope import Envelope, verify_envelope
 
-CUSTOMER = {"name": "Ada Example", "email": "ada@example.com", "country": "GB", "birth_date": "1990-12-10",
-            "credit_score": 742}
+CUSTOMER = {
+    "name": "Ada Example",
+    "email": "ada@example.com",
+    "country": "GB",
+    "birth_date": "1990-12-10",
+    "credit_score": 742,
+}
 
 
 def invoke(http):
-    return http.post("/api/cryptlets/customer_validator/invoke",
-                     json={"method": "validate", "args": {"customer": CUSTOMER, "salt": "0x" + "cd" * 32}})
+    return http.post(
+        "/api/cryptlets/customer_validator/invoke",
+        json={"method": "validate", "args": {"customer": CUSTOMER, "salt": "0x" + "cd" * 32}},
+    )
 
 
 def signer(response) -> str:

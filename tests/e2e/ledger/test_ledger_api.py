@@ -1,5 +1,6 @@
 """The ledger through the function app and the CLI: checkpoints, receipts, consistency, tail, and
 the key lifecycle (rotation, revocation, retirement) as ledger events that verification honours."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,20 @@ import pytest
 from shared.ledger.checkpoints import VerifierKey, open_checkpoint
 from shared.ledger.receipts import Consistency, Receipt
 
-CUSTOMER = {"name": "Ada Example", "email": "ada@example.com", "country": "GB", "birth_date": "1990-12-10",
-            "credit_score": 742}
+CUSTOMER = {
+    "name": "Ada Example",
+    "email": "ada@example.com",
+    "country": "GB",
+    "birth_date": "1990-12-10",
+    "credit_score": 742,
+}
 
 
 def invoke(http) -> dict:
-    response = http.post("/api/cryptlets/customer_validator/invoke",
-                         json={"method": "validate", "args": {"customer": CUSTOMER, "salt": "0x" + "ab" * 32}})
+    response = http.post(
+        "/api/cryptlets/customer_validator/invoke",
+        json={"method": "validate", "args": {"customer": CUSTOMER, "salt": "0x" + "ab" * 32}},
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -41,8 +49,14 @@ def story(fabric_host, registered, tmp_path_factory):
         public_key = http.get("/api/ledger").json()["public_key"]
     (work / "first.json").write_text(json.dumps(first))
     (work / "second.json").write_text(json.dumps(second))
-    return {"work": work, "registered": registered, "rotated": rotated.json(), "first": first,
-            "second": second, "public_key": public_key}
+    return {
+        "work": work,
+        "registered": registered,
+        "rotated": rotated.json(),
+        "first": first,
+        "second": second,
+        "public_key": public_key,
+    }
 
 
 def test_checkpoint_key_is_published_and_signs_the_checkpoints(fabric_host, story):
@@ -118,8 +132,9 @@ def test_rotation_makes_a_new_key_inside_a_region_and_records_it(fabric_host, st
     assert story["second"]["registration"]["sequence"] == entry["sequence"]
     with fabric_host.client() as http:
         keys = http.get("/api/cryptlets/customer_validator/keys").json()["keys"]
-        at_registration = http.get("/api/cryptlets/customer_validator/keys",
-                                   params={"at": old["ledger"]["sequence"]}).json()["key"]
+        at_registration = http.get(
+            "/api/cryptlets/customer_validator/keys", params={"at": old["ledger"]["sequence"]}
+        ).json()["key"]
         at_rotation = http.get("/api/cryptlets/customer_validator/keys", params={"at": entry["sequence"]}).json()["key"]
     assert [k["status"] for k in keys] == ["superseded", "active"]
     assert at_registration["address"] == old["address"] and at_rotation["address"] == new["address"]
@@ -129,8 +144,9 @@ def test_envelopes_of_both_keys_verify_when_signed_while_valid(fabric_host, stor
     for name in ("first.json", "second.json"):
         result = fabric_host.cli("verify", "--allow-software-evidence", str(story["work"] / name))
         assert result.returncode == 0, result.stderr
-    from_storage = fabric_host.cli("verify", "--allow-software-evidence", "--connection", fabric_host.storage,
-                                   str(story["work"] / "first.json"))
+    from_storage = fabric_host.cli(
+        "verify", "--allow-software-evidence", "--connection", fabric_host.storage, str(story["work"] / "first.json")
+    )
     assert from_storage.returncode == 0, from_storage.stderr
 
 
@@ -139,8 +155,10 @@ def test_revocation_fails_envelopes_signed_from_its_effective_time_on(fabric_hos
     with fabric_host.client() as http:
         current = http.get("/api/cryptlets/customer_validator").json()
         invalid_after = story["rotated"]["entries"][-1]["time"]  # compromised since it was made
-        revoked = http.post("/api/cryptlets/customer_validator/keys/revoke",
-                            json={"reason": "compromised", "invalid_after": invalid_after, "note": "leaked"})
+        revoked = http.post(
+            "/api/cryptlets/customer_validator/keys/revoke",
+            json={"reason": "compromised", "invalid_after": invalid_after, "note": "leaked"},
+        )
         assert revoked.status_code == 200, revoked.text
         kinds = [e["kind"] for e in revoked.json()["entries"]]
         assert kinds == ["cryptlet.key_revoked", "cryptlet.key_rotated"]  # one transaction: revoke + new key
@@ -149,8 +167,10 @@ def test_revocation_fails_envelopes_signed_from_its_effective_time_on(fabric_hos
     assert again.status_code == 409
     assert third["cryptlet"] not in (current["address"], story["registered"]["address"])
     one_line_failure(fabric_host.cli("verify", "--allow-software-evidence", str(second)), "key_revoked")
-    one_line_failure(fabric_host.cli("verify", "--allow-software-evidence", "--connection", fabric_host.storage,
-                                     str(second)), "key_revoked")
+    one_line_failure(
+        fabric_host.cli("verify", "--allow-software-evidence", "--connection", fabric_host.storage, str(second)),
+        "key_revoked",
+    )
     (story["work"] / "third.json").write_text(json.dumps(third))
     ok = fabric_host.cli("verify", "--allow-software-evidence", str(story["work"] / "third.json"))
     assert ok.returncode == 0, ok.stderr
@@ -159,8 +179,10 @@ def test_revocation_fails_envelopes_signed_from_its_effective_time_on(fabric_hos
 def test_bad_key_requests_are_problems_naming_the_field(fabric_host, story):
     with fabric_host.client() as http:
         unknown = http.post("/api/cryptlets/no_such/keys/rotate")
-        reason = http.post("/api/cryptlets/customer_validator/keys/revoke",
-                           json={"address": story["registered"]["address"], "reason": "bored"})
+        reason = http.post(
+            "/api/cryptlets/customer_validator/keys/revoke",
+            json={"address": story["registered"]["address"], "reason": "bored"},
+        )
         at = http.get("/api/cryptlets/customer_validator/keys", params={"at": "x"})
         key = http.get("/api/ledger/keys/0x" + "00" * 20)
     assert unknown.status_code == 404 and unknown.json()["field"] == "name"

@@ -1,4 +1,5 @@
 """Registration from an uploaded package zip: accepted uploads run and verify, hostile ones are refused."""
+
 from __future__ import annotations
 
 import io
@@ -14,22 +15,28 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 from shared.ledger.checkpoints import VerifierKey
-from shared.packages.upload import zip_package
 from shared.ledger.receipts import Receipt
+from shared.packages.upload import zip_package
 from shared.settings import PROJECT_ROOT
 
 MAX_BYTES = 256 * 1024
 FABRIC_HOST_SETTINGS = {"FABRIC_MAX_PACKAGE_BYTES": str(MAX_BYTES)}
-CUSTOMER = {"name": "Ada Example", "email": "ada@example.com", "country": "GB", "birth_date": "1990-12-10",
-            "credit_score": 742}
+CUSTOMER = {
+    "name": "Ada Example",
+    "email": "ada@example.com",
+    "country": "GB",
+    "birth_date": "1990-12-10",
+    "credit_score": 742,
+}
 ZIP = {"content-type": "application/zip"}
 
 
 def renamed_validator(parent: Path, name: str) -> Path:
     """A copy of customer_validator registered under ``name``."""
     folder = parent / name
-    shutil.copytree(PROJECT_ROOT / "cryptlet_packages" / "customer_validator", folder,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        PROJECT_ROOT / "cryptlet_packages" / "customer_validator", folder, ignore=shutil.ignore_patterns("__pycache__")
+    )
     manifest = json.loads((folder / "cryptlet.json").read_text())
     (folder / "cryptlet.json").write_text(json.dumps({**manifest, "name": name}))
     return folder
@@ -50,9 +57,17 @@ def symlink_entry(name: str) -> zipfile.ZipInfo:
     return info
 
 
-MANIFEST = json.dumps({"name": "hostile_pkg", "version": "1.0.0", "kind": "utility", "runtime": "python",
-                       "entry": "main:Hostile", "config": {"description": "x", "isolation": True},
-                       "interface": {"methods": {}}}).encode()
+MANIFEST = json.dumps(
+    {
+        "name": "hostile_pkg",
+        "version": "1.0.0",
+        "kind": "utility",
+        "runtime": "python",
+        "entry": "main:Hostile",
+        "config": {"description": "x", "isolation": True},
+        "interface": {"methods": {}},
+    }
+).encode()
 HOSTILE = {
     "path_traversal": (400, archive(("cryptlet.json", MANIFEST), ("../escape.py", b"x = 1"))),
     "absolute_path": (400, archive(("cryptlet.json", MANIFEST), ("/tmp/evil.py", b"x = 1"))),
@@ -81,8 +96,15 @@ def test_uploaded_zip_registers_invokes_and_verifies(fabric_host, uploaded, tmp_
     stored = fabric_host.packages_dir / uploaded["package"]
     assert sorted(p.name for p in stored.iterdir()) == ["cryptlet.json", "validator.py"]
     out = tmp_path / "envelope.json"
-    invoked = fabric_host.cli("invoke", "uploaded_validator", "validate", "--args",
-                              json.dumps({"customer": CUSTOMER, "salt": "0x" + "ab" * 32}), "-o", str(out))
+    invoked = fabric_host.cli(
+        "invoke",
+        "uploaded_validator",
+        "validate",
+        "--args",
+        json.dumps({"customer": CUSTOMER, "salt": "0x" + "ab" * 32}),
+        "-o",
+        str(out),
+    )
     assert invoked.returncode == 0, invoked.stderr
     envelope = json.loads(out.read_text())
     assert envelope["payload"]["approved"] is True and envelope["digest"] == uploaded["digest"]
@@ -98,8 +120,10 @@ def test_another_host_restores_an_upload_from_the_package_store(fabric_host, upl
     stored = ContainerClient.from_connection_string(fabric_host.storage, f"{fabric_host.table_prefix}packages")
     assert f"{uploaded['digest'][2:]}.zip" in {b.name for b in stored.list_blobs()}
     with fabric_host.twin(FABRIC_PACKAGES_DIR=str(empty)) as other, other.client() as http:
-        response = http.post("/api/cryptlets/uploaded_validator/invoke",
-                             json={"method": "validate", "args": {"customer": CUSTOMER, "salt": "0x" + "cd" * 32}})
+        response = http.post(
+            "/api/cryptlets/uploaded_validator/invoke",
+            json={"method": "validate", "args": {"customer": CUSTOMER, "salt": "0x" + "cd" * 32}},
+        )
     assert response.status_code == 200, response.text
     envelope = response.json()
     assert envelope["digest"] == uploaded["digest"] and envelope["cryptlet"] == uploaded["address"]
@@ -110,7 +134,8 @@ def test_a_package_changed_in_the_store_is_refused(fabric_host, uploaded, tmp_pa
     empty = tmp_path / "packages"
     empty.mkdir()
     blob = ContainerClient.from_connection_string(
-        fabric_host.storage, f"{fabric_host.table_prefix}packages").get_blob_client(f"{uploaded['digest'][2:]}.zip")
+        fabric_host.storage, f"{fabric_host.table_prefix}packages"
+    ).get_blob_client(f"{uploaded['digest'][2:]}.zip")
     original = blob.download_blob().readall()
     folder = renamed_validator(tmp_path / "evil", "uploaded_validator")
     (folder / "validator.py").write_text((folder / "validator.py").read_text() + "\n# changed\n")
@@ -123,7 +148,6 @@ def test_a_package_changed_in_the_store_is_refused(fabric_host, uploaded, tmp_pa
     assert response.status_code >= 400, response.text
     assert "changed in storage" in response.json()["detail"]
     assert not (empty / uploaded["package"]).exists()
-
 
 
 @pytest.mark.parametrize("reason", sorted(HOSTILE))
@@ -146,8 +170,9 @@ def test_hostile_upload_is_refused_and_nothing_is_registered(fabric_host, upload
 def test_invalid_manifest_in_an_upload_names_the_json_path_and_leaves_nothing(fabric_host, uploaded):
     manifest = {**json.loads(MANIFEST), "kind": "gadget"}
     with fabric_host.client() as http:
-        response = http.post("/api/cryptlets", content=archive(("cryptlet.json", json.dumps(manifest).encode())),
-                             headers=ZIP)
+        response = http.post(
+            "/api/cryptlets", content=archive(("cryptlet.json", json.dumps(manifest).encode())), headers=ZIP
+        )
     assert response.status_code == 400, response.text
     assert response.json()["field"] == "$.kind"
     assert {p.name for p in (fabric_host.packages_dir / ".uploads").iterdir()} == {uploaded["package"].split("/")[1]}

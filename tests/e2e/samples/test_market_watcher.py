@@ -1,6 +1,7 @@
 """MarketWatcher: the replay source against the committed CSVs (read here independently), the
 market-open flag from the data's trading days, the replay clock, the HTTP JSON source through the
 host's egress-checked fetch (a local http.server), in real regions and through the dev host."""
+
 from __future__ import annotations
 
 import csv
@@ -15,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from cryptlet_sdk import MAX_EVENTS
-from shared.packages.digest import package_digest
 from shared.envelope import Domain, Envelope, verify_envelope
 from shared.errors import RegionError
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider
+from shared.packages.digest import package_digest
 from tests.helpers import QuietHandler, http_server
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -46,7 +47,7 @@ TRADING_DAYS = {day for day, _ in SERIES["SPX"]}
 
 
 def e8(price: str) -> int:
-    return int((Decimal(price) * 10 ** 8).to_integral_value())
+    return int((Decimal(price) * 10**8).to_integral_value())
 
 
 class Regions:
@@ -60,15 +61,22 @@ class Regions:
     def call(self, method: str, args: dict, *, package: Path = WATCHER, egress: tuple = ()) -> dict:
         key = (package, egress)
         if key not in self.regions:
-            region = self.provider.create_region(package, package_digest(package), domain=Domain(),
-                                                 call_out=HostCallOuts(package.name, egress=egress))
+            region = self.provider.create_region(
+                package, package_digest(package), domain=Domain(), call_out=HostCallOuts(package.name, egress=egress)
+            )
             address = region.call("generate_key")["address"]
             region.call("bind", registration=REGISTRATION)
             self.regions[key] = (region, address)
         region, address = self.regions[key]
         self.sequence += BLOCK
-        reply = region.call("invoke", method=method, args=args, sequence=self.sequence, sequences=BLOCK,
-                            request_id="0x" + os.urandom(32).hex())
+        reply = region.call(
+            "invoke",
+            method=method,
+            args=args,
+            sequence=self.sequence,
+            sequences=BLOCK,
+            request_id="0x" + os.urandom(32).hex(),
+        )
         for document in [reply["envelope"], *reply.get("events", [])]:
             assert verify_envelope(Envelope.from_dict(document), address) == address
         return reply
@@ -89,15 +97,18 @@ def regions():
 @pytest.fixture(scope="module")
 def provider_server():
     """A JSON price provider on 127.0.0.1: /q/<SYMBOL> -> {"data": {"price", "time", "market_open"}}."""
+
     class Quotes(QuietHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             symbol = self.path.rsplit("/", 1)[-1]
             prices = {"OIL": "41.0700", "GOLD": "1923.5"}
             if symbol not in prices:
                 self.send_error(404)
                 return
-            body = ('{"data": {"price": %s, "time": 1700000000, "market_open": %s}}'
-                    % (prices[symbol], "true" if symbol == "GOLD" else "false")).encode()
+            body = (
+                '{"data": {"price": %s, "time": 1700000000, "market_open": %s}}'
+                % (prices[symbol], "true" if symbol == "GOLD" else "false")
+            ).encode()
             self.send_json(200, body)
 
     with http_server(Quotes) as address:
@@ -132,17 +143,23 @@ def test_quote_emits_a_signed_price_event(regions):
     [event] = reply["events"]
     assert event["topic"] == "market_watcher.PriceQuoted"
     price = dict(SERIES["IBM"])["2009-03-01"]  # the monthly value at or before the 15th
-    assert event["payload"] == {"ticker": "IBM", "price": price, "price_e8": e8(price), "as_of": "2009-03-01",
-                                "feed": "replay"} == reply["envelope"]["payload"]
+    assert (
+        event["payload"]
+        == {"ticker": "IBM", "price": price, "price_e8": e8(price), "as_of": "2009-03-01", "feed": "replay"}
+        == reply["envelope"]["payload"]
+    )
 
 
-@pytest.mark.parametrize("args, detail", [
-    ({"symbol": "SPX", "date": "2006-12-29"}, "no price at or before 2006-12-29"),
-    ({"symbol": "TSLA", "date": "2008-01-02"}, "replay has no symbol 'TSLA'"),
-    ({"symbol": "SPX", "date": "yesterday"}, "date must be an ISO date"),
-    ({"symbol": "SPX"}, "replay needs date"),
-    ({"symbol": "SPX", "source": "carrier-pigeon", "date": "2008-01-02"}, "source must be one of"),
-])
+@pytest.mark.parametrize(
+    "args, detail",
+    [
+        ({"symbol": "SPX", "date": "2006-12-29"}, "no price at or before 2006-12-29"),
+        ({"symbol": "TSLA", "date": "2008-01-02"}, "replay has no symbol 'TSLA'"),
+        ({"symbol": "SPX", "date": "yesterday"}, "date must be an ISO date"),
+        ({"symbol": "SPX"}, "replay needs date"),
+        ({"symbol": "SPX", "source": "carrier-pigeon", "date": "2008-01-02"}, "source must be one of"),
+    ],
+)
 def test_replay_refusals_are_bad_arguments(regions, args, detail):
     with pytest.raises(RegionError) as caught:
         regions.call("quote", args)
@@ -150,20 +167,29 @@ def test_replay_refusals_are_bad_arguments(regions, args, detail):
 
 
 # -- MarketEvent ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("day, market_open", [
-    ("2008-09-15", True),    # a Monday the market traded
-    ("2008-09-13", False),   # a Saturday
-    ("2008-07-04", False),   # Independence Day
-    ("2008-11-27", False),   # Thanksgiving
-])
+@pytest.mark.parametrize(
+    "day, market_open",
+    [
+        ("2008-09-15", True),  # a Monday the market traded
+        ("2008-09-13", False),  # a Saturday
+        ("2008-07-04", False),  # Independence Day
+        ("2008-11-27", False),  # Thanksgiving
+    ],
+)
 def test_market_event_prices_and_market_open_from_the_trading_days(regions, day, market_open):
     symbols = ["SPX", "AAPL", "GOOG"]
     reply = regions.call("market_event", {"symbols": symbols, "date": day})
     payload = reply["envelope"]["payload"]
-    expected = [max((r for r in SERIES[s] if r[0] <= day)) for s in symbols]
-    assert payload == {"day": day, "market_open": market_open, "tickers": symbols,
-                       "prices": [p for _, p in expected], "prices_e8": [e8(p) for _, p in expected],
-                       "as_of": [d for d, _ in expected], "feed": "replay"}
+    expected = [max(r for r in SERIES[s] if r[0] <= day) for s in symbols]
+    assert payload == {
+        "day": day,
+        "market_open": market_open,
+        "tickers": symbols,
+        "prices": [p for _, p in expected],
+        "prices_e8": [e8(p) for _, p in expected],
+        "as_of": [d for d, _ in expected],
+        "feed": "replay",
+    }
     assert (day in TRADING_DAYS) == market_open
     [event] = reply["events"]
     assert event["topic"] == "market_watcher.MarketEvent"
@@ -180,12 +206,14 @@ def test_market_open_is_refused_outside_the_daily_data(regions):
 def test_replay_clock_steps_one_trading_day_per_step(regions):
     start = "2008-09-11"  # Thursday; +1 Friday 12th, +2 Monday 15th, +3 Tuesday 16th
     epoch = int(time.time() * 1000) - 3 * 1000 - 400
-    payload = regions.call("market_event", {"symbols": ["SPX"], "clock": {
-        "start": start, "epoch_ms": epoch, "step_ms": 1000}})["envelope"]["payload"]
+    payload = regions.call(
+        "market_event", {"symbols": ["SPX"], "clock": {"start": start, "epoch_ms": epoch, "step_ms": 1000}}
+    )["envelope"]["payload"]
     assert payload["day"] == "2008-09-16" and payload["market_open"] is True
     assert payload["prices"] == [dict(SERIES["SPX"])["2008-09-16"]]
-    calendar_days = regions.call("quote", {"symbol": "SPX", "clock": {
-        "start": start, "epoch_ms": epoch, "step_ms": 1000, "unit": "day"}})["envelope"]["payload"]
+    calendar_days = regions.call(
+        "quote", {"symbol": "SPX", "clock": {"start": start, "epoch_ms": epoch, "step_ms": 1000, "unit": "day"}}
+    )["envelope"]["payload"]
     assert calendar_days["as_of"] == "2008-09-12"  # 2008-09-14 is a Sunday: Friday's close
     with pytest.raises(RegionError) as caught:
         regions.call("quote", {"symbol": "SPX", "clock": {"start": start, "epoch_ms": epoch + 60_000}})
@@ -204,32 +232,47 @@ def test_http_source_needs_the_host_to_allow_it(regions, provider_server):
     with pytest.raises(RegionError) as caught:
         regions.call("quote", {"symbol": "OIL", "source": "http", "url": url, "fields": FIELDS})
     assert caught.value.extra["region_code"] == "cryptlet_error" and "egress_denied" in caught.value.detail
-    reply = regions.call("quote", {"symbol": "oil", "source": "http", "url": url, "fields": FIELDS},
-                         egress=(provider_server,))
-    assert reply["envelope"]["payload"] == {"ticker": "OIL", "price": "41.0700", "price_e8": 4107000000,
-                                            "as_of": "2023-11-14T22:13:20+00:00", "feed": "http"}
-    event = regions.call("market_event", {"symbols": ["GOLD", "OIL"], "source": "http", "url": url,
-                                          "fields": FIELDS}, egress=(provider_server,))["events"][0]["payload"]
+    reply = regions.call(
+        "quote", {"symbol": "oil", "source": "http", "url": url, "fields": FIELDS}, egress=(provider_server,)
+    )
+    assert reply["envelope"]["payload"] == {
+        "ticker": "OIL",
+        "price": "41.0700",
+        "price_e8": 4107000000,
+        "as_of": "2023-11-14T22:13:20+00:00",
+        "feed": "http",
+    }
+    event = regions.call(
+        "market_event",
+        {"symbols": ["GOLD", "OIL"], "source": "http", "url": url, "fields": FIELDS},
+        egress=(provider_server,),
+    )["events"][0]["payload"]
     assert event["tickers"] == ["GOLD", "OIL"] and event["prices_e8"] == [192350000000, 4107000000]
     assert event["market_open"] is False and event["feed"] == "http"  # open only if every provider says so
-    assert event["day"] == dt.datetime.now(dt.timezone.utc).date().isoformat()
+    assert event["day"] == dt.datetime.now(dt.UTC).date().isoformat()
     with pytest.raises(RegionError) as caught:  # the provider has no such symbol: HTTP 404
-        regions.call("quote", {"symbol": "XYZ", "source": "http", "url": url, "fields": FIELDS},
-                     egress=(provider_server,))
+        regions.call(
+            "quote", {"symbol": "XYZ", "source": "http", "url": url, "fields": FIELDS}, egress=(provider_server,)
+        )
     assert "answered HTTP 404" in caught.value.detail
     with pytest.raises(RegionError) as caught:  # a pointer to nothing
-        regions.call("quote", {"symbol": "OIL", "source": "http", "url": url, "fields": {"price": "/price"}},
-                     egress=(provider_server,))
+        regions.call(
+            "quote",
+            {"symbol": "OIL", "source": "http", "url": url, "fields": {"price": "/price"}},
+            egress=(provider_server,),
+        )
     assert "nothing at /price" in caught.value.detail
 
 
 def test_a_provider_configured_in_the_package(regions, provider_server, tmp_path):
     package = tmp_path / "market_watcher"
     shutil.copytree(WATCHER, package, ignore=shutil.ignore_patterns("__pycache__"))
-    (package / "sources.json").write_text(json.dumps({"providers": {"local": {
-        "url": f"http://{provider_server}/q/{{symbol}}", "mapping": FIELDS}}}))
-    payload = regions.call("quote", {"symbol": "GOLD", "source": "http", "provider": "local"}, package=package,
-                           egress=(provider_server,))["envelope"]["payload"]
+    (package / "sources.json").write_text(
+        json.dumps({"providers": {"local": {"url": f"http://{provider_server}/q/{{symbol}}", "mapping": FIELDS}}})
+    )
+    payload = regions.call(
+        "quote", {"symbol": "GOLD", "source": "http", "provider": "local"}, package=package, egress=(provider_server,)
+    )["envelope"]["payload"]
     assert (payload["price"], payload["price_e8"]) == ("1923.5", 192350000000)
     with pytest.raises(RegionError) as caught:
         regions.call("quote", {"symbol": "GOLD", "source": "http", "provider": "nope"}, package=package)
@@ -239,8 +282,10 @@ def test_a_provider_configured_in_the_package(regions, provider_server, tmp_path
 # -- through the dev host ------------------------------------------------------------------------------
 def test_market_event_through_the_host_verifies(fabric_host, registered, tmp_path):
     with fabric_host.client() as http:
-        response = http.post("/api/cryptlets/market_watcher/invoke", json={
-            "method": "market_event", "args": {"symbols": ["SPX", "MSFT"], "date": "2008-10-10"}})
+        response = http.post(
+            "/api/cryptlets/market_watcher/invoke",
+            json={"method": "market_event", "args": {"symbols": ["SPX", "MSFT"], "date": "2008-10-10"}},
+        )
     assert response.status_code == 200, response.text
     document = response.json()
     [event] = document.pop("events")

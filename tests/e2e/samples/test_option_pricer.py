@@ -2,6 +2,7 @@
 price within 3 standard errors of Black-Scholes, deterministic with its seed, progress reported
 to 1.0), the call-out's checks on the host, the job store on real Azurite, and through the dev host
 (an asynchronous request whose progress `GET /api/requests/{id}/progress` shows)."""
+
 from __future__ import annotations
 
 import json
@@ -14,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from cryptlet_sdk import MAX_EVENTS
-from shared.packages.digest import package_digest
 from shared.envelope import Domain, Envelope, verify_envelope
 from shared.errors import Conflict, InvalidInput, NotFound, RegionError
+from shared.host.progress import JobStore
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider
-from shared.host.progress import JobStore
+from shared.packages.digest import package_digest
 from shared.storage import table_client
 from tests.helpers import wait_for
 
@@ -36,7 +37,7 @@ def black_scholes(spot: float, strike: float, rate: float, volatility: float, ye
     def cdf(x: float) -> float:
         return 0.5 * (1 + math.erf(x / math.sqrt(2)))
 
-    d1 = (math.log(spot / strike) + (rate + volatility ** 2 / 2) * years) / (volatility * math.sqrt(years))
+    d1 = (math.log(spot / strike) + (rate + volatility**2 / 2) * years) / (volatility * math.sqrt(years))
     d2 = d1 - volatility * math.sqrt(years)
     if kind == "call":
         return spot * cdf(d1) - strike * math.exp(-rate * years) * cdf(d2)
@@ -52,8 +53,12 @@ def closed_form(terms: dict, kind: str) -> float:
 def pricer():
     provider = ProcessProvider(os.urandom(32), timeout=60)
     reports: list[tuple[str, str, float, str]] = []
-    region = provider.create_region(PRICER, package_digest(PRICER), domain=Domain(),
-                                    call_out=HostCallOuts("option_pricer", progress=lambda *r: reports.append(r)))
+    region = provider.create_region(
+        PRICER,
+        package_digest(PRICER),
+        domain=Domain(),
+        call_out=HostCallOuts("option_pricer", progress=lambda *r: reports.append(r)),
+    )
     address = region.call("generate_key")["address"]
     region.call("bind", registration=REGISTRATION)
     yield region, address, reports
@@ -65,8 +70,14 @@ def price(pricer, request: int, sequence: int, **args) -> tuple[dict, list]:
     region, address, reports = pricer
     reports.clear()
     request_id = "0x" + f"{request:02x}" * 32
-    reply = region.call("invoke", method="price_european", args={**TERMS, "seed": 7, "paths": 40_000, **args},
-                        sequence=sequence, sequences=BLOCK, request_id=request_id)
+    reply = region.call(
+        "invoke",
+        method="price_european",
+        args={**TERMS, "seed": 7, "paths": 40_000, **args},
+        sequence=sequence,
+        sequences=BLOCK,
+        request_id=request_id,
+    )
     envelope = Envelope.from_dict(reply["envelope"])
     assert verify_envelope(envelope, address) == address
     [event] = reply["events"]
@@ -99,12 +110,15 @@ def test_same_seed_same_price_other_seed_other_price(pricer):
     assert other["price"] != first["price"]
 
 
-@pytest.mark.parametrize("args, detail", [
-    ({"paths": 1}, "paths must be an integer"),
-    ({"spot": "-1"}, "spot must be positive"),
-    ({"volatility": "abc"}, "volatility must be a number"),
-    ({"kind": "straddle"}, "kind must be call or put"),
-])
+@pytest.mark.parametrize(
+    "args, detail",
+    [
+        ({"paths": 1}, "paths must be an integer"),
+        ({"spot": "-1"}, "spot must be positive"),
+        ({"volatility": "abc"}, "volatility must be a number"),
+        ({"kind": "straddle"}, "kind must be call or put"),
+    ],
+)
 def test_bad_arguments_are_refused(pricer, args, detail):
     with pytest.raises(RegionError) as caught:
         price(pricer, 6, 160, **args)
@@ -128,16 +142,30 @@ serve({
 def test_node_sdk_reports_progress(tmp_path):
     package = tmp_path / "node_progress"
     package.mkdir()
-    (package / "cryptlet.json").write_text(json.dumps({
-        "name": "node_progress", "version": "1.0.0", "kind": "utility", "runtime": "exec", "interpreter": "node",
-        "entry": "main.js", "interface": {"methods": {"run": {}}}}))
+    (package / "cryptlet.json").write_text(
+        json.dumps(
+            {
+                "name": "node_progress",
+                "version": "1.0.0",
+                "kind": "utility",
+                "runtime": "exec",
+                "interpreter": "node",
+                "entry": "main.js",
+                "interface": {"methods": {"run": {}}},
+            }
+        )
+    )
     (package / "main.js").write_text(NODE_PROGRAM)
     shutil.copy(ROOT / "cryptlet_sdk" / "js" / "cryptlet.js", package / "cryptlet.js")
     reports: list = []
     provider = ProcessProvider(os.urandom(32), timeout=20)
     try:
-        region = provider.create_region(package, package_digest(package), domain=Domain(),
-                                        call_out=HostCallOuts("node_progress", progress=lambda *r: reports.append(r)))
+        region = provider.create_region(
+            package,
+            package_digest(package),
+            domain=Domain(),
+            call_out=HostCallOuts("node_progress", progress=lambda *r: reports.append(r)),
+        )
         try:
             region.call("generate_key")
             region.call("bind", registration=REGISTRATION)
@@ -180,8 +208,10 @@ def test_sync_call_in_the_registration_region_records_progress(fabric_host, regi
     """The first call runs in the region that generated the key at registration: it reports too."""
     request_id = "0x" + os.urandom(32).hex()
     with fabric_host.client() as http:
-        response = http.post("/api/cryptlets/option_pricer/invoke", json={
-            "method": "price_european", "args": {**TERMS, "paths": 2000, "seed": 1}, "request_id": request_id})
+        response = http.post(
+            "/api/cryptlets/option_pricer/invoke",
+            json={"method": "price_european", "args": {**TERMS, "paths": 2000, "seed": 1}, "request_id": request_id},
+        )
         assert response.status_code == 200, response.text
         progress = http.get(f"/api/requests/{request_id}/progress").json()
     assert progress["fraction"] == 1.0 and progress["cryptlet"] == "option_pricer"
@@ -191,8 +221,10 @@ def test_sync_call_in_the_registration_region_records_progress(fabric_host, regi
 def test_async_request_progress_grows_to_one(fabric_host, registered):
     address = registered["address"]
     with fabric_host.client() as http:
-        accepted = http.post("/api/cryptlets/option_pricer/requests", json={
-            "method": "price_european", "args": {**TERMS, "paths": 600_000, "seed": 2024, "kind": "put"}})
+        accepted = http.post(
+            "/api/cryptlets/option_pricer/requests",
+            json={"method": "price_european", "args": {**TERMS, "paths": 600_000, "seed": 2024, "kind": "put"}},
+        )
         assert accepted.status_code == 202, accepted.text
         request_id = accepted.json()["request_id"]
         seen: list[float] = []

@@ -1,6 +1,7 @@
 """The SDK's features through the real dev host: the Node sample registered, invoked and verified
 exactly like the Python ones; events; contract state kept between calls; egress and timeout set
 by policy; min instances warmed again after a restart."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ def registered(fabric_host) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def status_server():
     class Status(QuietHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             self.send_json(200, b'{"status": "green"}')
 
     with http_server(Status) as address:
@@ -39,8 +40,13 @@ def test_node_sample_registers_invokes_and_verifies_like_python_ones(fabric_host
     sla = registered["sla_monitor"]
     assert sla["kind"] == "utility" and sorted(sla["events"]) == ["SlaBreached"]
     with fabric_host.client() as http:
-        response = http.post("/api/cryptlets/sla_monitor/invoke", json={"method": "evaluate", "args": {
-            "observations": OBSERVATIONS, "period_end": 1000, "target_bp": 9990, "penalty_per_bp": "5"}})
+        response = http.post(
+            "/api/cryptlets/sla_monitor/invoke",
+            json={
+                "method": "evaluate",
+                "args": {"observations": OBSERVATIONS, "period_end": 1000, "target_bp": 9990, "penalty_per_bp": "5"},
+            },
+        )
     assert response.status_code == 200, response.text
     document = response.json()
     assert document["payload"] == {"availability_bp": 9000, "breached": True, "penalty": "4950"}
@@ -59,8 +65,13 @@ def test_node_sample_registers_invokes_and_verifies_like_python_ones(fabric_host
 
 def test_node_sample_bad_arguments_are_a_400_naming_args(fabric_host, registered):
     with fabric_host.client() as http:
-        response = http.post("/api/cryptlets/sla_monitor/invoke", json={"method": "evaluate", "args": {
-            "observations": [], "period_end": 1, "target_bp": 1, "penalty_per_bp": 1}})
+        response = http.post(
+            "/api/cryptlets/sla_monitor/invoke",
+            json={
+                "method": "evaluate",
+                "args": {"observations": [], "period_end": 1, "target_bp": 1, "penalty_per_bp": 1},
+            },
+        )
     assert response.status_code == 400, response.text
     assert response.json()["field"] == "args"
     assert "observations must be a non-empty list" in response.json()["detail"]
@@ -81,8 +92,9 @@ def test_egress_policy_opens_fetch_to_one_host(fabric_host, registered, status_s
         payload = allowed.json()["payload"]
         assert payload["up"] is True and payload["status"] == 200
         assert abs(payload["checked_at"] - time.time() * 1000) < 60_000
-        other = http.post("/api/cryptlets/sla_monitor/invoke",
-                          json={"method": "probe", "args": {"url": "http://127.0.0.2:9/status"}})
+        other = http.post(
+            "/api/cryptlets/sla_monitor/invoke", json={"method": "probe", "args": {"url": "http://127.0.0.2:9/status"}}
+        )
     assert other.status_code == 502 and "egress_denied" in other.json()["detail"]
 
 
@@ -136,30 +148,41 @@ def test_contract_state_is_kept_signed_and_readable(fabric_host, registered):
     with fabric_host.client() as http:
         assert http.get("/api/cryptlets/escrow_contract/state").json()["version"] == 0
         for amount in (5, 7):
-            response = http.post("/api/cryptlets/escrow_contract/invoke",
-                                 json={"method": "deposit", "args": {"party": "alice", "amount": amount}})
+            response = http.post(
+                "/api/cryptlets/escrow_contract/invoke",
+                json={"method": "deposit", "args": {"party": "alice", "amount": amount}},
+            )
             assert response.status_code == 200, response.text
         document = response.json()
         state = http.get("/api/cryptlets/escrow_contract/state").json()
-        read = http.post("/api/cryptlets/escrow_contract/invoke",
-                         json={"method": "balance", "args": {"party": "alice"}}).json()
+        read = http.post(
+            "/api/cryptlets/escrow_contract/invoke", json={"method": "balance", "args": {"party": "alice"}}
+        ).json()
         not_contract = http.get("/api/cryptlets/sla_monitor/state")
     assert verify_envelope(Envelope.from_dict(document), escrow["address"]) == escrow["address"]
     assert document["payload"]["result"] == {"balance": 12}
-    assert state == {"name": "escrow_contract", "state": {"alice": 12}, "version": 2,
-                     "hash": "0x" + keccak256(canonical_json({"alice": 12})).hex()}
+    assert state == {
+        "name": "escrow_contract",
+        "state": {"alice": 12},
+        "version": 2,
+        "hash": "0x" + keccak256(canonical_json({"alice": 12})).hex(),
+    }
     assert document["payload"]["state"]["hash"] == state["hash"]
     assert [e["payload"] for e in document["events"]] == [{"party": "alice", "amount": 7}]
-    assert read["payload"] == {"result": {"balance": 12}, "state": {**document["payload"]["state"],
-                                                                    "previous": state["hash"]}}
+    assert read["payload"] == {
+        "result": {"balance": 12},
+        "state": {**document["payload"]["state"], "previous": state["hash"]},
+    }
     assert not_contract.status_code == 400 and not_contract.json()["field"] == "name"
 
 
 def test_concurrent_contract_calls_apply_every_change_once(fabric_host, registered):
     def deposit() -> int:
         with fabric_host.client() as http:
-            return http.post("/api/cryptlets/escrow_contract/invoke",
-                             json={"method": "deposit", "args": {"party": "bob", "amount": 1}}).status_code
+            return http.post(
+                "/api/cryptlets/escrow_contract/invoke",
+                json={"method": "deposit", "args": {"party": "bob", "amount": 1}},
+            ).status_code
 
     threads = [threading.Thread(target=lambda: codes.append(deposit())) for _ in range(8)]
     codes: list[int] = []

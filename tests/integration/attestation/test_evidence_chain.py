@@ -1,6 +1,7 @@
 """``verify_against_registration`` with evidence: envelope -> key -> evidence -> digest, naming the
 link and the check that failed. Keys, evidence and envelopes come from real process regions; the
 registration entry is built exactly as the registry writes it."""
+
 from __future__ import annotations
 
 import os
@@ -11,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from shared.attestation import SoftwarePolicy, cryptlet_report_data
-from shared.packages.digest import package_digest
 from shared.encoding import from_hex
 from shared.envelope import Domain
 from shared.errors import VerificationError
+from shared.host.registry import KIND_REGISTERED, attest_key, evidence_reference
 from shared.isolation.process import ProcessProvider
 from shared.ledger.chain import LedgerEntry
-from shared.host.registry import KIND_REGISTERED, attest_key, evidence_reference
+from shared.packages.digest import package_digest
 from shared.verification import verify_against_registration
 
 SAMPLE = Path(__file__).resolve().parents[3] / "cryptlet_packages" / "customer_validator"
@@ -26,8 +27,15 @@ TIME = "2026-05-01T12:00:00.000Z"
 
 def entry_for(payload: dict, sequence: int = 7) -> LedgerEntry:
     prev = "ab" * 32
-    return LedgerEntry("registry", sequence, KIND_REGISTERED, TIME, payload, prev,
-                       LedgerEntry.hash_of("registry", sequence, KIND_REGISTERED, TIME, payload, prev))
+    return LedgerEntry(
+        "registry",
+        sequence,
+        KIND_REGISTERED,
+        TIME,
+        payload,
+        prev,
+        LedgerEntry.hash_of("registry", sequence, KIND_REGISTERED, TIME, payload, prev),
+    )
 
 
 class Setup:
@@ -42,19 +50,32 @@ class Setup:
         self.sequence = 0
 
     def payload(self, **changes) -> dict:
-        payload = {"name": "customer_validator", "version": "1.0.0", "kind": "utility", "address": self.key["address"],
-                   "public_key": self.key["public_key"], "digest": "0x" + self.digest.hex(), "provider": "process",
-                   "package": "customer_validator", "manifest": {}, "key": {"store": "TableKeyStore", "version": 1},
-                   "evidence": self.evidence}
+        payload = {
+            "name": "customer_validator",
+            "version": "1.0.0",
+            "kind": "utility",
+            "address": self.key["address"],
+            "public_key": self.key["public_key"],
+            "digest": "0x" + self.digest.hex(),
+            "provider": "process",
+            "package": "customer_validator",
+            "manifest": {},
+            "key": {"store": "TableKeyStore", "version": 1},
+            "evidence": self.evidence,
+        }
         payload.update(changes)
         return {k: v for k, v in payload.items() if v is not None}
 
     def envelope(self, entry: LedgerEntry, evidence: dict | None = None) -> dict:
-        self.region.call("bind", registration=entry.reference(),
-                         evidence=evidence if evidence is not None else evidence_reference(self.evidence))
+        self.region.call(
+            "bind",
+            registration=entry.reference(),
+            evidence=evidence if evidence is not None else evidence_reference(self.evidence),
+        )
         self.sequence += 1
-        return self.region.call("invoke", method="rules", args={}, sequence=self.sequence,
-                                request_id="0x" + "00" * 32)["envelope"]
+        return self.region.call("invoke", method="rules", args={}, sequence=self.sequence, request_id="0x" + "00" * 32)[
+            "envelope"
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +97,9 @@ def failure(document: dict, entry: LedgerEntry, policy) -> VerificationError:
 
 def test_the_whole_chain_verifies(setup):
     entry = entry_for(setup.payload())
-    verified = verify_against_registration(setup.envelope(entry), entry, evidence_policy=setup.provider.evidence_policy())
+    verified = verify_against_registration(
+        setup.envelope(entry), entry, evidence_policy=setup.provider.evidence_policy()
+    )
     assert verified.evidence is not None and verified.evidence.debuggable
     assert "evidence process (software/debug) binds the key" in verified.summary()
     unchecked = verify_against_registration(setup.envelope(entry), entry)
@@ -113,23 +136,58 @@ def _registered_with(setup: Setup, evidence: dict) -> tuple[dict, dict, Software
 
 CASES: list[tuple[str, str, str, Callable]] = [
     # (link, reason, description, make(setup, tmp_path) -> (payload changes, envelope evidence or None, policy))
-    ("evidence", "software_evidence", "the default policy does not accept software evidence",
-     lambda s, t: ({}, None, SoftwarePolicy())),
-    ("evidence", "untrusted_key", "evidence of another platform",
-     lambda s, t: ({}, None, ProcessProvider(os.urandom(32)).evidence_policy())),
-    ("evidence", "evidence_missing", "a registration without evidence",
-     lambda s, t: ({"evidence": None}, None, s.provider.evidence_policy())),
-    ("evidence", "evidence_mismatch", "an envelope citing other evidence",
-     lambda s, t: ({}, {"kind": "process", "hash": "0x" + "33" * 32}, s.provider.evidence_policy())),
-    ("evidence", "evidence_tampered", "evidence bytes changed after the hash was recorded",
-     lambda s, t: ({"evidence": {**s.evidence, "hash": "0x" + "44" * 32}},
-                   {"kind": "process", "hash": "0x" + "44" * 32}, s.provider.evidence_policy())),
-    ("evidence", "runtime_data_mismatch", "evidence binding another key",
-     lambda s, t: _registered_with(s, _other_key_evidence(s))),
-    ("digest", "measurement_mismatch", "evidence of another package",
-     lambda s, t: _registered_with(s, _other_package_evidence(s, t))),
-    ("key", "key_mismatch", "a registered public key that is not the registered address's",
-     lambda s, t: ({"public_key": "0x04" + "55" * 64}, None, s.provider.evidence_policy())),
+    (
+        "evidence",
+        "software_evidence",
+        "the default policy does not accept software evidence",
+        lambda s, t: ({}, None, SoftwarePolicy()),
+    ),
+    (
+        "evidence",
+        "untrusted_key",
+        "evidence of another platform",
+        lambda s, t: ({}, None, ProcessProvider(os.urandom(32)).evidence_policy()),
+    ),
+    (
+        "evidence",
+        "evidence_missing",
+        "a registration without evidence",
+        lambda s, t: ({"evidence": None}, None, s.provider.evidence_policy()),
+    ),
+    (
+        "evidence",
+        "evidence_mismatch",
+        "an envelope citing other evidence",
+        lambda s, t: ({}, {"kind": "process", "hash": "0x" + "33" * 32}, s.provider.evidence_policy()),
+    ),
+    (
+        "evidence",
+        "evidence_tampered",
+        "evidence bytes changed after the hash was recorded",
+        lambda s, t: (
+            {"evidence": {**s.evidence, "hash": "0x" + "44" * 32}},
+            {"kind": "process", "hash": "0x" + "44" * 32},
+            s.provider.evidence_policy(),
+        ),
+    ),
+    (
+        "evidence",
+        "runtime_data_mismatch",
+        "evidence binding another key",
+        lambda s, t: _registered_with(s, _other_key_evidence(s)),
+    ),
+    (
+        "digest",
+        "measurement_mismatch",
+        "evidence of another package",
+        lambda s, t: _registered_with(s, _other_package_evidence(s, t)),
+    ),
+    (
+        "key",
+        "key_mismatch",
+        "a registered public key that is not the registered address's",
+        lambda s, t: ({"public_key": "0x04" + "55" * 64}, None, s.provider.evidence_policy()),
+    ),
 ]
 
 

@@ -5,6 +5,7 @@ The contracts are compiled from source once per session with the pinned solc-js
 (``shared.envelope``), and every rejection is checked by decoding the revert data's custom error
 (selector from the ABI, then its arguments). No storage or host is needed.
 """
+
 from __future__ import annotations
 
 import sys
@@ -15,8 +16,16 @@ import coincurve
 import pytest
 
 from shared.encoding import canonical_json, keccak256
-from shared.envelope import (SECP256K1_N, Domain, Envelope, address_of, payload_hash, sign_envelope, topic_hash,
-                             verify_envelope)
+from shared.envelope import (
+    SECP256K1_N,
+    Domain,
+    Envelope,
+    address_of,
+    payload_hash,
+    sign_envelope,
+    topic_hash,
+    verify_envelope,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "contracts"))
@@ -46,8 +55,16 @@ def chain():
 
 
 def queue(chain, artifacts, *, quorum=1, signers=(0,), topic=TOPIC, digest=DIGEST, max_signers=0):
-    q = chain.deploy(artifacts["MessageQueue"], chain.accounts[0], topic_hash(topic) if topic else bytes(32),
-                     digest, HEARTBEAT, quorum, POOL if quorum > 1 else ZERO_ADDRESS, max_signers)
+    q = chain.deploy(
+        artifacts["MessageQueue"],
+        chain.accounts[0],
+        topic_hash(topic) if topic else bytes(32),
+        digest,
+        HEARTBEAT,
+        quorum,
+        POOL if quorum > 1 else ZERO_ADDRESS,
+        max_signers,
+    )
     for i in signers:
         q.transact("addSigner", ADDRESSES[i], bytes.fromhex("3c" * 32))
     return q
@@ -56,25 +73,49 @@ def queue(chain, artifacts, *, quorum=1, signers=(0,), topic=TOPIC, digest=DIGES
 _SEQUENCE = [int(time.time() * 1_000_000)]
 
 
-def envelope(contract, *, cryptlet=None, sequence=None, payload=None, chain_id=None, topic=TOPIC, request_id=None,
-             timestamp_ms=None) -> Envelope:
+def envelope(
+    contract,
+    *,
+    cryptlet=None,
+    sequence=None,
+    payload=None,
+    chain_id=None,
+    topic=TOPIC,
+    request_id=None,
+    timestamp_ms=None,
+) -> Envelope:
     """An unsigned envelope in the fabric's format for ``contract`` (domain: this chain, that contract)."""
     if sequence is None:
         _SEQUENCE[0] += 1
         sequence = _SEQUENCE[0]
-    return Envelope(cryptlet=cryptlet or ADDRESSES[0], name="price_feed", digest=DIGEST, topic=topic,
-                    request_id=request_id or keccak256(b"request %d" % sequence), sequence=sequence,
-                    timestamp_ms=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
-                    payload={"gold": "2650.10", "n": sequence} if payload is None else payload,
-                    domain=Domain(contract.chain.chain_id if chain_id is None else chain_id, contract.address),
-                    registration={"stream": "ledger", "sequence": 3, "entry_hash": REGISTRATION},
-                    evidence={"kind": "process", "hash": EVIDENCE})
+    return Envelope(
+        cryptlet=cryptlet or ADDRESSES[0],
+        name="price_feed",
+        digest=DIGEST,
+        topic=topic,
+        request_id=request_id or keccak256(b"request %d" % sequence),
+        sequence=sequence,
+        timestamp_ms=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
+        payload={"gold": "2650.10", "n": sequence} if payload is None else payload,
+        domain=Domain(contract.chain.chain_id if chain_id is None else chain_id, contract.address),
+        registration={"stream": "ledger", "sequence": 3, "entry_hash": REGISTRATION},
+        evidence={"kind": "process", "hash": EVIDENCE},
+    )
 
 
 def fields(e: Envelope) -> tuple:
     """The Envelope struct as the contracts take it (the EIP-712 message fields)."""
-    return (e.cryptlet, e.digest, topic_hash(e.topic), e.request_id, e.sequence, e.timestamp_ms, e.payload_hash,
-            e.evidence_hash, e.registration_hash)
+    return (
+        e.cryptlet,
+        e.digest,
+        topic_hash(e.topic),
+        e.request_id,
+        e.sequence,
+        e.timestamp_ms,
+        e.payload_hash,
+        e.evidence_hash,
+        e.registration_hash,
+    )
 
 
 def vrs(signature: bytes) -> tuple:
@@ -102,6 +143,7 @@ def reverts(name: str, fn, *args, **kwargs) -> tuple:
 
 # --- build --------------------------------------------------------------------------------------
 
+
 def test_build_is_from_source_with_the_pinned_solc_and_explicit_evm_version(artifacts):
     info = artifacts["build-info"]
     assert info["solcVersion"].startswith("0.8.37+")
@@ -110,8 +152,16 @@ def test_build_is_from_source_with_the_pinned_solc_and_explicit_evm_version(arti
     for name in ("MessageQueue", "CryptletProxy", "StateMirror", "NaiveMessageQueue"):
         assert len(artifacts[name]["bytecode"]) > 2 and artifacts[name]["abi"]
     errors = {i["name"] for i in artifacts["MessageQueue"]["abi"] if i["type"] == "error"}
-    assert {"BadSignature", "HighS", "WrongChain", "UnknownSigner", "RevokedSigner", "ReplayedSequence",
-            "StaleValue", "QuorumNotMet"} <= errors
+    assert {
+        "BadSignature",
+        "HighS",
+        "WrongChain",
+        "UnknownSigner",
+        "RevokedSigner",
+        "ReplayedSequence",
+        "StaleValue",
+        "QuorumNotMet",
+    } <= errors
 
 
 def test_domain_separator_is_the_one_shared_envelope_signs_under(chain, artifacts):
@@ -122,6 +172,7 @@ def test_domain_separator_is_the_one_shared_envelope_signs_under(chain, artifact
 
 
 # --- MessageQueue: single signer ----------------------------------------------------------------
+
 
 def test_valid_report_is_stored_and_readable(chain, artifacts):
     q = queue(chain, artifacts)
@@ -138,8 +189,11 @@ def test_valid_report_is_stored_and_readable(chain, artifacts):
     [log] = receipt.logs
     assert log["event"] == "Reported"
     assert log["args"]["cryptlet"].lower() == ADDRESSES[0].lower()
-    assert (log["args"]["sequence"], log["args"]["payloadHash"], log["args"]["requestId"]) == \
-        (e.sequence, e.payload_hash, e.request_id)
+    assert (log["args"]["sequence"], log["args"]["payloadHash"], log["args"]["requestId"]) == (
+        e.sequence,
+        e.payload_hash,
+        e.request_id,
+    )
     # a later report replaces it
     e2 = envelope(q, payload={"gold": "2651.00"})
     q.transact("submit", *single(e2))
@@ -195,8 +249,9 @@ def test_wrong_chain_id_reverts(chain, artifacts):
 
 def test_unknown_and_revoked_keys_revert(chain, artifacts):
     q = queue(chain, artifacts, signers=(0,))
-    assert reverts("UnknownSigner", q.transact, "submit", *single(envelope(q, cryptlet=ADDRESSES[2]), key=2)) \
-        == (ADDRESSES[2].lower(),)
+    assert reverts("UnknownSigner", q.transact, "submit", *single(envelope(q, cryptlet=ADDRESSES[2]), key=2)) == (
+        ADDRESSES[2].lower(),
+    )
     early = single(envelope(q))  # signed while the key was valid, submitted after its revocation
     entry = keccak256(b"cryptlet.key_revoked")
     receipt = q.transact("revokeSigner", ADDRESSES[0], entry)
@@ -216,14 +271,16 @@ def test_rotation_moves_acceptance_to_the_new_key(chain, artifacts):
     q.transact("submit", *single(envelope(q, cryptlet=ADDRESSES[1]), key=1))
     assert q.call("activeSigners") == 1
     # only the owner manages the set
-    assert reverts("NotOwner", q.transact, "addSigner", ADDRESSES[3], bytes(32), sender=chain.accounts[1]) \
-        == (chain.accounts[1].lower(),)
+    assert reverts("NotOwner", q.transact, "addSigner", ADDRESSES[3], bytes(32), sender=chain.accounts[1]) == (
+        chain.accounts[1].lower(),
+    )
 
 
 def test_topic_and_digest_binding(chain, artifacts):
     q = queue(chain, artifacts)
-    assert reverts("WrongTopic", q.transact, "submit", *single(envelope(q, topic="price_feed.silver")))[0] \
-        == topic_hash(TOPIC)
+    assert reverts("WrongTopic", q.transact, "submit", *single(envelope(q, topic="price_feed.silver")))[
+        0
+    ] == topic_hash(TOPIC)
     e = envelope(q)
     e.digest = bytes(32)
     assert reverts("WrongDigest", q.transact, "submit", *single(e)) == (DIGEST, bytes(32))
@@ -255,6 +312,7 @@ def test_a_value_produced_long_ago_is_stale_even_if_it_arrives_now(chain, artifa
 
 # --- MessageQueue: k-of-n quorum ----------------------------------------------------------------
 
+
 def test_quorum_3_of_5(chain, artifacts):
     q = queue(chain, artifacts, quorum=3, signers=range(5), max_signers=5)
     assert q.call("activeSigners") == 5
@@ -265,14 +323,12 @@ def test_quorum_3_of_5(chain, artifacts):
     assert q.call("latest")[:2] == (payload_hash({"gold": "2650.10"}), e.sequence)
     # two are not enough
     e2 = envelope(q, cryptlet=POOL)
-    assert reverts("QuorumNotMet", q.transact, "submitQuorum", fields(e2), chain_id, quorum_sigs(e2, [1, 3])) \
-        == (2, 3)
+    assert reverts("QuorumNotMet", q.transact, "submitQuorum", fields(e2), chain_id, quorum_sigs(e2, [1, 3])) == (2, 3)
     # a duplicate does not count twice
     sigs = quorum_sigs(e2, [1, 3])
     duplicate = [sigs[0], sigs[0], sigs[1]]
     first = min(ADDRESSES[1], ADDRESSES[3], key=lambda a: int(a, 16))
-    assert reverts("DuplicateSigner", q.transact, "submitQuorum", fields(e2), chain_id, duplicate) \
-        == (first.lower(),)
+    assert reverts("DuplicateSigner", q.transact, "submitQuorum", fields(e2), chain_id, duplicate) == (first.lower(),)
     # nor out of order
     three = quorum_sigs(e2, [1, 2, 3])
     reverts("UnsortedSigners", q.transact, "submitQuorum", fields(e2), chain_id, [three[1], three[0], three[2]])
@@ -310,10 +366,17 @@ def test_gas_stays_within_the_issue_targets(chain, artifacts):
 
 # --- ContractCryptlet ---------------------------------------------------------------------------
 
+
 def contract_payload(result, version, before, after):
     """The payload a contract cryptlet's envelope signs (shared/isolation/runtime.py)."""
-    return {"result": result, "state": {"version": version, "hash": "0x" + keccak256(canonical_json(after)).hex(),
-                                        "previous": "0x" + keccak256(canonical_json(before)).hex()}}
+    return {
+        "result": result,
+        "state": {
+            "version": version,
+            "hash": "0x" + keccak256(canonical_json(after)).hex(),
+            "previous": "0x" + keccak256(canonical_json(before)).hex(),
+        },
+    }
 
 
 def snapshot(payload):
@@ -349,17 +412,27 @@ def test_contract_cryptlet_follows_the_signed_state(chain, artifacts):
     # a skipped version
     p4 = contract_payload({}, 3, s1, {"greetings": 2})
     envelope_, chain_id, sig = single(envelope(m, payload=p4))
-    assert reverts("StateVersionMismatch", m.transact, "advance", envelope_, chain_id, [sig], canonical_json({}),
-                   snapshot(p4)) == (1, 3)
+    assert reverts(
+        "StateVersionMismatch", m.transact, "advance", envelope_, chain_id, [sig], canonical_json({}), snapshot(p4)
+    ) == (1, 3)
     # a result that is not the signed one
     p5 = contract_payload({"ok": True}, 2, s1, {"greetings": 2})
     envelope_, chain_id, sig = single(envelope(m, payload=p5))
-    reverts("PayloadMismatch", m.transact, "advance", envelope_, chain_id, [sig], canonical_json({"ok": False}),
-            snapshot(p5))
+    reverts(
+        "PayloadMismatch",
+        m.transact,
+        "advance",
+        envelope_,
+        chain_id,
+        [sig],
+        canonical_json({"ok": False}),
+        snapshot(p5),
+    )
     # onlyBy: another key, a replay
     envelope_, chain_id, sig = single(envelope(m, payload=p5, cryptlet=ADDRESSES[1]), key=1)
-    reverts("UnknownSigner", m.transact, "advance", envelope_, chain_id, [sig], canonical_json(p5["result"]),
-            snapshot(p5))
+    reverts(
+        "UnknownSigner", m.transact, "advance", envelope_, chain_id, [sig], canonical_json(p5["result"]), snapshot(p5)
+    )
     envelope_, chain_id, sig = single(e1)
     reverts("ReplayedSequence", m.transact, "advance", envelope_, chain_id, [sig], result1, snapshot(p1))
 
@@ -379,10 +452,18 @@ def test_contract_cryptlet_pool_quorum_and_config(chain, artifacts):
 
 # --- CryptletProxy ------------------------------------------------------------------------------
 
+
 def test_proxy_request_fulfil_and_expiry(chain, artifacts):
     interface_id = bytes.fromhex("12345678")
-    proxy = chain.deploy(artifacts["CryptletProxy"], chain.accounts[0], "price_feed", DIGEST,
-                         bytes.fromhex(EVIDENCE[2:]), interface_id, 0)
+    proxy = chain.deploy(
+        artifacts["CryptletProxy"],
+        chain.accounts[0],
+        "price_feed",
+        DIGEST,
+        bytes.fromhex(EVIDENCE[2:]),
+        interface_id,
+        0,
+    )
     proxy.transact("addSigner", ADDRESSES[0], bytes(32))
     consumer = chain.deploy(artifacts["ProxyConsumer"], proxy.address)
     assert (proxy.call("name"), proxy.call("digest"), proxy.call("interfaceId")) == ("price_feed", DIGEST, interface_id)
@@ -419,8 +500,9 @@ def _topic1(receipt) -> bytes:
 
 
 def test_proxy_subscription_delivers_in_sequence_until_it_ends(chain, artifacts):
-    proxy = chain.deploy(artifacts["CryptletProxy"], chain.accounts[0], "market_watcher", DIGEST, bytes(32),
-                         bytes(4), 0)
+    proxy = chain.deploy(
+        artifacts["CryptletProxy"], chain.accounts[0], "market_watcher", DIGEST, bytes(32), bytes(4), 0
+    )
     proxy.transact("addSigner", ADDRESSES[0], bytes(32))
     consumer = chain.deploy(artifacts["ProxyConsumer"], proxy.address)
     topic = "market_watcher.Price"
@@ -429,17 +511,25 @@ def test_proxy_subscription_delivers_in_sequence_until_it_ends(chain, artifacts)
     envelope_, chain_id, sig = single(first)
     proxy.transact("deliver", subscription, envelope_, chain_id, sig, canonical_json(first.payload))
     assert consumer.call("deliveries") == 1 and consumer.call("lastId") == subscription
-    reverts("ReplayedSequence", proxy.transact, "deliver", subscription, envelope_, chain_id, sig,
-            canonical_json(first.payload))
+    reverts(
+        "ReplayedSequence",
+        proxy.transact,
+        "deliver",
+        subscription,
+        envelope_,
+        chain_id,
+        sig,
+        canonical_json(first.payload),
+    )
     other = envelope(proxy, topic="market_watcher.Volume", payload={})
     reverts("WrongTopic", proxy.transact, "deliver", subscription, *single(other), canonical_json({}))
     chain.time_travel(700)
     later = envelope(proxy, topic=topic, payload={"gold": "2651"})
-    reverts("SubscriptionEnded", proxy.transact, "deliver", subscription, *single(later),
-            canonical_json(later.payload))
+    reverts("SubscriptionEnded", proxy.transact, "deliver", subscription, *single(later), canonical_json(later.payload))
 
 
 # --- the naive baseline is a working contract too -------------------------------------------------
+
 
 def test_naive_baseline_verifies_the_same_envelopes(chain, artifacts):
     naive = chain.deploy(artifacts["NaiveMessageQueue"])
@@ -490,9 +580,16 @@ def test_generated_header_compiles_with_the_contracts_and_binds_a_queue(chain, t
     assert verdicts.call("digest").hex() == source.digest[2:]
     assert verdicts.call("topic") == topic_hash("customer_validator.validate")
     verdicts.transact("addSigner", ADDRESSES[0], bytes(32))
-    e = envelope(verdicts, topic="customer_validator.validate",
-                 payload={"approved": True, "failed_rules": [], "record_commitment": "0x" + "ab" * 32,
-                          "rules_version": "2026.1"})
+    e = envelope(
+        verdicts,
+        topic="customer_validator.validate",
+        payload={
+            "approved": True,
+            "failed_rules": [],
+            "record_commitment": "0x" + "ab" * 32,
+            "rules_version": "2026.1",
+        },
+    )
     e.digest = bytes.fromhex(source.digest[2:])
     verdicts.transact("submit", *single(e))
     assert verdicts.call("value") == e.payload_hash

@@ -1,5 +1,6 @@
 """Egress: the allow-list, SSRF refusals, the fetch limits against a real local HTTP(S) server, and the
 ``fetch`` call-out end to end from a real region (package ``tests/packages/egress_probe``)."""
+
 from __future__ import annotations
 
 import base64
@@ -23,11 +24,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from shared.packages.digest import package_digest
-from shared.isolation.egress import EgressDenied, EgressPolicy, EgressTooLarge, FetchFailed, fetch
 from shared.envelope import Domain
 from shared.errors import InvalidInput, RegionError
 from shared.isolation.callout import HostCallOuts
+from shared.isolation.egress import EgressDenied, EgressPolicy, EgressTooLarge, FetchFailed, fetch
+from shared.packages.digest import package_digest
 from tests.helpers import resolver_for
 
 PROBE = Path(__file__).resolve().parents[2] / "packages" / "egress_probe"
@@ -60,8 +61,13 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/hello":
             self._send(200, b"hello from the test server", Content_Type="text/plain")
         elif url.path == "/echo":
-            echo = {"method": self.command, "body": body.decode(), "host": self.headers.get("Host"),
-                    "probe": self.headers.get("X-Probe"), "accept_encoding": self.headers.get("Accept-Encoding")}
+            echo = {
+                "method": self.command,
+                "body": body.decode(),
+                "host": self.headers.get("Host"),
+                "probe": self.headers.get("X-Probe"),
+                "accept_encoding": self.headers.get("Accept-Encoding"),
+            }
             self._send(200, json.dumps(echo).encode(), Content_Type="application/json")
         elif url.path == "/redirect":
             self._send(int(parse_qs(url.query).get("status", ["302"])[0]), Location=parse_qs(url.query)["to"][0])
@@ -139,11 +145,22 @@ def test_allowed_get_and_post(server):
     assert (result.status, result.body) == (200, b"hello from the test server")
     assert result.url == server.url("/hello") and result.headers["content-type"] == "text/plain"
     assert all(name == name.lower() for name in result.headers)
-    posted = fetch(allow(server), url=server.url("/echo"), method="post", body=b'{"q": 1}',
-                   headers={"X-Probe": "yes", "Content-Type": "application/json"}, timeout_s=5)
+    posted = fetch(
+        allow(server),
+        url=server.url("/echo"),
+        method="post",
+        body=b'{"q": 1}',
+        headers={"X-Probe": "yes", "Content-Type": "application/json"},
+        timeout_s=5,
+    )
     echo = json.loads(posted.body)
-    assert echo == {"method": "POST", "body": '{"q": 1}', "host": f"127.0.0.1:{server.port}", "probe": "yes",
-                    "accept_encoding": "identity"}
+    assert echo == {
+        "method": "POST",
+        "body": '{"q": 1}',
+        "host": f"127.0.0.1:{server.port}",
+        "probe": "yes",
+        "accept_encoding": "identity",
+    }
     assert fetch(allow(server), url=server.url("/hello"), method="HEAD", timeout_s=5).body == b""
     assert fetch(allow(server), url=server.url("/nothing"), timeout_s=5).status == 404  # statuses pass through
 
@@ -159,12 +176,14 @@ def test_redirects_are_followed_and_each_hop_checked(server):
     followed = fetch(allow(server), url=server.url("/redirect?to=/echo"), method="POST", body=b"x", timeout_s=5)
     assert followed.status == 200 and followed.url == server.url("/echo")
     assert json.loads(followed.body)["method"] == "GET"  # 302 after POST: GET, body dropped
-    kept = fetch(allow(server), url=server.url("/redirect?status=307&to=/echo"), method="POST", body=b"x",
-                 timeout_s=5)
+    kept = fetch(allow(server), url=server.url("/redirect?status=307&to=/echo"), method="POST", body=b"x", timeout_s=5)
     assert json.loads(kept.body)["method"] == "POST" and json.loads(kept.body)["body"] == "x"
     before = len(server.seen)
-    for target in ("http://metadata.example/latest", "http://169.254.169.254/latest/meta-data/",
-                   f"http://localhost:{server.port}/hello"):
+    for target in (
+        "http://metadata.example/latest",
+        "http://169.254.169.254/latest/meta-data/",
+        f"http://localhost:{server.port}/hello",
+    ):
         with pytest.raises(EgressDenied, match="is not in the cryptlet's egress allow-list"):
             fetch(allow(server), url=server.url(f"/redirect?to={target}"), timeout_s=5)
     assert len(server.seen) == before + 3  # only the redirecting requests reached a server
@@ -184,14 +203,17 @@ def test_oversized_responses_are_refused(server):
         fetch(allow(server), url=server.url("/hello"), timeout_s=5, max_response_bytes=10)
 
 
-@pytest.mark.parametrize("headers, words", [
-    ({"Host": "evil.example"}, "header 'Host' is set by the host"),
-    ({"content-length": "5"}, "header 'content-length' is set by the host"),
-    ({"Transfer-Encoding": "chunked"}, "header 'Transfer-Encoding'"),
-    ({"Connection": "close"}, "header 'Connection'"),
-    ({"X-A": "one\r\nX-Injected: 1"}, "header 'X-A' must be printable ASCII on one line"),
-    ({"Bad Name": "x"}, "not a valid HTTP header name"),
-])
+@pytest.mark.parametrize(
+    "headers, words",
+    [
+        ({"Host": "evil.example"}, "header 'Host' is set by the host"),
+        ({"content-length": "5"}, "header 'content-length' is set by the host"),
+        ({"Transfer-Encoding": "chunked"}, "header 'Transfer-Encoding'"),
+        ({"Connection": "close"}, "header 'Connection'"),
+        ({"X-A": "one\r\nX-Injected: 1"}, "header 'X-A' must be printable ASCII on one line"),
+        ({"Bad Name": "x"}, "not a valid HTTP header name"),
+    ],
+)
 def test_bad_headers_are_refused(server, headers, words):
     before = len(server.seen)
     with pytest.raises(InvalidInput) as caught:
@@ -233,17 +255,24 @@ def test_network_failures_are_one_line_fetch_failures(server):
 def certificate(tmp: Path, name: str) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp / f"{name}.crt", tmp / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -280,9 +309,16 @@ def test_tls_goes_to_the_checked_address_with_sni_and_verification_on_the_host_n
 def test_fetch_call_out_message_format_and_logging(server, caplog):
     handler = HostCallOuts("probe", egress=[f"127.0.0.1:{server.port}"])
     with caplog.at_level(logging.INFO, logger="fabric.region"):
-        result = handler("fetch", {"url": server.url("/echo?secret=q"), "method": "PUT",
-                                   "headers": {"X-Probe": "header-value-7"}, "body_b64": "Ym9keS1zZWNyZXQ=",
-                                   "timeout_s": 100})
+        result = handler(
+            "fetch",
+            {
+                "url": server.url("/echo?secret=q"),
+                "method": "PUT",
+                "headers": {"X-Probe": "header-value-7"},
+                "body_b64": "Ym9keS1zZWNyZXQ=",
+                "timeout_s": 100,
+            },
+        )
         with pytest.raises(EgressDenied):
             handler("fetch", {"url": "https://elsewhere.example/x"})
         with pytest.raises(InvalidInput):  # a region cannot forge log lines through the logged method
@@ -296,8 +332,10 @@ def test_fetch_call_out_message_format_and_logging(server, caplog):
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     size = len(base64.b64decode(result["body_b64"]))
     assert [r.getMessage() for r in infos] == [f"cryptlet probe: fetch PUT 127.0.0.1 -> 200 ({size} bytes)"]
-    assert [w.getMessage().split(":")[1] for w in warnings] == [" fetch GET elsewhere.example refused (egress_denied)",
-                                                               " fetch ? elsewhere.example refused (invalid_input)"]
+    assert [w.getMessage().split(":")[1] for w in warnings] == [
+        " fetch GET elsewhere.example refused (egress_denied)",
+        " fetch ? elsewhere.example refused (invalid_input)",
+    ]
     assert "forged" not in caplog.text
     for secret in ("secret", "header-value-7", "body-secret", "Ym9keS1zZWNyZXQ="):
         assert secret not in caplog.text
@@ -308,8 +346,12 @@ def test_fetch_call_out_message_format_and_logging(server, caplog):
 def probe(tmp_path, provider, server):
     package = tmp_path / "egress_probe"
     shutil.copytree(PROBE, package, ignore=shutil.ignore_patterns("__pycache__"))
-    region = provider.create_region(package, package_digest(package), domain=Domain(),
-                                    call_out=HostCallOuts("egress_probe", egress=[f"127.0.0.1:{server.port}"]))
+    region = provider.create_region(
+        package,
+        package_digest(package),
+        domain=Domain(),
+        call_out=HostCallOuts("egress_probe", egress=[f"127.0.0.1:{server.port}"]),
+    )
     try:
         region.call("generate_key")
         region.call("bind", registration=REGISTRATION)
@@ -319,22 +361,28 @@ def probe(tmp_path, provider, server):
 
 
 def invoke(region, cryptlet_method: str, sequence: int, **args):
-    return region.call("invoke", method=cryptlet_method, args=args, sequence=sequence,
-                       request_id="0x" + "00" * 32)["envelope"]["payload"]
+    return region.call("invoke", method=cryptlet_method, args=args, sequence=sequence, request_id="0x" + "00" * 32)[
+        "envelope"
+    ]["payload"]
 
 
 def test_region_fetches_through_the_host_only_within_its_allow_list(probe, server):
     got = invoke(probe, "fetch", 1, url=server.url("/hello"))
-    assert got == {"status": 200, "url": server.url("/hello"), "body": "hello from the test server",
-                   "content_type": "text/plain"}
-    posted = json.loads(invoke(probe, "fetch", 2, url=server.url("/echo"), method="POST",
-                               body="from a region")["body"])
+    assert got == {
+        "status": 200,
+        "url": server.url("/hello"),
+        "body": "hello from the test server",
+        "content_type": "text/plain",
+    }
+    posted = json.loads(invoke(probe, "fetch", 2, url=server.url("/echo"), method="POST", body="from a region")["body"])
     assert (posted["method"], posted["body"], posted["probe"]) == ("POST", "from a region", "egress_probe")
     denied = invoke(probe, "try_fetch", 3, url="https://example.com/")
     assert denied["error"] == "egress_denied"
     assert "host example.com is not in the cryptlet's egress allow-list" in denied["message"]
-    assert invoke(probe, "try_fetch", 4, url=server.url("/redirect?to=http://elsewhere.example/"))["error"] == \
-        "egress_denied"
+    assert (
+        invoke(probe, "try_fetch", 4, url=server.url("/redirect?to=http://elsewhere.example/"))["error"]
+        == "egress_denied"
+    )
     with pytest.raises(RegionError) as caught:  # uncaught, the refusal is the call's one-line error
         invoke(probe, "fetch", 5, url=f"http://127.0.0.1:{server.port + 1}/")
     assert caught.value.extra["region_code"] == "cryptlet_error"

@@ -1,5 +1,6 @@
 """Process regions: measurement before load, sealing bound to the digest, call-outs, evidence,
 confinement (uid, network, rlimits, environment, working directory) and contained failures."""
+
 from __future__ import annotations
 
 import base64
@@ -7,21 +8,21 @@ import json
 import os
 import shutil
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from shared.keys import sealing
 from shared.attestation import AttestationError, Reason, SoftwarePolicy, cryptlet_report_data
-from shared.packages.digest import package_digest, package_listing
 from shared.encoding import from_hex
 from shared.envelope import Domain, Envelope, verify_envelope
 from shared.errors import InvalidInput, RegionError, SealingError
 from shared.isolation.callout import HostCallOuts
+from shared.isolation.pool import RegionPool
 from shared.isolation.process import ProcessProvider, ProcessRegion, platform_key
 from shared.isolation.sandbox import RegionLimits
-from shared.isolation.pool import RegionPool
+from shared.keys import sealing
+from shared.packages.digest import package_digest, package_listing
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -41,8 +42,14 @@ def make_package(root: Path, name: str, code: str, methods: tuple[str, ...] = ("
     """A one-file cryptlet package ``name`` whose entry class ``C`` is ``code``."""
     package = root / name
     package.mkdir()
-    manifest = {"name": name, "version": "1.0.0", "kind": "utility", "runtime": "python", "entry": "main:C",
-                "interface": {"methods": {m: {} for m in methods}}}
+    manifest = {
+        "name": name,
+        "version": "1.0.0",
+        "kind": "utility",
+        "runtime": "python",
+        "entry": "main:C",
+        "interface": {"methods": {m: {} for m in methods}},
+    }
     (package / "cryptlet.json").write_text(json.dumps(manifest))
     (package / "main.py").write_text(code)
     return package
@@ -148,16 +155,21 @@ def test_sealed_key_opens_only_for_the_same_digest_and_platform(package, provide
 
 def test_a_region_never_holds_the_platform_secret(tmp_path, provider):
     """Only the seal key of its own digest enters a region, so a cryptlet cannot open other packages' keys."""
-    package = make_package(tmp_path, "memory_reader", (
-        "import gc\nclass C:\n    def run(self):\n"
-        "        values = []\n"
-        "        for o in gc.get_objects():  # every container, and every object's attributes\n"
-        "            fields = o if isinstance(o, (dict, list, tuple)) else getattr(o, '__dict__', None)\n"
-        "            if isinstance(fields, dict):\n"
-        "                fields = list(fields.values())\n"
-        "            if isinstance(fields, (list, tuple)):\n"
-        "                values.extend(fields)\n"
-        "        return sorted({v.hex() for v in values if isinstance(v, bytes) and len(v) == 32})\n"))
+    package = make_package(
+        tmp_path,
+        "memory_reader",
+        (
+            "import gc\nclass C:\n    def run(self):\n"
+            "        values = []\n"
+            "        for o in gc.get_objects():  # every container, and every object's attributes\n"
+            "            fields = o if isinstance(o, (dict, list, tuple)) else getattr(o, '__dict__', None)\n"
+            "            if isinstance(fields, dict):\n"
+            "                fields = list(fields.values())\n"
+            "            if isinstance(fields, (list, tuple)):\n"
+            "                values.extend(fields)\n"
+            "        return sorted({v.hex() for v in values if isinstance(v, bytes) and len(v) == 32})\n"
+        ),
+    )
     region = ready(provider, package)
     try:
         held = run(region)["envelope"]["payload"]
@@ -180,7 +192,7 @@ class RecordingCallOuts(HostCallOuts):
         return super().__call__(op, params)
 
 
-CALLOUT_CODE = '''
+CALLOUT_CODE = """
 import fabric_host
 
 fabric_host.log("loading", level="debug")
@@ -196,17 +208,17 @@ class C:
             except fabric_host.CallOutError as exc:
                 errors.append(exc.code)
         return {"now": now, "errors": errors}
-'''
+"""
 
 
 def test_call_outs_reach_the_host_handler_interleaved_with_the_call(tmp_path, provider, caplog):
     calls = RecordingCallOuts()
     region = ready(provider, make_package(tmp_path, "callouts", CALLOUT_CODE), call_out=calls)
     try:
-        before = int(datetime.now(timezone.utc).timestamp() * 1000)
+        before = int(datetime.now(UTC).timestamp() * 1000)
         with caplog.at_level("DEBUG", logger="fabric.region"):
             payload = run(region)["envelope"]["payload"]
-        assert before <= payload["now"] <= int(datetime.now(timezone.utc).timestamp() * 1000)
+        assert before <= payload["now"] <= int(datetime.now(UTC).timestamp() * 1000)
         assert payload["errors"] == ["invalid_input", "host_error"]  # unknown call-out; failing handler
         assert [op for op, _ in calls.seen] == ["log", "log", "time", "teleport", "explode"]
         assert "cryptlet callouts: hello from the region" in caplog.text
@@ -216,8 +228,10 @@ def test_call_outs_reach_the_host_handler_interleaved_with_the_call(tmp_path, pr
 
 
 def test_a_region_without_a_handler_gets_refusals(tmp_path, provider):
-    code = ("import fabric_host\nclass C:\n    def run(self):\n        try:\n            fabric_host.now_ms()\n"
-            "        except fabric_host.CallOutError as exc:\n            return exc.code\n")
+    code = (
+        "import fabric_host\nclass C:\n    def run(self):\n        try:\n            fabric_host.now_ms()\n"
+        "        except fabric_host.CallOutError as exc:\n            return exc.code\n"
+    )
     region = ready(provider, make_package(tmp_path, "no_handler", code))
     try:
         assert run(region)["envelope"]["payload"] == "no_callouts"
@@ -235,7 +249,7 @@ def test_region_evidence_binds_the_key_and_says_it_is_software(package, provider
         evidence = region.evidence(cryptlet_report_data(public, nonce))
     finally:
         region.close()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     verified = provider.verify_evidence(evidence, provider.evidence_policy(), now=now)
     assert verified.kind == "process" and verified.debuggable is True
     assert verified.measurement == package_digest(package).hex()
@@ -260,7 +274,7 @@ def test_platform_key_is_derived_from_the_sealing_secret_under_its_own_label():
 
 
 # -- confinement ------------------------------------------------------------------------------------
-CONFINEMENT_CODE = '''
+CONFINEMENT_CODE = """
 import os, resource, socket
 
 class C:
@@ -291,7 +305,7 @@ class C:
         except OSError:
             facts["parent_environ"] = "denied"
         return facts
-'''
+"""
 
 
 def test_region_is_confined(tmp_path):
@@ -311,8 +325,14 @@ def test_region_is_confined(tmp_path):
         listener.close()
     assert set(facts["env"]) <= {"PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR"}
     assert facts["cwd"] == workdir and facts["env"]["HOME"] == workdir
-    assert facts["limits"] == {"RLIMIT_CPU": 30, "RLIMIT_AS": 1 << 30, "RLIMIT_NOFILE": 32, "RLIMIT_CORE": 0,
-                               "RLIMIT_NPROC": 8, "RLIMIT_FSIZE": limits.file_size}
+    assert facts["limits"] == {
+        "RLIMIT_CPU": 30,
+        "RLIMIT_AS": 1 << 30,
+        "RLIMIT_NOFILE": 32,
+        "RLIMIT_CORE": 0,
+        "RLIMIT_NPROC": 8,
+        "RLIMIT_FSIZE": limits.file_size,
+    }
     assert facts["package_writable"] is False
     assert facts["parent_environ"] == "denied"
     # Besides stdio (the cryptlet's stdin is /dev/null, stdout goes to stderr) only the protocol socket
@@ -344,9 +364,11 @@ def test_regions_of_one_provider_get_distinct_uids(tmp_path, provider):
 
 # -- contained failures -----------------------------------------------------------------------------
 def test_region_that_breaks_the_protocol_is_stopped(tmp_path, provider):
-    code = ("import os, stat\nclass C:\n    def run(self):\n        print('printing is fine')\n"
-            "        for fd in range(64):\n            try:\n                if stat.S_ISSOCK(os.fstat(fd).st_mode):\n"
-            "                    os.write(fd, b'garbage\\n')\n            except OSError:\n                pass\n")
+    code = (
+        "import os, stat\nclass C:\n    def run(self):\n        print('printing is fine')\n"
+        "        for fd in range(64):\n            try:\n                if stat.S_ISSOCK(os.fstat(fd).st_mode):\n"
+        "                    os.write(fd, b'garbage\\n')\n            except OSError:\n                pass\n"
+    )
     region = ready(provider, make_package(tmp_path, "noisy", code))
     with pytest.raises(RegionError) as caught:
         run(region)
@@ -356,13 +378,24 @@ def test_region_that_breaks_the_protocol_is_stopped(tmp_path, provider):
     region.close()
 
 
-@pytest.mark.parametrize("code, region_code, words", [
-    ("import os\nclass C:\n    def run(self):\n        os._exit(3)\n", "crashed", "region exited during invoke (exit code 3)"),
-    ("import os, stat, time\nclass C:\n    def run(self):\n        for fd in range(64):\n            try:\n"
-     "                if stat.S_ISSOCK(os.fstat(fd).st_mode):\n                    os.close(fd)\n"
-     "            except OSError:\n                pass\n        time.sleep(60)\n",
-     "protocol", "closed its protocol stream during invoke; it was stopped"),
-], ids=["exits", "closes_its_stream"])
+@pytest.mark.parametrize(
+    "code, region_code, words",
+    [
+        (
+            "import os\nclass C:\n    def run(self):\n        os._exit(3)\n",
+            "crashed",
+            "region exited during invoke (exit code 3)",
+        ),
+        (
+            "import os, stat, time\nclass C:\n    def run(self):\n        for fd in range(64):\n            try:\n"
+            "                if stat.S_ISSOCK(os.fstat(fd).st_mode):\n                    os.close(fd)\n"
+            "            except OSError:\n                pass\n        time.sleep(60)\n",
+            "protocol",
+            "closed its protocol stream during invoke; it was stopped",
+        ),
+    ],
+    ids=["exits", "closes_its_stream"],
+)
 def test_a_region_that_dies_or_hangs_up_is_reported(tmp_path, provider, code, region_code, words):
     region = ready(provider, make_package(tmp_path, "quitter", code))
     with pytest.raises(RegionError) as caught:
@@ -375,8 +408,10 @@ def test_a_region_that_dies_or_hangs_up_is_reported(tmp_path, provider, code, re
 def test_hung_region_times_out_and_is_killed(tmp_path):
     provider = ProcessProvider(os.urandom(32), timeout=1.5)
     try:
-        region = ready(provider, make_package(tmp_path, "sleepy", "import time\nclass C:\n    def run(self):\n"
-                                                                   "        time.sleep(60)\n"))
+        region = ready(
+            provider,
+            make_package(tmp_path, "sleepy", "import time\nclass C:\n    def run(self):\n        time.sleep(60)\n"),
+        )
         with pytest.raises(RegionError) as caught:
             run(region)
         assert caught.value.extra["region_code"] == "timeout"
@@ -389,8 +424,10 @@ def test_hung_region_times_out_and_is_killed(tmp_path):
 def test_cpu_time_limit_kills_a_spinning_region(tmp_path):
     provider = ProcessProvider(os.urandom(32), timeout=20, limits=RegionLimits(cpu_seconds=1))
     try:
-        region = ready(provider, make_package(tmp_path, "spinner", "class C:\n    def run(self):\n"
-                                                                   "        while True:\n            pass\n"))
+        region = ready(
+            provider,
+            make_package(tmp_path, "spinner", "class C:\n    def run(self):\n        while True:\n            pass\n"),
+        )
         with pytest.raises(RegionError) as caught:
             run(region)
         assert caught.value.extra["region_code"] == "crashed"
@@ -401,8 +438,10 @@ def test_cpu_time_limit_kills_a_spinning_region(tmp_path):
 
 
 def test_a_region_is_retired_at_half_its_cpu_budget(tmp_path):
-    code = "import time\nclass C:\n    def run(self):\n        end = time.process_time() + 1.2\n" \
-           "        while time.process_time() < end:\n            pass\n        return 'done'\n"
+    code = (
+        "import time\nclass C:\n    def run(self):\n        end = time.process_time() + 1.2\n"
+        "        while time.process_time() < end:\n            pass\n        return 'done'\n"
+    )
     provider = ProcessProvider(os.urandom(32), timeout=20, limits=RegionLimits(cpu_seconds=2))
     try:
         region = ready(provider, make_package(tmp_path, "worker", code))
@@ -414,8 +453,12 @@ def test_a_region_is_retired_at_half_its_cpu_budget(tmp_path):
 
 
 def test_fork_bomb_hits_the_process_limit_and_leaves_nothing_behind(tmp_path, provider):
-    region = ready(provider, make_package(tmp_path, "bomb", "import os\nclass C:\n    def run(self):\n"
-                                                            "        while True:\n            os.fork()\n"))
+    region = ready(
+        provider,
+        make_package(
+            tmp_path, "bomb", "import os\nclass C:\n    def run(self):\n        while True:\n            os.fork()\n"
+        ),
+    )
     uid = region.uid
     with pytest.raises(RegionError) as caught:
         run(region)
@@ -428,9 +471,11 @@ def test_fork_bomb_hits_the_process_limit_and_leaves_nothing_behind(tmp_path, pr
 
 
 def test_processes_left_running_after_a_call_stop_the_region(tmp_path, provider):
-    code = ("import os, time\nclass C:\n    def run(self):\n        if os.fork() == 0:\n"
-            "            if os.fork() == 0:\n                while True:\n                    time.sleep(1)\n"
-            "            os._exit(0)\n        os.wait()\n        return 'returned normally'\n")
+    code = (
+        "import os, time\nclass C:\n    def run(self):\n        if os.fork() == 0:\n"
+        "            if os.fork() == 0:\n                while True:\n                    time.sleep(1)\n"
+        "            os._exit(0)\n        os.wait()\n        return 'returned normally'\n"
+    )
     region = ready(provider, make_package(tmp_path, "daemonizer", code))  # leaves an orphaned grandchild
     uid = region.uid
     with pytest.raises(RegionError) as caught:
@@ -442,8 +487,10 @@ def test_processes_left_running_after_a_call_stop_the_region(tmp_path, provider)
 
 
 def test_memory_limit_is_a_clear_error_and_retires_the_region(tmp_path, provider):
-    region = ready(provider, make_package(tmp_path, "greedy", "class C:\n    def run(self):\n"
-                                                              "        return len(bytearray(4 << 30))\n"))
+    region = ready(
+        provider,
+        make_package(tmp_path, "greedy", "class C:\n    def run(self):\n        return len(bytearray(4 << 30))\n"),
+    )
     with pytest.raises(RegionError) as caught:
         run(region)
     assert caught.value.extra["region_code"] == "out_of_memory"

@@ -1,6 +1,7 @@
 """The SDK and the two runtimes inside real regions: Python SDK classes (context, events, contract
 state) and the exec runtime (a Node program and a bare executable speaking the container
 protocol), signed by the container exactly like plain Python cryptlets."""
+
 from __future__ import annotations
 
 import json
@@ -11,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from cryptlet_sdk import MAX_EVENTS, MAX_STATE_BYTES
-from shared.packages.digest import package_digest
 from shared.encoding import canonical_json, keccak256
 from shared.envelope import Domain, Envelope, verify_envelope
 from shared.errors import RegionError
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.process import ProcessProvider, ProcessRegion
+from shared.packages.digest import package_digest
 
 ROOT = Path(__file__).resolve().parents[3]
 SLA = ROOT / "cryptlet_packages" / "sla_monitor"
@@ -29,8 +30,9 @@ OBSERVATIONS = [{"at": 0, "up": True}, {"at": 600, "up": False}, {"at": 700, "up
 
 
 def ready(provider: ProcessProvider, package: Path, **kwargs) -> tuple[ProcessRegion, str]:
-    region = provider.create_region(package, package_digest(package), domain=Domain(),
-                                    call_out=HostCallOuts(package.name), **kwargs)
+    region = provider.create_region(
+        package, package_digest(package), domain=Domain(), call_out=HostCallOuts(package.name), **kwargs
+    )
     address = region.call("generate_key")["address"]
     region.call("bind", registration=REGISTRATION)
     return region, address
@@ -65,8 +67,12 @@ def sla(provider):
 
 def test_node_program_result_and_event_are_signed_by_the_container(sla):
     region, address = sla
-    reply = invoke(region, "evaluate", 100, args={"observations": OBSERVATIONS, "period_end": 1000,
-                                                  "target_bp": 9990, "penalty_per_bp": "5"})
+    reply = invoke(
+        region,
+        "evaluate",
+        100,
+        args={"observations": OBSERVATIONS, "period_end": 1000, "target_bp": 9990, "penalty_per_bp": "5"},
+    )
     result = verified(reply["envelope"], address)
     assert (result.topic, result.sequence) == ("sla_monitor.evaluate", 100)
     assert result.payload == {"availability_bp": 9000, "breached": True, "penalty": "4950"}
@@ -78,13 +84,18 @@ def test_node_program_result_and_event_are_signed_by_the_container(sla):
 def test_node_program_bad_arguments_keep_the_region(sla):
     region, _ = sla
     with pytest.raises(RegionError) as caught:
-        invoke(region, "evaluate", 200, args={"observations": "nope", "period_end": 1, "target_bp": 1,
-                                              "penalty_per_bp": 1})
+        invoke(
+            region, "evaluate", 200, args={"observations": "nope", "period_end": 1, "target_bp": 1, "penalty_per_bp": 1}
+        )
     assert caught.value.extra["region_code"] == "bad_arguments"
     assert "observations must be a non-empty list" in caught.value.detail
     assert region.alive
-    reply = invoke(region, "evaluate", 300, args={"observations": [{"at": 0, "up": True}], "period_end": 10,
-                                                  "target_bp": 9000, "penalty_per_bp": 1})
+    reply = invoke(
+        region,
+        "evaluate",
+        300,
+        args={"observations": [{"at": 0, "up": True}], "period_end": 10, "target_bp": 9000, "penalty_per_bp": 1},
+    )
     assert reply["envelope"]["payload"]["breached"] is False and "events" not in reply
 
 
@@ -138,9 +149,15 @@ for line in sys.stdin:
     sys.stdout.write(json.dumps(reply) + "\n")
     sys.stdout.flush()
 '''
-EXEC_MANIFEST = {"kind": "utility", "runtime": "exec", "entry": "bin/echo",
-                 "interface": {"methods": {"run": {"inputs": [{"name": "mode", "type": "string"}]}},
-                               "events": {"Echoed": {"inputs": [{"name": "n", "type": "uint8"}]}}}}
+EXEC_MANIFEST = {
+    "kind": "utility",
+    "runtime": "exec",
+    "entry": "bin/echo",
+    "interface": {
+        "methods": {"run": {"inputs": [{"name": "mode", "type": "string"}]}},
+        "events": {"Echoed": {"inputs": [{"name": "n", "type": "uint8"}]}},
+    },
+}
 
 
 @pytest.fixture
@@ -184,10 +201,13 @@ def test_a_broken_program_ends_its_region_with_a_clear_code(provider, echo_packa
         region.close()
 
 
-@pytest.mark.parametrize("manifest, detail", [
-    ({"entry": "missing.js", "interpreter": "node"}, "not a file of the package"),
-    ({"entry": "bin/echo"}, "not executable"),
-])
+@pytest.mark.parametrize(
+    "manifest, detail",
+    [
+        ({"entry": "missing.js", "interpreter": "node"}, "not a file of the package"),
+        ({"entry": "bin/echo"}, "not executable"),
+    ],
+)
 def test_exec_entry_problems_are_named(provider, tmp_path, manifest, detail):
     package = package_from(tmp_path, "bad_exec", {**EXEC_MANIFEST, **manifest}, {})
     (package / "bin").mkdir()
@@ -206,8 +226,11 @@ def test_contract_state_transitions_are_signed_and_returned(provider):
         payload = verified(first["envelope"], address).payload
         assert payload["result"] == {"balance": 5}
         assert first["state"] == {"alice": 5}
-        assert payload["state"] == {"version": 1, "hash": "0x" + keccak256(canonical_json({"alice": 5})).hex(),
-                                    "previous": "0x" + keccak256(canonical_json({})).hex()}
+        assert payload["state"] == {
+            "version": 1,
+            "hash": "0x" + keccak256(canonical_json({"alice": 5})).hex(),
+            "previous": "0x" + keccak256(canonical_json({})).hex(),
+        }
         assert [verified(d, address).payload for d in first["events"]] == [{"party": "alice", "amount": 5}]
         read = invoke(region, "balance", 40, args={"party": "alice"}, state=first["state"], state_version=1)
         assert "state" not in read  # unchanged: nothing to store
@@ -230,7 +253,7 @@ def test_contract_state_transitions_are_signed_and_returned(provider):
         region.close()
 
 
-SDK_CODE = '''
+SDK_CODE = """
 from cryptlet_sdk import UtilityCryptlet, method
 
 class C(UtilityCryptlet):
@@ -242,14 +265,24 @@ class C(UtilityCryptlet):
 
     def helper(self):
         return 1
-'''
+"""
 
 
 def sdk_package(tmp_path: Path, code: str, methods=("run",), kind="utility") -> Path:
-    return package_from(tmp_path, "sdk_probe", {
-        "kind": kind, "runtime": "python", "entry": "main:C",
-        "interface": {"methods": {m: {} for m in methods},
-                      "events": {"Ping": {"inputs": [{"name": "at", "type": "uint64"}]}}}}, {"main.py": code})
+    return package_from(
+        tmp_path,
+        "sdk_probe",
+        {
+            "kind": kind,
+            "runtime": "python",
+            "entry": "main:C",
+            "interface": {
+                "methods": {m: {} for m in methods},
+                "events": {"Ping": {"inputs": [{"name": "at", "type": "uint64"}]}},
+            },
+        },
+        {"main.py": code},
+    )
 
 
 def test_sdk_utility_events_must_be_declared(provider, tmp_path):
@@ -265,10 +298,13 @@ def test_sdk_utility_events_must_be_declared(provider, tmp_path):
         region.close()
 
 
-@pytest.mark.parametrize("methods, kind, detail", [
-    (("run", "helper"), "utility", "C.helper is in interface.methods but is not a method marked with @method"),
-    (("run",), "contract", "C is a utility cryptlet but the manifest says kind 'contract'"),
-])
+@pytest.mark.parametrize(
+    "methods, kind, detail",
+    [
+        (("run", "helper"), "utility", "C.helper is in interface.methods but is not a method marked with @method"),
+        (("run",), "contract", "C is a utility cryptlet but the manifest says kind 'contract'"),
+    ],
+)
 def test_sdk_class_must_match_its_manifest(provider, tmp_path, methods, kind, detail):
     package = sdk_package(tmp_path, SDK_CODE, methods, kind)
     with pytest.raises(RegionError) as caught:

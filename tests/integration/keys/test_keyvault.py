@@ -10,6 +10,7 @@ ask; in production the store uses ``DefaultAzureCredential``), and the client is
 ``verify_challenge_resource=False`` because the SDK accepts a challenge only from a subdomain of
 its resource (``*.vault.azure.net``), which a vault at ``https://127.0.0.1:<port>`` cannot be.
 """
+
 from __future__ import annotations
 
 import base64
@@ -34,13 +35,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from shared.packages.digest import package_digest
 from shared.envelope import Domain
 from shared.errors import ConfigurationError, NotFound, StorageError
-from shared.isolation.process import ProcessProvider
 from shared.host.composition import open_key_store
-from shared.keys.store import SealedKey, TableKeyStore
+from shared.isolation.process import ProcessProvider
 from shared.keys.keyvault import CONTENT_TYPE, KeyVaultKeyStore, secret_name
+from shared.keys.store import SealedKey, TableKeyStore
+from shared.packages.digest import package_digest
 from shared.settings import Settings
 
 TOKEN = "static-test-token"
@@ -61,18 +62,25 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (and its key), generated for this test run."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cryptlet-fabric test vault")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = directory / "vault.pem", directory / "vault.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -97,14 +105,28 @@ def _handler(vault: Vault) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            record = {"method": self.command, "path": url.path, "query": parse_qs(url.query),
-                      "authorization": self.headers.get("Authorization"), "body": body}
+            record = {
+                "method": self.command,
+                "path": url.path,
+                "query": parse_qs(url.query),
+                "authorization": self.headers.get("Authorization"),
+                "body": body,
+            }
             vault.requests.append(record)
             if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                self._reply(401, {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer "
-                                                                              "or PoP token."}},
-                            {"WWW-Authenticate": f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", '
-                                                'resource="https://vault.azure.net"'})
+                self._reply(
+                    401,
+                    {
+                        "error": {
+                            "code": "Unauthorized",
+                            "message": "AKV10000: Request is missing a Bearer or PoP token.",
+                        }
+                    },
+                    {
+                        "WWW-Authenticate": f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", '
+                        'resource="https://vault.azure.net"'
+                    },
+                )
                 return
             if "api-version" not in record["query"]:
                 self._reply(400, {"error": {"code": "BadParameter", "message": "api-version is required"}})
@@ -117,10 +139,18 @@ def _handler(vault: Vault) -> type[BaseHTTPRequestHandler]:
             if self.command == "PUT" and len(parts) == 2:
                 request = json.loads(body)
                 version = uuid.uuid4().hex
-                now = int(dt.datetime.now(dt.timezone.utc).timestamp())
-                bundle = {"value": request["value"], "id": f"{vault.url}/secrets/{name}/{version}",
-                          "attributes": {"enabled": True, "created": now, "updated": now,
-                                         "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90}}
+                now = int(dt.datetime.now(dt.UTC).timestamp())
+                bundle = {
+                    "value": request["value"],
+                    "id": f"{vault.url}/secrets/{name}/{version}",
+                    "attributes": {
+                        "enabled": True,
+                        "created": now,
+                        "updated": now,
+                        "recoveryLevel": "Recoverable+Purgeable",
+                        "recoverableDays": 90,
+                    },
+                }
                 if "contentType" in request:
                     bundle["contentType"] = request["contentType"]
                 if "tags" in request:
@@ -132,8 +162,15 @@ def _handler(vault: Vault) -> type[BaseHTTPRequestHandler]:
                 wanted = parts[2] if len(parts) == 3 and parts[2] else None
                 match = [b for b in versions if wanted is None or b["id"].endswith("/" + wanted)]
                 if not match:
-                    self._reply(404, {"error": {"code": "SecretNotFound", "message": f"A secret with (name/id) {name} "
-                                                                                    "was not found in this key vault."}})
+                    self._reply(
+                        404,
+                        {
+                            "error": {
+                                "code": "SecretNotFound",
+                                "message": f"A secret with (name/id) {name} was not found in this key vault.",
+                            }
+                        },
+                    )
                 else:
                     self._reply(200, match[-1])
             else:
@@ -172,12 +209,13 @@ class StaticToken:
 
     def get_token(self, *scopes: str, **kwargs) -> AccessToken:
         self.scopes.append(scopes)
-        return AccessToken(self.token, int(dt.datetime.now(dt.timezone.utc).timestamp()) + 3600)
+        return AccessToken(self.token, int(dt.datetime.now(dt.UTC).timestamp()) + 3600)
 
 
 def store_for(vault: Vault, credential: StaticToken) -> KeyVaultKeyStore:
-    return KeyVaultKeyStore.from_url(vault.url, credential, connection_verify=vault.ca_file,
-                                     verify_challenge_resource=False, retry_total=0)
+    return KeyVaultKeyStore.from_url(
+        vault.url, credential, connection_verify=vault.ca_file, verify_challenge_resource=False, retry_total=0
+    )
 
 
 # -- tests --------------------------------------------------------------------------------------------
@@ -236,8 +274,14 @@ def test_keys_generated_in_a_region_unseal_from_the_vault(vault, tmp_path):
         region = provider.create_region(package, digest, domain=Domain())
         key = region.call("generate_key")
         region.close()
-        store.put(SealedKey(address=key["address"], digest="0x" + digest.hex(), provider=provider.name,
-                            blob=base64.b64decode(key["sealed_key"])))
+        store.put(
+            SealedKey(
+                address=key["address"],
+                digest="0x" + digest.hex(),
+                provider=provider.name,
+                blob=base64.b64decode(key["sealed_key"]),
+            )
+        )
         sealed = store.get(key["address"])
         region = provider.create_region(package, digest, domain=Domain())
         unsealed = region.call("unseal", address=key["address"], sealed_key=base64.b64encode(sealed.blob).decode())
@@ -251,15 +295,20 @@ def test_keys_generated_in_a_region_unseal_from_the_vault(vault, tmp_path):
 def test_the_setting_chooses_the_store(storage):
     base = {"AzureWebJobsStorage": storage, "FABRIC_SEALING_SECRET": base64.b64encode(os.urandom(32)).decode()}
     assert isinstance(open_key_store(Settings.from_env(base)), TableKeyStore)
-    chosen = open_key_store(Settings.from_env({**base, "FABRIC_KEY_STORE": "keyvault",
-                                               "FABRIC_KEY_VAULT_URL": "https://kv-fabric.vault.azure.net/"}))
+    chosen = open_key_store(
+        Settings.from_env(
+            {**base, "FABRIC_KEY_STORE": "keyvault", "FABRIC_KEY_VAULT_URL": "https://kv-fabric.vault.azure.net/"}
+        )
+    )
     assert isinstance(chosen, KeyVaultKeyStore)
     assert chosen.client.vault_url == "https://kv-fabric.vault.azure.net"
     assert type(chosen.client._client._config.authentication_policy._credential).__name__ == "DefaultAzureCredential"
     chosen.close()
-    for bad, field_name in (({"FABRIC_KEY_STORE": "keyvault"}, "FABRIC_KEY_VAULT_URL"),
-                            ({"FABRIC_KEY_STORE": "keyvault", "FABRIC_KEY_VAULT_URL": "http://kv"}, "FABRIC_KEY_VAULT_URL"),
-                            ({"FABRIC_KEY_STORE": "disk"}, "FABRIC_KEY_STORE")):
+    for bad, field_name in (
+        ({"FABRIC_KEY_STORE": "keyvault"}, "FABRIC_KEY_VAULT_URL"),
+        ({"FABRIC_KEY_STORE": "keyvault", "FABRIC_KEY_VAULT_URL": "http://kv"}, "FABRIC_KEY_VAULT_URL"),
+        ({"FABRIC_KEY_STORE": "disk"}, "FABRIC_KEY_STORE"),
+    ):
         with pytest.raises(ConfigurationError) as caught:
             Settings.from_env({**base, **bad})
         assert caught.value.field == field_name

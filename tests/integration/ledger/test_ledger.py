@@ -1,4 +1,5 @@
 """The hash-chained ledger on real Azurite: appends, group commit, typed kinds, audit, tampering."""
+
 from __future__ import annotations
 
 import json
@@ -97,18 +98,30 @@ def test_a_writer_with_a_stale_head_retries_instead_of_forking(ledger, storage):
     assert ledger.verify().size == 7
 
 
-@pytest.mark.parametrize("kind, payload, field", [
-    ("no.such.kind", {}, "kind"),
-    ("policy.set", {"scope": "fabric"}, "$.payload.policy"),
-    ("policy.set", {"scope": "everything", "policy": {}}, "$.payload.scope"),
-    ("cryptlet.key_revoked", {"name": "abc", "address": "0x12", "reason": "compromised",
-                              "invalid_after": "2026-11-24T00:00:00.000Z"}, "$.payload.address"),
-    ("cryptlet.key_revoked", {"name": "abc", "address": ADDRESS, "reason": "bored",
-                              "invalid_after": "2026-11-24T00:00:00.000Z"}, "$.payload.reason"),
-    ("contract.bound", {"name": "abc", "chain_id": 1, "contract": ADDRESS, "extra": 1}, "$.payload.extra"),
-    ("subscription.created", {"id": "s1", "name": "abc", "method": "quote", "trigger": {"type": "sometimes"}},
-     "$.payload.trigger.type"),
-])
+@pytest.mark.parametrize(
+    "kind, payload, field",
+    [
+        ("no.such.kind", {}, "kind"),
+        ("policy.set", {"scope": "fabric"}, "$.payload.policy"),
+        ("policy.set", {"scope": "everything", "policy": {}}, "$.payload.scope"),
+        (
+            "cryptlet.key_revoked",
+            {"name": "abc", "address": "0x12", "reason": "compromised", "invalid_after": "2026-11-24T00:00:00.000Z"},
+            "$.payload.address",
+        ),
+        (
+            "cryptlet.key_revoked",
+            {"name": "abc", "address": ADDRESS, "reason": "bored", "invalid_after": "2026-11-24T00:00:00.000Z"},
+            "$.payload.reason",
+        ),
+        ("contract.bound", {"name": "abc", "chain_id": 1, "contract": ADDRESS, "extra": 1}, "$.payload.extra"),
+        (
+            "subscription.created",
+            {"id": "s1", "name": "abc", "method": "quote", "trigger": {"type": "sometimes"}},
+            "$.payload.trigger.type",
+        ),
+    ],
+)
 def test_entries_are_schema_validated_on_append(ledger, kind, payload, field):
     with pytest.raises(InvalidInput) as caught:
         ledger.append(kind, payload)
@@ -151,8 +164,9 @@ def test_non_canonical_payload_text_is_detected(ledger):
 
 def test_rewritten_row_with_recomputed_hash_breaks_the_next_link(ledger):
     row = _row(ledger, 2)
-    forged = LedgerEntry("registry", 2, row["kind"], row["time"], {"scope": "fabric", "policy": {"n": 99}},
-                         row["prev_hash"], "")
+    forged = LedgerEntry(
+        "registry", 2, row["kind"], row["time"], {"scope": "fabric", "policy": {"n": 99}}, row["prev_hash"], ""
+    )
     row["payload"] = forged.payload_json
     row["entry_hash"] = forged.computed_hash()
     ledger.table.update_entity(row, mode=UpdateMode.REPLACE)
@@ -202,10 +216,12 @@ def test_forged_entry_inserted_by_shifting_the_tail_is_detected(ledger):
         moved["RowKey"] = row_key(int(row["RowKey"]) + 1)
         ledger.table.upsert_entity(moved, mode=UpdateMode.REPLACE)
     three = ledger.get(3)
-    forged = LedgerEntry("registry", 4, "policy.set", rows[0]["time"], {"scope": "fabric", "policy": {"evil": 1}},
-                         three.entry_hash, "")
-    ledger.table.upsert_entity({**dict(rows[0]), "payload": forged.payload_json, "entry_hash": forged.computed_hash()},
-                               mode=UpdateMode.REPLACE)
+    forged = LedgerEntry(
+        "registry", 4, "policy.set", rows[0]["time"], {"scope": "fabric", "policy": {"evil": 1}}, three.entry_hash, ""
+    )
+    ledger.table.upsert_entity(
+        {**dict(rows[0]), "payload": forged.payload_json, "entry_hash": forged.computed_hash()}, mode=UpdateMode.REPLACE
+    )
     with pytest.raises(LedgerIntegrityError) as caught:
         ledger.verify()
     assert caught.value.sequence == 5

@@ -1,4 +1,5 @@
 """Signed checkpoints, receipts and consistency proofs: formats, vectors, and what they catch."""
+
 from __future__ import annotations
 
 import json
@@ -6,11 +7,11 @@ import json
 import pytest
 from azure.data.tables import UpdateMode
 
-from shared.ledger.checkpoints import Checkpoint, VerifierKey, open_checkpoint
-from shared.ledger.checkpoint_store import CheckpointStore
 from shared.errors import LedgerIntegrityError, VerificationError
-from shared.ledger.chain import HEAD_ROW, Ledger, LedgerEntry, row_key
 from shared.ledger.audit import audit
+from shared.ledger.chain import HEAD_ROW, Ledger, LedgerEntry, row_key
+from shared.ledger.checkpoint_store import CheckpointStore
+from shared.ledger.checkpoints import Checkpoint, VerifierKey, open_checkpoint
 from shared.ledger.index import LedgerIndex
 from shared.ledger.receipts import Consistency, Receipt
 from shared.storage import table_client
@@ -19,8 +20,9 @@ from tests.unit.ledger.test_checkpoints import ORIGIN, OTHER, SIGNER, VECTOR_KEY
 
 # -- on a real ledger ----------------------------------------------------------------------------
 def _fill(ledger: Ledger, start: int, count: int, tag: str = "a") -> None:
-    ledger.append_all([("policy.set", {"scope": "fabric", "policy": {"n": n, "tag": tag}})
-                       for n in range(start, start + count)])
+    ledger.append_all(
+        [("policy.set", {"scope": "fabric", "policy": {"n": n, "tag": tag}}) for n in range(start, start + count)]
+    )
 
 
 @pytest.fixture
@@ -59,14 +61,19 @@ def _tampered(receipt: Receipt, change) -> dict:
     return document
 
 
-@pytest.mark.parametrize("change, reason", [
-    (lambda d: d["entry"]["payload"]["policy"].update(n=99), "entry_hash_mismatch"),
-    (lambda d: d["inclusion_proof"].update(path=list(reversed(d["inclusion_proof"]["path"]))),
-     "inclusion_proof_invalid"),
-    (lambda d: d["inclusion_proof"].update(index=d["inclusion_proof"]["index"] + 1), "receipt_mismatch"),
-    (lambda d: d["inclusion_proof"].update(tree_size=9), "receipt_mismatch"),
-    (lambda d: d.update(checkpoint=d["checkpoint"].replace("\n10\n", "\n11\n")), "checkpoint_signature_invalid"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda d: d["entry"]["payload"]["policy"].update(n=99), "entry_hash_mismatch"),
+        (
+            lambda d: d["inclusion_proof"].update(path=list(reversed(d["inclusion_proof"]["path"]))),
+            "inclusion_proof_invalid",
+        ),
+        (lambda d: d["inclusion_proof"].update(index=d["inclusion_proof"]["index"] + 1), "receipt_mismatch"),
+        (lambda d: d["inclusion_proof"].update(tree_size=9), "receipt_mismatch"),
+        (lambda d: d.update(checkpoint=d["checkpoint"].replace("\n10\n", "\n11\n")), "checkpoint_signature_invalid"),
+    ],
+)
 def test_tampered_receipts_fail(world, change, reason):
     _, index = world
     receipt = index.receipt(4)
@@ -105,8 +112,10 @@ def test_consistency_fails_for_a_forked_history(world, storage, unique_name):
     fork = Ledger(fork_table)
     for entry in ledger.read(1, 6):  # same first 6 entries (same bytes), then a different history
         fork.table.upsert_entity(ledger.table.get_entity("registry", row_key(entry.sequence)))
-    fork.table.upsert_entity({**ledger.table.get_entity("registry", HEAD_ROW), "size": 6,
-                              "entry_hash": ledger.get(6).entry_hash}, mode=UpdateMode.REPLACE)
+    fork.table.upsert_entity(
+        {**ledger.table.get_entity("registry", HEAD_ROW), "size": 6, "entry_hash": ledger.get(6).entry_hash},
+        mode=UpdateMode.REPLACE,
+    )
     _fill(fork, 100, 9, tag="fork")
     forked = LedgerIndex(fork, CheckpointStore(fork_table, "registry"), SIGNER)  # the same host key signs it
     forked.checkpoint()
@@ -132,10 +141,13 @@ def test_audit_checks_the_chain_and_every_checkpoint(world):
 def test_a_forged_checkpoint_row_is_detected(world):
     ledger, index = world
     index.checkpoint()
-    forged = OTHER.sign(Checkpoint(ORIGIN, 10, index._tree.root(10), "2026-11-24T00:00:00.000Z",
-                                   ledger.get(10).entry_hash))
-    index.store.table.update_entity({"PartitionKey": index.store.partition, "RowKey": f"{10**12 - 1 - 10:012d}",
-                                     "note": forged}, mode=UpdateMode.MERGE)
+    forged = OTHER.sign(
+        Checkpoint(ORIGIN, 10, index._tree.root(10), "2026-11-24T00:00:00.000Z", ledger.get(10).entry_hash)
+    )
+    index.store.table.update_entity(
+        {"PartitionKey": index.store.partition, "RowKey": f"{10**12 - 1 - 10:012d}", "note": forged},
+        mode=UpdateMode.MERGE,
+    )
     with pytest.raises(VerificationError) as caught:
         audit(ledger, index.store, SIGNER.verifier)
     assert caught.value.reason == "checkpoint_signature_invalid" and "size 10" in caught.value.detail
@@ -149,8 +161,10 @@ def test_a_consistently_rewritten_history_is_caught_by_the_checkpoints(world):
     for sequence in range(7, 11):  # rewrite entries 7..10 and fix up every hash and the head
         ledger.table.delete_entity("registry", row_key(sequence))
     head = ledger.get(6)
-    ledger.table.upsert_entity({"PartitionKey": "registry", "RowKey": HEAD_ROW, "size": 6,
-                                "entry_hash": head.entry_hash, "time": head.time}, mode=UpdateMode.REPLACE)
+    ledger.table.upsert_entity(
+        {"PartitionKey": "registry", "RowKey": HEAD_ROW, "size": 6, "entry_hash": head.entry_hash, "time": head.time},
+        mode=UpdateMode.REPLACE,
+    )
     rewriter = Ledger(ledger.table)
     _fill(rewriter, 70, 4, tag="rewritten")
     assert rewriter.verify().size == 10  # the chain alone looks fine
@@ -167,8 +181,10 @@ def test_a_rolled_back_ledger_is_caught_by_a_checkpoint_ahead_of_it(world):
     for sequence in (9, 10):
         ledger.table.delete_entity("registry", row_key(sequence))
     eight = ledger.get(8)
-    ledger.table.upsert_entity({"PartitionKey": "registry", "RowKey": HEAD_ROW, "size": 8,
-                                "entry_hash": eight.entry_hash, "time": eight.time}, mode=UpdateMode.REPLACE)
+    ledger.table.upsert_entity(
+        {"PartitionKey": "registry", "RowKey": HEAD_ROW, "size": 8, "entry_hash": eight.entry_hash, "time": eight.time},
+        mode=UpdateMode.REPLACE,
+    )
     with pytest.raises(VerificationError) as caught:
         audit(ledger, index.store, SIGNER.verifier)
     assert caught.value.reason == "checkpoint_ahead"

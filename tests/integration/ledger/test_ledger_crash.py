@@ -10,6 +10,7 @@ clean shutdown, atomically (temp file + rename). So:
   storage itself acknowledges a transaction only once it is durable; this loss is the
   emulator's (see docs/ledger.md, "Durability").
 """
+
 from __future__ import annotations
 
 import threading
@@ -45,7 +46,7 @@ class Writers:
                 return
             i += 1
 
-    def __enter__(self) -> "Writers":
+    def __enter__(self) -> Writers:
         for t in self.threads:
             t.start()
         return self
@@ -67,7 +68,9 @@ def _check(ledger: Ledger, acknowledged: list[tuple[float, LedgerEntry]]) -> tup
     stored = {e.sequence: e for e in ledger.read(1, head.size)}
     payloads = [(e.payload["policy"]["w"], e.payload["policy"]["i"]) for e in stored.values()]
     assert len(payloads) == len(set(payloads)), "an append was stored twice"
-    lost = [e for _, e in acknowledged if stored.get(e.sequence) is None or stored[e.sequence].entry_hash != e.entry_hash]
+    lost = [
+        e for _, e in acknowledged if stored.get(e.sequence) is None or stored[e.sequence].entry_hash != e.entry_hash
+    ]
     return lost, set(payloads)
 
 

@@ -1,4 +1,5 @@
 """Several writer processes append to one ledger stream at once: no forks, no gaps, nothing lost."""
+
 from __future__ import annotations
 
 import json
@@ -34,10 +35,20 @@ def writer(storage: str, table: str, process: int, appends: int, threads: int) -
 
 def test_eight_processes_append_500_each_into_one_contiguous_valid_chain(storage, unique_name):
     table = table_client(storage, unique_name)
-    code = "import sys; from tests.integration.ledger.test_ledger_processes import writer; writer(*sys.argv[1:3], *map(int, sys.argv[3:]))"
-    children = [subprocess.Popen([sys.executable, "-c", code, storage, unique_name, str(p), str(APPENDS),
-                                  str(THREADS)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True) for p in range(PROCESSES)]
+    code = (
+        "import sys; from tests.integration.ledger.test_ledger_processes import writer; "
+        "writer(*sys.argv[1:3], *map(int, sys.argv[3:]))"
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, storage, unique_name, str(p), str(APPENDS), str(THREADS)],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in range(PROCESSES)
+    ]
     acknowledged = []
     for child in children:
         out, err = child.communicate(timeout=240)

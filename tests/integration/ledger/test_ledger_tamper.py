@@ -1,4 +1,5 @@
 """Property: any change to any stored byte of the ledger is found, at the sequence it was made."""
+
 from __future__ import annotations
 
 import uuid
@@ -20,8 +21,9 @@ ENTRY_COLUMNS = ("kind", "time", "payload", "prev_hash", "entry_hash", "sequence
 def ledger(storage):
     table = table_client(storage, "tamper" + uuid.uuid4().hex[:10])
     store = Ledger(table)
-    store.append_all([("policy.set", {"scope": "fabric", "policy": {"n": n, "text": "ünïcode ok"}})
-                      for n in range(1, 5)])
+    store.append_all(
+        [("policy.set", {"scope": "fabric", "policy": {"n": n, "text": "ünïcode ok"}}) for n in range(1, 5)]
+    )
     for n in range(5, SIZE + 1):
         store.append("contract.bound", {"name": f"cryptlet_{n}", "chain_id": n, "contract": "0x" + f"{n:02x}" * 20})
     yield store
@@ -41,8 +43,12 @@ def _flip(value, position: int, mask: int):
 
 
 @settings(max_examples=80, deadline=None)
-@given(sequence=st.integers(1, SIZE), column=st.sampled_from(ENTRY_COLUMNS), position=st.integers(0, 10_000),
-       mask=st.integers(1, 127))
+@given(
+    sequence=st.integers(1, SIZE),
+    column=st.sampled_from(ENTRY_COLUMNS),
+    position=st.integers(0, 10_000),
+    mask=st.integers(1, 127),
+)
 def test_a_flipped_bit_in_any_entry_column_is_found_at_its_sequence(ledger, sequence, column, position, mask):
     original = ledger.table.get_entity("registry", row_key(sequence))
     tampered = dict(original)
@@ -61,8 +67,9 @@ def test_a_flipped_bit_in_any_entry_column_is_found_at_its_sequence(ledger, sequ
 @given(column=st.sampled_from(("size", "entry_hash")), position=st.integers(0, 10_000), mask=st.integers(1, 127))
 def test_a_flipped_bit_in_the_head_row_is_found(ledger, column, position, mask):
     original = ledger.table.get_entity("registry", HEAD_ROW)
-    ledger.table.update_entity({**dict(original), column: _flip(original[column], position, mask)},
-                               mode=UpdateMode.REPLACE)
+    ledger.table.update_entity(
+        {**dict(original), column: _flip(original[column], position, mask)}, mode=UpdateMode.REPLACE
+    )
     try:
         with pytest.raises(LedgerIntegrityError) as caught:
             ledger.verify()

@@ -1,8 +1,9 @@
 """The shared evidence pieces: key-binding digest, VerifiedEvidence, reasons, fixture integrity."""
+
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -25,9 +26,13 @@ def test_report_data_is_sha256_of_key_then_nonce():
 
 
 def test_verified_evidence_binding():
-    evidence = VerifiedEvidence(kind="nitro", measurement="00" * 48, debuggable=False,
-                                report_data=cryptlet_report_data(KEY, NONCE),
-                                issued_at=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    evidence = VerifiedEvidence(
+        kind="nitro",
+        measurement="00" * 48,
+        debuggable=False,
+        report_data=cryptlet_report_data(KEY, NONCE),
+        issued_at=datetime(2024, 1, 1, tzinfo=UTC),
+    )
     assert evidence.binds(KEY, NONCE)
     evidence.require_binding(KEY, NONCE)
     assert not evidence.binds(KEY, NONCE + b"\x04")
@@ -47,8 +52,7 @@ def test_reasons_are_stable_strings():
 
 
 def test_every_fixture_file_is_pinned_and_attributed():
-    files = {p.relative_to(FIXTURES).as_posix() for p in FIXTURES.rglob("*")
-             if p.is_file() and p.name != "README.md"}
+    files = {p.relative_to(FIXTURES).as_posix() for p in FIXTURES.rglob("*") if p.is_file() and p.name != "README.md"}
     assert files == set(FIXTURE_SHA256)
     readme = (FIXTURES / "README.md").read_text(encoding="utf-8")
     for name, digest in FIXTURE_SHA256.items():

@@ -5,6 +5,7 @@ JWKS recorded with them, and the attest request that produced them. The signing 
 tokens is a 1024-bit RSA key, below the default ``min_rsa_key_bits=2048``, so policies for the
 real tokens lower it explicitly (and pyjwt warns about it).
 """
+
 from __future__ import annotations
 
 import base64
@@ -51,9 +52,14 @@ INSIDE = at(SGX_IAT + 600)  # ten minutes after issue, well before exp
 
 def real_policy(**changes: Any) -> MaaPolicy:
     """The policy the recorded token satisfies (1024-bit signing key allowed explicitly)."""
-    fields: dict[str, Any] = dict(issuer=MAA_ISSUER, allowed_mrenclaves={MRENCLAVE},
-                                  allowed_mrsigners={MRSIGNER}, allowed_product_ids={1}, min_svn=1,
-                                  min_rsa_key_bits=1024)
+    fields: dict[str, Any] = dict(
+        issuer=MAA_ISSUER,
+        allowed_mrenclaves={MRENCLAVE},
+        allowed_mrsigners={MRSIGNER},
+        allowed_product_ids={1},
+        min_svn=1,
+        min_rsa_key_bits=1024,
+    )
     fields.update(changes)
     return MaaPolicy(**fields)
 
@@ -62,8 +68,9 @@ def reason_of(excinfo: pytest.ExceptionInfo[AttestationError]) -> str:
     return excinfo.value.reason
 
 
-def rebuild(token: str, *, header: dict | None = None, payload: bytes | None = None,
-            signature: bytes | None = None) -> str:
+def rebuild(
+    token: str, *, header: dict | None = None, payload: bytes | None = None, signature: bytes | None = None
+) -> str:
     h, p, s = token.split(".")
     if header is not None:
         h = b64url(json.dumps(header, separators=(",", ":")).encode())
@@ -86,6 +93,7 @@ def flip(data: bytes, index: int) -> bytes:
 
 # --------------------------------------------------------------------------- the genuine token
 
+
 def test_genuine_sgx_token_verifies_inside_its_validity(sgx_token, maa_jwks):
     claims = verify_maa_token(sgx_token, maa_jwks, real_policy(), now=INSIDE)
 
@@ -98,8 +106,10 @@ def test_genuine_sgx_token_verifies_inside_its_validity(sgx_token, maa_jwks):
     assert (claims.product_id, claims.svn) == (1, 1)
     assert claims.issued_at == at(SGX_IAT) and claims.expires_at == at(SGX_EXP)
     assert claims.raw["x-ms-ver"] == "1.0"
-    assert claims.raw["x-ms-sgx-collateral"]["quotehash"] == \
-        "af0e05631c145d7dc1a33b214d43c6aa34a7859622a0ac7d880ab7b24e2f18d2"
+    assert (
+        claims.raw["x-ms-sgx-collateral"]["quotehash"]
+        == "af0e05631c145d7dc1a33b214d43c6aa34a7859622a0ac7d880ab7b24e2f18d2"
+    )
     evidence = claims.to_evidence()
     assert (evidence.kind, evidence.measurement, evidence.debuggable) == ("maa-sgx", MRENCLAVE, False)
 
@@ -139,6 +149,7 @@ def test_attestation_error_is_a_verification_error_with_a_problem_body(sgx_token
 
 # --------------------------------------------------------------------------- tampering
 
+
 def test_one_flipped_signature_byte_is_a_bad_signature(sgx_token, maa_jwks):
     signature = b64url_decode(sgx_token.split(".")[2])
     for index in (0, len(signature) // 2, len(signature) - 1):
@@ -151,18 +162,17 @@ def test_one_flipped_signature_byte_is_a_bad_signature(sgx_token, maa_jwks):
 def test_one_flipped_payload_byte_is_a_bad_signature(sgx_token, maa_jwks):
     payload = b64url_decode(sgx_token.split(".")[1])
     index = payload.index(b'"x-ms-sgx-is-debuggable":false') + len(b'"x-ms-sgx-is-debuggable":')
-    forged = payload[:index] + b"true " + payload[index + 5:]  # same length, now "true"
+    forged = payload[:index] + b"true " + payload[index + 5 :]  # same length, now "true"
     for tampered_payload in (flip(payload, len(payload) // 2), forged):
         with pytest.raises(AttestationError) as excinfo:
-            verify_maa_token(rebuild(sgx_token, payload=tampered_payload), maa_jwks, real_policy(),
-                             now=INSIDE)
+            verify_maa_token(rebuild(sgx_token, payload=tampered_payload), maa_jwks, real_policy(), now=INSIDE)
         assert reason_of(excinfo) == Reason.BAD_SIGNATURE
 
 
 def test_flipped_character_in_the_token_text_never_verifies(sgx_token, maa_jwks):
     middle = len(sgx_token) // 2
     replacement = "A" if sgx_token[middle] != "A" else "B"
-    tampered = sgx_token[:middle] + replacement + sgx_token[middle + 1:]
+    tampered = sgx_token[:middle] + replacement + sgx_token[middle + 1 :]
     with pytest.raises(AttestationError) as excinfo:
         verify_maa_token(tampered, maa_jwks, real_policy(), now=INSIDE)
     assert reason_of(excinfo) == Reason.BAD_SIGNATURE
@@ -174,7 +184,7 @@ def test_any_single_character_change_is_rejected(sgx_token, maa_jwks, position, 
     position %= len(sgx_token)
     if sgx_token[position] == char:
         return
-    tampered = sgx_token[:position] + char + sgx_token[position + 1:]
+    tampered = sgx_token[:position] + char + sgx_token[position + 1 :]
     with pytest.raises(AttestationError):
         verify_maa_token(tampered, maa_jwks, real_policy(), now=INSIDE)
 
@@ -210,8 +220,7 @@ def test_only_rs256_is_accepted(sgx_token, maa_jwks, alg):
     header = header_of(sgx_token) | {"alg": alg}
     signature = b"" if alg == "none" else b64url_decode(sgx_token.split(".")[2])
     with pytest.raises(AttestationError) as excinfo:
-        verify_maa_token(rebuild(sgx_token, header=header, signature=signature), maa_jwks,
-                         real_policy(), now=INSIDE)
+        verify_maa_token(rebuild(sgx_token, header=header, signature=signature), maa_jwks, real_policy(), now=INSIDE)
     assert reason_of(excinfo) == Reason.UNSUPPORTED_ALG
 
 
@@ -254,6 +263,7 @@ def test_duplicate_header_members_are_malformed(sgx_token, maa_jwks):
 
 # --------------------------------------------------------------------------- JWKS consistency
 
+
 def _jwks_with(maa_jwks, **changes) -> dict:
     jwks = copy.deepcopy(maa_jwks)
     entry = next(k for k in jwks["keys"] if k["kid"] == MAA_KID)
@@ -265,15 +275,18 @@ def _jwks_with(maa_jwks, **changes) -> dict:
     return jwks
 
 
-@pytest.mark.parametrize("changes", [
-    {"kty": "EC"},
-    {"use": "enc"},
-    {"x5c": None},
-    {"x5c": ["not base64 !"]},
-    {"x5c": [base64.b64encode(b"not a certificate").decode()]},
-    {"n": "AQAB"},  # only one of n/e
-    {"n": "AQAB", "e": "AQAB"},  # n/e that differ from the certificate
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"kty": "EC"},
+        {"use": "enc"},
+        {"x5c": None},
+        {"x5c": ["not base64 !"]},
+        {"x5c": [base64.b64encode(b"not a certificate").decode()]},
+        {"n": "AQAB"},  # only one of n/e
+        {"n": "AQAB", "e": "AQAB"},  # n/e that differ from the certificate
+    ],
+)
 def test_inconsistent_jwks_key_is_untrusted(sgx_token, maa_jwks, changes):
     with pytest.raises(AttestationError) as excinfo:
         verify_maa_token(sgx_token, _jwks_with(maa_jwks, **changes), real_policy(), now=INSIDE)
@@ -282,6 +295,7 @@ def test_inconsistent_jwks_key_is_untrusted(sgx_token, maa_jwks, changes):
 
 def test_jwks_n_and_e_that_match_the_certificate_are_accepted(sgx_token, maa_jwks):
     from cryptography import x509
+
     entry = next(k for k in maa_jwks["keys"] if k["kid"] == MAA_KID)
     numbers = x509.load_der_x509_certificate(base64.b64decode(entry["x5c"][0])).public_key().public_numbers()
     n = b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big"))
@@ -321,10 +335,10 @@ def test_jwks_x5c_chains_must_be_linked_by_signatures(maa_jwks):
 
 # --------------------------------------------------------------------------- issuer and time
 
+
 def test_wrong_issuer_policy(sgx_token, maa_jwks):
     with pytest.raises(AttestationError) as excinfo:
-        verify_maa_token(sgx_token, maa_jwks, real_policy(issuer="https://contoso.wus.attest.azure.net"),
-                         now=INSIDE)
+        verify_maa_token(sgx_token, maa_jwks, real_policy(issuer="https://contoso.wus.attest.azure.net"), now=INSIDE)
     assert reason_of(excinfo) == Reason.WRONG_ISSUER
 
 
@@ -360,6 +374,7 @@ def test_naive_clock_is_refused(sgx_token, maa_jwks):
 
 
 # --------------------------------------------------------------------------- enclave identity
+
 
 def test_mrenclave_not_in_allow_list(sgx_token, maa_jwks):
     policy = real_policy(allowed_mrenclaves={"00" * 32, "ab" * 32})
@@ -402,6 +417,7 @@ def test_sgx_token_under_a_sev_snp_only_policy(sgx_token, maa_jwks):
 
 # --------------------------------------------------------------------------- runtime data binding
 
+
 def _runtime_bytes(sgx_request) -> bytes:
     return b64url_decode(sgx_request["runtimeData"]["data"])
 
@@ -425,38 +441,54 @@ def test_recorded_request_matches_the_token(sgx_token, maa_jwks, sgx_request):
 
 
 def test_runtime_data_binding_passes_for_the_request_bytes(sgx_token, maa_jwks, sgx_request):
-    verify_maa_token(sgx_token, maa_jwks, real_policy(), now=INSIDE,
-                     expected_runtime_data=_runtime_bytes(sgx_request),
-                     expected_report_data=_quote(sgx_request)[368:400])
+    verify_maa_token(
+        sgx_token,
+        maa_jwks,
+        real_policy(),
+        now=INSIDE,
+        expected_runtime_data=_runtime_bytes(sgx_request),
+        expected_report_data=_quote(sgx_request)[368:400],
+    )
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda b: b + b" ",
-    lambda b: b[:-1],
-    lambda b: flip(b, 40),
-    lambda b: b"",
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda b: b + b" ",
+        lambda b: b[:-1],
+        lambda b: flip(b, 40),
+        lambda b: b"",
+    ],
+)
 def test_runtime_data_binding_fails_for_other_bytes(sgx_token, maa_jwks, sgx_request, mutate):
     wrong = mutate(_runtime_bytes(sgx_request))
     with pytest.raises(AttestationError) as excinfo:
         verify_maa_token(sgx_token, maa_jwks, real_policy(), now=INSIDE, expected_runtime_data=wrong)
     assert reason_of(excinfo) == Reason.RUNTIME_DATA_MISMATCH
     with pytest.raises(AttestationError) as excinfo:
-        verify_maa_token(sgx_token, maa_jwks, real_policy(), now=INSIDE,
-                         expected_report_data=hashlib.sha256(wrong).digest())
+        verify_maa_token(
+            sgx_token, maa_jwks, real_policy(), now=INSIDE, expected_report_data=hashlib.sha256(wrong).digest()
+        )
     assert reason_of(excinfo) == Reason.RUNTIME_DATA_MISMATCH
 
 
 def test_json_runtime_data_binds_through_x_ms_runtime(sgx_token_runtime_json, maa_jwks, sgx_request):
     now = at(SGX_IAT + 1)
-    claims = verify_maa_token(sgx_token_runtime_json, maa_jwks, real_policy(), now=now,
-                              expected_runtime_data=_runtime_bytes(sgx_request),
-                              expected_runtime_jwk=RUNTIME_JWK)
+    claims = verify_maa_token(
+        sgx_token_runtime_json,
+        maa_jwks,
+        real_policy(),
+        now=now,
+        expected_runtime_data=_runtime_bytes(sgx_request),
+        expected_runtime_jwk=RUNTIME_JWK,
+    )
     other_jwk = RUNTIME_JWK | {"x": RUNTIME_JWK["y"]}
-    for kwargs in ({"runtime_jwk": other_jwk},
-                   {"runtime_data": b'{"jwk": {}}'},
-                   {"runtime_data": b"not json"},
-                   {"report_data": hashlib.sha256(_runtime_bytes(sgx_request)).digest()}):
+    for kwargs in (
+        {"runtime_jwk": other_jwk},
+        {"runtime_data": b'{"jwk": {}}'},
+        {"runtime_data": b"not json"},
+        {"report_data": hashlib.sha256(_runtime_bytes(sgx_request)).digest()},
+    ):
         with pytest.raises(AttestationError) as excinfo:
             check_runtime_binding(claims, **kwargs)
         assert reason_of(excinfo) == Reason.RUNTIME_DATA_MISMATCH, kwargs
@@ -478,6 +510,7 @@ def test_binding_needs_something_to_check(sgx_token, maa_jwks):
 
 
 # --------------------------------------------------------------------------- SYNTHETIC SGX tokens
+
 
 def synthetic_policy(**changes: Any) -> MaaPolicy:
     fields: dict[str, Any] = dict(issuer=SYNTHETIC_ISSUER, allowed_mrenclaves={MRENCLAVE})
@@ -510,17 +543,20 @@ def test_synthetic_jku_outside_the_issuer(synthetic_maa, synthetic_sgx_claims):
         assert reason_of(excinfo) == Reason.UNTRUSTED_JKU
 
 
-@pytest.mark.parametrize("claim, value", [
-    ("x-ms-sgx-mrenclave", None),
-    ("x-ms-sgx-mrenclave", "xyz"),
-    ("x-ms-sgx-is-debuggable", "false"),
-    ("x-ms-sgx-product-id", True),
-    ("x-ms-sgx-svn", "1"),
-    ("x-ms-sgx-ehd", "*not base64*"),
-    ("x-ms-runtime", ["not", "an", "object"]),
-    ("exp", None),
-    ("iat", "1620244716"),
-])
+@pytest.mark.parametrize(
+    "claim, value",
+    [
+        ("x-ms-sgx-mrenclave", None),
+        ("x-ms-sgx-mrenclave", "xyz"),
+        ("x-ms-sgx-is-debuggable", "false"),
+        ("x-ms-sgx-product-id", True),
+        ("x-ms-sgx-svn", "1"),
+        ("x-ms-sgx-ehd", "*not base64*"),
+        ("x-ms-runtime", ["not", "an", "object"]),
+        ("exp", None),
+        ("iat", "1620244716"),
+    ],
+)
 def test_synthetic_malformed_claims(synthetic_maa, synthetic_sgx_claims, claim, value):
     if value is None:
         del synthetic_sgx_claims[claim]
@@ -550,17 +586,21 @@ def test_synthetic_nbf_in_the_future(synthetic_maa, synthetic_sgx_claims):
 
 # --------------------------------------------------------------------------- policy construction
 
-@pytest.mark.parametrize("changes", [
-    {"issuer": "http://sharedwus.wus.attest.azure.net"},
-    {"issuer": "https://sharedwus.wus.attest.azure.net/"},
-    {"issuer": "https://sharedwus.wus.attest.azure.net/certs"},
-    {"allowed_mrenclaves": None, "allowed_mrsigners": None},
-    {"allowed_mrenclaves": {"abcd"}},
-    {"allowed_mrenclaves": MRENCLAVE},  # one string, not a set
-    {"attestation_types": {"tdxvm"}},
-    {"attestation_types": {SEVSNP}},  # without a launch measurement pin
-    {"max_age": timedelta(0)},
-])
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"issuer": "http://sharedwus.wus.attest.azure.net"},
+        {"issuer": "https://sharedwus.wus.attest.azure.net/"},
+        {"issuer": "https://sharedwus.wus.attest.azure.net/certs"},
+        {"allowed_mrenclaves": None, "allowed_mrsigners": None},
+        {"allowed_mrenclaves": {"abcd"}},
+        {"allowed_mrenclaves": MRENCLAVE},  # one string, not a set
+        {"attestation_types": {"tdxvm"}},
+        {"attestation_types": {SEVSNP}},  # without a launch measurement pin
+        {"max_age": timedelta(0)},
+    ],
+)
 def test_bad_policies_are_configuration_errors(changes):
     with pytest.raises(ConfigurationError):
         real_policy(**changes)

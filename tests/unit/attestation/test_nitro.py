@@ -3,6 +3,7 @@
 Real: ``attestation_document_valid.cbor`` (blindai test vector, 2023-03-22, eu-west-3). It comes
 from a debug-mode enclave (PCR0 is 48 zero bytes), so policies for it set ``allow_debug=True``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,8 +43,7 @@ ZERO_PCR = bytes(48)
 
 
 def real_policy(**changes: Any) -> NitroPolicy:
-    fields: dict[str, Any] = dict(expected_pcrs={0: ZERO_PCR}, expected_user_data=b"hello, world!",
-                                  allow_debug=True)
+    fields: dict[str, Any] = dict(expected_pcrs={0: ZERO_PCR}, expected_user_data=b"hello, world!", allow_debug=True)
     fields.update(changes)
     return NitroPolicy(**fields)
 
@@ -62,6 +62,7 @@ def with_payload(document: bytes, **changes: Any) -> bytes:
 
 
 # --------------------------------------------------------------------------- the genuine document
+
 
 def test_genuine_document_verifies_at_its_timestamp(nitro_document):
     doc = verify_nitro_document(nitro_document, real_policy(), now=NITRO_NOW)
@@ -84,8 +85,7 @@ def test_genuine_document_verifies_at_its_timestamp(nitro_document):
 
 
 def test_genuine_document_with_every_binding_pinned(nitro_document):
-    policy = real_policy(expected_pcrs={0: ZERO_PCR, 4: NITRO_PCR4.hex()},
-                         expected_public_key=b"my super secret key")
+    policy = real_policy(expected_pcrs={0: ZERO_PCR, 4: NITRO_PCR4.hex()}, expected_public_key=b"my super secret key")
     verify_nitro_document(nitro_document, policy, now=NITRO_NOW)
 
 
@@ -99,6 +99,7 @@ def test_debug_mode_enclave_is_refused_by_default(nitro_document):
 
 
 # --------------------------------------------------------------------------- time
+
 
 def test_expired_leaf_certificate(nitro_document):
     assert reason(nitro_document, now=NITRO_EXPIRED) == Reason.CERT_EXPIRED
@@ -129,6 +130,7 @@ def test_naive_clock_is_refused(nitro_document):
 
 # --------------------------------------------------------------------------- tampering
 
+
 def test_flipped_signature_byte(nitro_document):
     protected, unprotected, payload, signature, _ = cose_parts(nitro_document)
     for index in (0, 47, 48, 95):
@@ -148,8 +150,10 @@ def test_edited_payload_breaks_the_signature(nitro_document):
     assert reason(with_payload(nitro_document, user_data=b"hello, world?")) == Reason.BAD_SIGNATURE
     pcrs = dict(cose_parts(nitro_document)[4]["pcrs"])
     pcrs[0] = b"\x01" * 48
-    assert reason(with_payload(nitro_document, pcrs=pcrs),
-                  real_policy(expected_pcrs={0: b"\x01" * 48})) == Reason.BAD_SIGNATURE
+    assert (
+        reason(with_payload(nitro_document, pcrs=pcrs), real_policy(expected_pcrs={0: b"\x01" * 48}))
+        == Reason.BAD_SIGNATURE
+    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -175,16 +179,15 @@ def test_certificate_with_an_invalid_x509_version_is_malformed(nitro_document):
 
 # --------------------------------------------------------------------------- policy checks
 
+
 def test_wrong_pcr(nitro_document):
     assert reason(nitro_document, real_policy(expected_pcrs={0: b"\x01" * 48})) == Reason.PCR_MISMATCH
     assert reason(nitro_document, real_policy(expected_pcrs={4: ZERO_PCR})) == Reason.PCR_MISMATCH
-    assert reason(nitro_document, real_policy(expected_pcrs={0: ZERO_PCR, 20: ZERO_PCR})) == \
-        Reason.PCR_MISMATCH
+    assert reason(nitro_document, real_policy(expected_pcrs={0: ZERO_PCR, 20: ZERO_PCR})) == Reason.PCR_MISMATCH
 
 
 def test_wrong_user_data(nitro_document):
-    assert reason(nitro_document, real_policy(expected_user_data=b"hello, world")) == \
-        Reason.USER_DATA_MISMATCH
+    assert reason(nitro_document, real_policy(expected_user_data=b"hello, world")) == Reason.USER_DATA_MISMATCH
 
 
 def test_wrong_nonce(nitro_document):
@@ -193,11 +196,11 @@ def test_wrong_nonce(nitro_document):
 
 
 def test_wrong_public_key(nitro_document):
-    assert reason(nitro_document, real_policy(expected_public_key=b"another key")) == \
-        Reason.PUBLIC_KEY_MISMATCH
+    assert reason(nitro_document, real_policy(expected_public_key=b"another key")) == Reason.PUBLIC_KEY_MISMATCH
 
 
 # --------------------------------------------------------------------------- roots and chains
+
 
 def test_a_different_trust_anchor_rejects_the_genuine_document(nitro_document, synthetic_nitro):
     assert reason(nitro_document, real_policy(root=synthetic_nitro.root)) == Reason.UNTRUSTED_ROOT
@@ -215,8 +218,9 @@ def test_synthetic_pki_verifies_only_under_its_own_root(synthetic_nitro):
     user_data = cryptlet_report_data(b"\x02" + b"\x33" * 32, b"nonce-1")
     document = synthetic_nitro.document(user_data=user_data, nonce=b"nonce-1")
     pcr0 = bytes([1]) * 48
-    policy = NitroPolicy(expected_pcrs={0: pcr0}, expected_user_data=user_data,
-                         expected_nonce=b"nonce-1", root=synthetic_nitro.root)
+    policy = NitroPolicy(
+        expected_pcrs={0: pcr0}, expected_user_data=user_data, expected_nonce=b"nonce-1", root=synthetic_nitro.root
+    )
     doc = verify_nitro_document(document, policy, now=NITRO_NOW)
     assert doc.debuggable is False
     assert doc.to_evidence().binds(b"\x02" + b"\x33" * 32, b"nonce-1")
@@ -236,8 +240,9 @@ def test_synthetic_chain_with_a_broken_link(synthetic_nitro):
 
 def test_synthetic_chain_whose_leaf_is_a_ca(synthetic_nitro):
     leaf_key = ec.generate_private_key(ec.SECP384R1())
-    leaf = issue_cert(leaf_key, "synthetic-leaf", synthetic_nitro.intermediate_key,
-                      "synthetic-intermediate", ca=True, path_length=0)
+    leaf = issue_cert(
+        leaf_key, "synthetic-leaf", synthetic_nitro.intermediate_key, "synthetic-intermediate", ca=True, path_length=0
+    )
     document = _synthetic_document(synthetic_nitro, leaf, leaf_key)
     policy = NitroPolicy(expected_pcrs={0: bytes([1]) * 48}, root=synthetic_nitro.root)
     assert reason(document, policy) == Reason.CHAIN_INVALID
@@ -258,6 +263,7 @@ def _synthetic_document(pki, leaf: x509.Certificate, leaf_key: ec.EllipticCurveP
 
 # --------------------------------------------------------------------------- algorithms and format
 
+
 def test_only_es384_is_accepted(nitro_document):
     protected, unprotected, payload, signature, _ = cose_parts(nitro_document)
     for header in ({1: -7}, {1: -36}, {1: "ES384"}, {}):
@@ -272,31 +278,37 @@ def test_pcr_digest_must_be_sha384(nitro_document):
     assert reason(with_payload(nitro_document, digest="SHA256")) == Reason.UNSUPPORTED_ALG
 
 
-@pytest.mark.parametrize("build", [
-    lambda d: b"",
-    lambda d: b"\x00" * 10,
-    lambda d: d + b"\x00",                                    # trailing bytes
-    lambda d: d[:-1],                                         # truncated
-    lambda d: cbor2.dumps(cbor2.CBORTag(98, cbor2.loads(d))),  # COSE_Sign, not COSE_Sign1
-    lambda d: cbor2.dumps(list(cbor2.loads(d))[:3]),
-    lambda d: cbor2.dumps({"not": "an array"}),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda d: b"",
+        lambda d: b"\x00" * 10,
+        lambda d: d + b"\x00",  # trailing bytes
+        lambda d: d[:-1],  # truncated
+        lambda d: cbor2.dumps(cbor2.CBORTag(98, cbor2.loads(d))),  # COSE_Sign, not COSE_Sign1
+        lambda d: cbor2.dumps(list(cbor2.loads(d))[:3]),
+        lambda d: cbor2.dumps({"not": "an array"}),
+    ],
+)
 def test_malformed_documents(nitro_document, build):
     assert reason(build(nitro_document)) == Reason.MALFORMED
 
 
-@pytest.mark.parametrize("changes", [
-    {"module_id": ""},
-    {"timestamp": -1},
-    {"timestamp": "1679495307405"},
-    {"pcrs": {}},
-    {"pcrs": {0: b"\x00" * 32}},
-    {"pcrs": {40: b"\x00" * 48}},
-    {"certificate": b"not a certificate"},
-    {"cabundle": []},
-    {"user_data": "text, not bytes"},
-    {"nonce": b"\x00" * 513},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"module_id": ""},
+        {"timestamp": -1},
+        {"timestamp": "1679495307405"},
+        {"pcrs": {}},
+        {"pcrs": {0: b"\x00" * 32}},
+        {"pcrs": {40: b"\x00" * 48}},
+        {"certificate": b"not a certificate"},
+        {"cabundle": []},
+        {"user_data": "text, not bytes"},
+        {"nonce": b"\x00" * 513},
+    ],
+)
 def test_malformed_payload_fields(nitro_document, changes):
     assert reason(with_payload(nitro_document, **changes)) == Reason.MALFORMED
 
@@ -308,6 +320,7 @@ def test_wrong_signature_length_is_malformed(nitro_document):
 
 # --------------------------------------------------------------------------- pinned root and policy
 
+
 def test_pinned_root_is_the_shipped_package_data():
     root = aws_nitro_root_g1()
     der = root.public_bytes(serialization.Encoding.DER)
@@ -315,17 +328,21 @@ def test_pinned_root_is_the_shipped_package_data():
     assert root.subject.rfc4514_string() == "CN=aws.nitro-enclaves,OU=AWS,O=Amazon,C=US"
     assert x509.load_pem_x509_certificate(load_fixture("nitro/aws_nitro_root_g1.pem")) == root
     from importlib import resources
+
     shipped = resources.files("shared.attestation").joinpath("aws_nitro_root_g1.pem").read_bytes()
     assert shipped == load_fixture("nitro/aws_nitro_root_g1.pem")
 
 
-@pytest.mark.parametrize("changes", [
-    {"expected_pcrs": {}},
-    {"expected_pcrs": {0: b"\x00" * 32}},
-    {"expected_pcrs": {32: ZERO_PCR}},
-    {"expected_user_data": "text"},
-    {"max_age": timedelta(0)},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"expected_pcrs": {}},
+        {"expected_pcrs": {0: b"\x00" * 32}},
+        {"expected_pcrs": {32: ZERO_PCR}},
+        {"expected_user_data": "text"},
+        {"max_age": timedelta(0)},
+    ],
+)
 def test_bad_policies_are_configuration_errors(changes):
     with pytest.raises(ConfigurationError):
         real_policy(**changes)

@@ -1,11 +1,12 @@
 """The process provider's software evidence: format, explicit opt-in, pinned platform key, and the
 order of checks (docs/evidence.md, "Software reports")."""
+
 from __future__ import annotations
 
 import base64
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -25,7 +26,7 @@ from shared.encoding import canonical_json
 from shared.errors import ConfigurationError
 from shared.isolation.process import platform_key
 
-NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 KEY = platform_key(b"\x07" * 32)
 MEASUREMENT = bytes(range(32))
 PUBLIC_KEY = b"\x04" + b"\x11" * 64
@@ -73,8 +74,9 @@ def test_another_platform_key_is_untrusted():
     other = platform_key(os.urandom(32))
     assert reason(sign_software_report(other, MEASUREMENT, REPORT_DATA, now=NOW).blob) == Reason.UNTRUSTED_KEY
     # pinning by hex works as well as by bytes
-    assert SoftwarePolicy(allow_software=True, platform_keys=frozenset({"0x" + platform_public_key(other).hex()})) \
-        .verify(sign_software_report(other, MEASUREMENT, REPORT_DATA, now=NOW), now=NOW)
+    assert SoftwarePolicy(
+        allow_software=True, platform_keys=frozenset({"0x" + platform_public_key(other).hex()})
+    ).verify(sign_software_report(other, MEASUREMENT, REPORT_DATA, now=NOW), now=NOW)
 
 
 def test_signature_covers_every_field():
@@ -116,8 +118,9 @@ def test_time_checks():
 
 
 def test_measurement_allow_list_and_expected_report_data():
-    pinned = SoftwarePolicy(allow_software=True, platform_keys=ALLOW.platform_keys,
-                            allowed_measurements=frozenset({"0x" + "00" * 32}))
+    pinned = SoftwarePolicy(
+        allow_software=True, platform_keys=ALLOW.platform_keys, allowed_measurements=frozenset({"0x" + "00" * 32})
+    )
     assert reason(EVIDENCE.blob, pinned) == Reason.MEASUREMENT_NOT_ALLOWED
     assert reason(EVIDENCE.blob, expected_report_data=b"\x00" * 32) == Reason.RUNTIME_DATA_MISMATCH
     with pytest.raises(AttestationError) as caught:
@@ -127,8 +130,10 @@ def test_measurement_allow_list_and_expected_report_data():
 
 def test_evidence_record_round_trip_and_tamper_detection():
     record = EVIDENCE.to_dict()
-    assert record["hash"] == "0x" + EVIDENCE.hash.hex() and EVIDENCE.reference() == {"kind": "process",
-                                                                                        "hash": record["hash"]}
+    assert record["hash"] == "0x" + EVIDENCE.hash.hex() and EVIDENCE.reference() == {
+        "kind": "process",
+        "hash": record["hash"],
+    }
     assert Evidence.from_dict(record) == EVIDENCE
     tampered = {**record, "blob": base64.b64encode(EVIDENCE.blob.replace(b"software", b"softwarE")).decode()}
     with pytest.raises(AttestationError) as caught:

@@ -1,8 +1,9 @@
 """Unit tests of the dev host's pure parts: routes, settings, host.json, schedules, keys."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -32,32 +33,46 @@ def table() -> RouteTable[str]:
     return t
 
 
-@pytest.mark.parametrize("method,path,target,params", [
-    ("GET", "/api/items/42", "by-id", {"id": "42"}),
-    ("GET", "/api/items/-7", "by-id", {"id": "-7"}),
-    ("GET", "/api/items/abc", "by-name", {"name": "abc"}),
-    ("GET", "/api/ITEMS/new", "new", {}),
-    ("POST", "/api/items/", "create", {}),
-    ("DELETE", "/api/echo", "echo", {}),
-    ("GET", "/api/echo/5", "echo", {"x": "5"}),
-    ("GET", "/api/files", "files", {}),
-    ("GET", "/api/files/a/b/c", "files", {"rest": "a/b/c"}),
-    ("GET", "/api/f/x.tar.gz", "file", {"name": "x", "ext": "tar.gz"}),
-    ("GET", "/api/r/A12", "regex", {"v": "A12"}),
-    ("GET", "/api/n/3", "range", {"v": "3", "w": "7"}),
-    ("GET", "/api/n/3/x", "range", {"v": "3", "w": "x"}),
-    ("GET", "/api/s/abc", "length", {"v": "abc"}),
-    ("GET", "/api/g/6f9619ff-8b86-d011-b42d-00cf4fc964ff", "guid", {"v": "6f9619ff-8b86-d011-b42d-00cf4fc964ff"}),
-])
+@pytest.mark.parametrize(
+    "method,path,target,params",
+    [
+        ("GET", "/api/items/42", "by-id", {"id": "42"}),
+        ("GET", "/api/items/-7", "by-id", {"id": "-7"}),
+        ("GET", "/api/items/abc", "by-name", {"name": "abc"}),
+        ("GET", "/api/ITEMS/new", "new", {}),
+        ("POST", "/api/items/", "create", {}),
+        ("DELETE", "/api/echo", "echo", {}),
+        ("GET", "/api/echo/5", "echo", {"x": "5"}),
+        ("GET", "/api/files", "files", {}),
+        ("GET", "/api/files/a/b/c", "files", {"rest": "a/b/c"}),
+        ("GET", "/api/f/x.tar.gz", "file", {"name": "x", "ext": "tar.gz"}),
+        ("GET", "/api/r/A12", "regex", {"v": "A12"}),
+        ("GET", "/api/n/3", "range", {"v": "3", "w": "7"}),
+        ("GET", "/api/n/3/x", "range", {"v": "3", "w": "x"}),
+        ("GET", "/api/s/abc", "length", {"v": "abc"}),
+        ("GET", "/api/g/6f9619ff-8b86-d011-b42d-00cf4fc964ff", "guid", {"v": "6f9619ff-8b86-d011-b42d-00cf4fc964ff"}),
+    ],
+)
 def test_route_matches(table: RouteTable[str], method: str, path: str, target: str, params: dict) -> None:
     match = table.match(method, path)
     assert (match.target, match.params) == (target, params)
 
 
-@pytest.mark.parametrize("path", [
-    "/api/items/4x2", "/api/items/99999999999", "/api/r/a123", "/api/n/9", "/api/s/a", "/api/s/abcd",
-    "/api/g/not-a-guid", "/items/42", "/api/nothing", "/",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/items/4x2",
+        "/api/items/99999999999",
+        "/api/r/a123",
+        "/api/n/9",
+        "/api/s/a",
+        "/api/s/abcd",
+        "/api/g/not-a-guid",
+        "/items/42",
+        "/api/nothing",
+        "/",
+    ],
+)
 def test_route_not_found(table: RouteTable[str], path: str) -> None:
     match = table.match("GET", path)
     assert match.target is None and not match.allowed
@@ -96,10 +111,20 @@ def test_host_config() -> None:
     assert (default.queues.batch_size, default.queues.max_dequeue_count) == (16, 5)
     assert (default.queues.visibility_timeout, default.queues.max_polling_interval) == (0.0, 60.0)
     assert default.queues.message_encoding == "base64"
-    config = HostConfig.from_dict({"extensions": {
-        "http": {"routeprefix": ""},
-        "queues": {"batchsize": 4, "maxdequeuecount": 2, "visibilitytimeout": "00:00:10",
-                   "maxpollinginterval": "00:00:02", "messageencoding": "None"}}})
+    config = HostConfig.from_dict(
+        {
+            "extensions": {
+                "http": {"routeprefix": ""},
+                "queues": {
+                    "batchsize": 4,
+                    "maxdequeuecount": 2,
+                    "visibilitytimeout": "00:00:10",
+                    "maxpollinginterval": "00:00:02",
+                    "messageencoding": "None",
+                },
+            }
+        }
+    )
     assert config.route_prefix == ""
     assert config.queues == type(config.queues)(4, 2, 10.0, 2.0, "none")
     with pytest.raises(DevHostError, match="batchSize"):
@@ -107,8 +132,9 @@ def test_host_config() -> None:
 
 
 def test_local_settings_do_not_override_environment(tmp_path) -> None:
-    (tmp_path / "local.settings.json").write_text(json.dumps(
-        {"IsEncrypted": False, "Values": {"A": "from-file", "B": "from-file", "FLAG": True, "N": 3}}))
+    (tmp_path / "local.settings.json").write_text(
+        json.dumps({"IsEncrypted": False, "Values": {"A": "from-file", "B": "from-file", "FLAG": True, "N": 3}})
+    )
     environ = {"A": "from-env"}
     applied = load_local_settings(tmp_path, environ)
     assert environ == {"A": "from-env", "B": "from-file", "FLAG": "true", "N": "3"}
@@ -124,11 +150,11 @@ def test_binding_expressions() -> None:
 
 
 def test_schedules() -> None:
-    start = datetime(2025, 1, 1, 0, 0, 5, 500000, tzinfo=timezone.utc)
+    start = datetime(2025, 1, 1, 0, 0, 5, 500000, tzinfo=UTC)
     every5 = parse_schedule("*/5 * * * * *")
     assert isinstance(every5, CronSchedule)
-    assert every5.next_after(start) == datetime(2025, 1, 1, 0, 0, 10, tzinfo=timezone.utc)
-    assert parse_schedule("0 30 9 * * *").next_after(start) == datetime(2025, 1, 1, 9, 30, tzinfo=timezone.utc)
+    assert every5.next_after(start) == datetime(2025, 1, 1, 0, 0, 10, tzinfo=UTC)
+    assert parse_schedule("0 30 9 * * *").next_after(start) == datetime(2025, 1, 1, 9, 30, tzinfo=UTC)
     interval = parse_schedule("00:00:30")
     assert isinstance(interval, IntervalSchedule)
     assert (interval.next_after(start) - start).total_seconds() == 30

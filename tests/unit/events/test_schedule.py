@@ -1,6 +1,7 @@
 """Time triggers: cron across DST in America/New_York, NYSE sessions and early closes from the real
 ``exchange_calendars`` data, 1 s intervals, idempotency keys, missed-fire policies, JSON formats.
 No storage, no mocks: every instant below is computed from the pinned tzdata and calendar library."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -12,8 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.errors import InvalidInput
-from shared.events.schedules import (CronTrigger, Fire, IntervalTrigger, MissedFirePolicy, calendar_library_version,
-                             due_fires, load_zone, schedule_from_dict)
+from shared.events.schedules import (
+    CronTrigger,
+    Fire,
+    IntervalTrigger,
+    MissedFirePolicy,
+    calendar_library_version,
+    due_fires,
+    load_zone,
+    schedule_from_dict,
+)
 
 NY = load_zone("America/New_York")
 ROOT = Path(__file__).resolve().parents[3]
@@ -44,7 +53,11 @@ def test_four_pm_new_york_across_the_november_2026_change() -> None:
     """DST ends Sunday 2026-11-01: 20:00Z on Friday 10-30, 21:00Z from Monday 11-02."""
     trigger = CronTrigger(FOUR_PM, "America/New_York")
     assert trigger.fires_between(utc(2026, 10, 29), utc(2026, 11, 4)) == [
-        utc(2026, 10, 29, 20), utc(2026, 10, 30, 20), utc(2026, 11, 2, 21), utc(2026, 11, 3, 21)]
+        utc(2026, 10, 29, 20),
+        utc(2026, 10, 30, 20),
+        utc(2026, 11, 2, 21),
+        utc(2026, 11, 3, 21),
+    ]
     assert trigger.next_after(utc(2026, 10, 30, 20)) == utc(2026, 11, 2, 21)
     assert trigger.last_at_or_before(utc(2026, 11, 2, 20, 59)) == utc(2026, 10, 30, 20)
 
@@ -89,15 +102,25 @@ def test_croniter_alone_would_fire_the_repeated_time_twice() -> None:
 def test_half_hourly_wall_clock_through_both_changes() -> None:
     trigger = CronTrigger("0 */30 * * * *", "America/New_York")
     assert trigger.fires_between(utc(2026, 3, 8, 6), utc(2026, 3, 8, 8)) == [
-        utc(2026, 3, 8, 6), utc(2026, 3, 8, 6, 30), utc(2026, 3, 8, 7), utc(2026, 3, 8, 7, 30)]
+        utc(2026, 3, 8, 6),
+        utc(2026, 3, 8, 6, 30),
+        utc(2026, 3, 8, 7),
+        utc(2026, 3, 8, 7, 30),
+    ]
     # the repeated hour 01:00-01:59 fires in its first pass only; 06:00Z-06:59Z (second pass) is quiet
     assert trigger.fires_between(utc(2026, 11, 1, 5), utc(2026, 11, 1, 8)) == [
-        utc(2026, 11, 1, 5), utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 7), utc(2026, 11, 1, 7, 30)]
+        utc(2026, 11, 1, 5),
+        utc(2026, 11, 1, 5, 30),
+        utc(2026, 11, 1, 7),
+        utc(2026, 11, 1, 7, 30),
+    ]
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.datetimes(min_value=datetime(2026, 2, 20), max_value=datetime(2026, 11, 20), timezones=st.just(UTC)),
-       st.sampled_from(["0 30 1 * * *", "0 30 2 * * *", "0 */20 * * * *", "0 0 16 * * 1-5", "15 45 1,2 * * *"]))
+@given(
+    st.datetimes(min_value=datetime(2026, 2, 20), max_value=datetime(2026, 11, 20), timezones=st.just(UTC)),
+    st.sampled_from(["0 30 1 * * *", "0 30 2 * * *", "0 */20 * * * *", "0 0 16 * * 1-5", "15 45 1,2 * * *"]),
+)
 def test_next_after_and_last_at_or_before_agree(moment: datetime, expression: str) -> None:
     """Forward and backward iteration give the same strictly increasing sequence, DST days included."""
     trigger = CronTrigger(expression, "America/New_York")
@@ -118,7 +141,11 @@ def test_nyse_thanksgiving_and_weekend_are_skipped() -> None:
     trigger = CronTrigger("0 0 16 * * *", "America/New_York", calendar="XNYS")
     fires = trigger.fires_between(utc(2026, 11, 24), utc(2026, 12, 1))
     assert [f.astimezone(NY).date().isoformat() for f in fires] == [
-        "2026-11-24", "2026-11-25", "2026-11-27", "2026-11-30"]
+        "2026-11-24",
+        "2026-11-25",
+        "2026-11-27",
+        "2026-11-30",
+    ]
     assert trigger.next_after(utc(2026, 11, 25, 21)) == utc(2026, 11, 27, 21)
     assert trigger.last_at_or_before(utc(2026, 11, 30, 20)) == utc(2026, 11, 27, 21)
     without = CronTrigger("0 0 16 * * *", "America/New_York").fires_between(utc(2026, 11, 24), utc(2026, 12, 1))
@@ -169,7 +196,9 @@ def test_one_second_interval_over_ten_seconds_fires_ten_times() -> None:
     assert len(fires) == 10
     assert fires == [start + timedelta(seconds=k) for k in range(10)]
     # any 10 s window holds 10 fires, aligned to start whatever the window's offset
-    shifted = trigger.fires_between(start + timedelta(milliseconds=300), start + timedelta(seconds=10, milliseconds=300))
+    shifted = trigger.fires_between(
+        start + timedelta(milliseconds=300), start + timedelta(seconds=10, milliseconds=300)
+    )
     assert len(shifted) == 10 and shifted[0] == start + timedelta(seconds=1)
     assert trigger.fires_between(start, start + timedelta(days=365), limit=3) == fires[:3]
 
@@ -192,8 +221,9 @@ def test_interval_alignment_and_bounds() -> None:
 
 def test_keys_are_equal_across_independent_trigger_objects() -> None:
     a = CronTrigger(FOUR_PM, "America/New_York", calendar="XNYS")
-    b = schedule_from_dict({"timezone": "America/New_York", "type": "cron", "calendar": "XNYS",
-                            "expression": "0 16 * * 1-5"})
+    b = schedule_from_dict(
+        {"timezone": "America/New_York", "type": "cron", "calendar": "XNYS", "expression": "0 16 * * 1-5"}
+    )
     assert a is not b and a.id == b.id
     window = (utc(2026, 11, 1), utc(2026, 12, 1))
     keys_a = [a.fire(f).key for f in a.fires_between(*window)]
@@ -210,8 +240,13 @@ def test_keys_are_equal_across_independent_trigger_objects() -> None:
 
 def test_fire_to_dict() -> None:
     fire = Fire("sub-1", utc(2026, 11, 27, 18), missed=True)
-    assert fire.to_dict() == {"trigger_id": "sub-1", "at": "2026-11-27T18:00:00.000Z", "reason": "schedule",
-                              "key": "sub-1:1795802400000", "missed": True}
+    assert fire.to_dict() == {
+        "trigger_id": "sub-1",
+        "at": "2026-11-27T18:00:00.000Z",
+        "reason": "schedule",
+        "key": "sub-1:1795802400000",
+        "missed": True,
+    }
 
 
 # --------------------------------------------------------------------------- missed fires
@@ -228,7 +263,8 @@ def test_on_time_fires_are_always_due() -> None:
     now = utc(2026, 1, 1, 10, 0, 30)
     for mode in MissedFirePolicy.MODES:
         assert instants(due_fires(MINUTELY, utc(2026, 1, 1, 9, 59), now, MissedFirePolicy(mode))) == [
-            (utc(2026, 1, 1, 10), False)]
+            (utc(2026, 1, 1, 10), False)
+        ]
     # nothing is due twice: the next tick, with the watermark moved, returns nothing
     assert due_fires(MINUTELY, utc(2026, 1, 1, 10), utc(2026, 1, 1, 10, 0, 59)) == []
 
@@ -238,12 +274,18 @@ def test_missed_fire_policies_after_downtime() -> None:
     last, now = utc(2026, 1, 1, 10), utc(2026, 1, 1, 10, 10, 30)
     on_time = [(utc(2026, 1, 1, 10, 10), False)]
     assert instants(due_fires(MINUTELY, last, now, MissedFirePolicy("skip"))) == on_time
-    assert instants(due_fires(MINUTELY, last, now, MissedFirePolicy("fire_once"))) == [
-        (utc(2026, 1, 1, 10, 9), True)] + on_time
-    assert instants(due_fires(MINUTELY, last, now, MissedFirePolicy("fire_all"))) == [
-        (utc(2026, 1, 1, 10, k), True) for k in range(1, 10)] + on_time
-    assert instants(due_fires(MINUTELY, last, now, MissedFirePolicy("fire_all", max=3))) == [
-        (utc(2026, 1, 1, 10, k), True) for k in (7, 8, 9)] + on_time
+    assert (
+        instants(due_fires(MINUTELY, last, now, MissedFirePolicy("fire_once")))
+        == [(utc(2026, 1, 1, 10, 9), True)] + on_time
+    )
+    assert (
+        instants(due_fires(MINUTELY, last, now, MissedFirePolicy("fire_all")))
+        == [(utc(2026, 1, 1, 10, k), True) for k in range(1, 10)] + on_time
+    )
+    assert (
+        instants(due_fires(MINUTELY, last, now, MissedFirePolicy("fire_all", max=3)))
+        == [(utc(2026, 1, 1, 10, k), True) for k in (7, 8, 9)] + on_time
+    )
     # a wider grace turns missed fires into on-time ones
     assert len(due_fires(MINUTELY, last, now, MissedFirePolicy("skip", grace_s=300))) == 5
     # default policy is fire_once; no watermark means nothing is owed
@@ -268,9 +310,13 @@ def test_missed_fire_policy_json() -> None:
     policy = MissedFirePolicy.from_dict({"mode": "fire_all", "max": 5, "grace_s": 10})
     assert policy == MissedFirePolicy("fire_all", 5, 10)
     assert MissedFirePolicy.from_dict(policy.to_dict()) == policy
-    for body, field in [({"mode": "later"}, "$.mode"), ({"mode": "fire_all", "max": 0}, "$.max"),
-                        ({"mode": "skip", "grace_s": -1}, "$.grace_s"), ({"mode": "skip", "x": 1}, "$.x"),
-                        ({}, "$.mode")]:
+    for body, field in [
+        ({"mode": "later"}, "$.mode"),
+        ({"mode": "fire_all", "max": 0}, "$.max"),
+        ({"mode": "skip", "grace_s": -1}, "$.grace_s"),
+        ({"mode": "skip", "x": 1}, "$.x"),
+        ({}, "$.mode"),
+    ]:
         with pytest.raises(InvalidInput) as info:
             MissedFirePolicy.from_dict(body)
         assert info.value.field == field
@@ -280,37 +326,45 @@ def test_missed_fire_policy_json() -> None:
 
 
 def test_json_round_trip() -> None:
-    for trigger in (CronTrigger(FOUR_PM, "America/New_York", calendar="XNYS", at="close"),
-                    CronTrigger("*/5 * * * *", "Europe/London", id="sub-7"),
-                    IntervalTrigger(1.5, utc(2026, 1, 1, 0, 0, 0, 250000))):
+    for trigger in (
+        CronTrigger(FOUR_PM, "America/New_York", calendar="XNYS", at="close"),
+        CronTrigger("*/5 * * * *", "Europe/London", id="sub-7"),
+        IntervalTrigger(1.5, utc(2026, 1, 1, 0, 0, 0, 250000)),
+    ):
         again = schedule_from_dict(trigger.to_dict())
         assert again == trigger and again.id == trigger.id
     assert IntervalTrigger(1, utc(2026, 1, 1)).to_dict() == {
-        "type": "interval", "seconds": 1, "start": "2026-01-01T00:00:00.000Z"}
+        "type": "interval",
+        "seconds": 1,
+        "start": "2026-01-01T00:00:00.000Z",
+    }
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"type": "cron", "expression": "0 0 25 * * *", "timezone": "UTC"}, "$.trigger.expression"),
-    ({"type": "cron", "expression": "0 0 0 30 2 *", "timezone": "UTC"}, "$.trigger.expression"),
-    ({"type": "cron", "expression": "R 0 16 * * 1-5", "timezone": "UTC"}, "$.trigger.expression"),
-    ({"type": "cron", "expression": "@daily", "timezone": "UTC"}, "$.trigger.expression"),
-    ({"type": "cron", "expression": "0 0 16 * * 1-5 2026", "timezone": "UTC"}, "$.trigger.expression"),
-    ({"type": "cron", "expression": 5, "timezone": "UTC"}, "$.trigger.expression"),
-    ({"type": "cron", "expression": FOUR_PM, "timezone": "America/Gotham"}, "$.trigger.timezone"),
-    ({"type": "cron", "expression": FOUR_PM, "timezone": "../../etc/passwd"}, "$.trigger.timezone"),
-    ({"type": "cron", "expression": FOUR_PM, "timezone": "UTC", "calendar": "XXXX"}, "$.trigger.calendar"),
-    ({"type": "cron", "expression": FOUR_PM, "timezone": "UTC", "at": "close"}, "$.trigger.at"),
-    ({"type": "cron", "expression": FOUR_PM, "timezone": "UTC", "calendar": "XNYS", "at": "noon"}, "$.trigger.at"),
-    ({"type": "cron", "expression": FOUR_PM}, "$.trigger.timezone"),
-    ({"type": "cron", "expression": FOUR_PM, "timezone": "UTC", "id": "a b"}, "$.trigger.id"),
-    ({"type": "cron", "expression": FOUR_PM, "timezone": "UTC", "every": 1}, "$.trigger.every"),
-    ({"type": "interval", "seconds": 1, "start": "2026-01-01T00:00:00"}, "$.trigger.start"),
-    ({"type": "interval", "seconds": 1, "start": "yesterday"}, "$.trigger.start"),
-    ({"type": "interval", "seconds": 0.25, "start": "2026-01-01T00:00:00Z"}, "$.trigger.seconds"),
-    ({"type": "weekly"}, "$.trigger.type"),
-    ({}, "$.trigger.type"),
-    ([], "$.trigger"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"type": "cron", "expression": "0 0 25 * * *", "timezone": "UTC"}, "$.trigger.expression"),
+        ({"type": "cron", "expression": "0 0 0 30 2 *", "timezone": "UTC"}, "$.trigger.expression"),
+        ({"type": "cron", "expression": "R 0 16 * * 1-5", "timezone": "UTC"}, "$.trigger.expression"),
+        ({"type": "cron", "expression": "@daily", "timezone": "UTC"}, "$.trigger.expression"),
+        ({"type": "cron", "expression": "0 0 16 * * 1-5 2026", "timezone": "UTC"}, "$.trigger.expression"),
+        ({"type": "cron", "expression": 5, "timezone": "UTC"}, "$.trigger.expression"),
+        ({"type": "cron", "expression": FOUR_PM, "timezone": "America/Gotham"}, "$.trigger.timezone"),
+        ({"type": "cron", "expression": FOUR_PM, "timezone": "../../etc/passwd"}, "$.trigger.timezone"),
+        ({"type": "cron", "expression": FOUR_PM, "timezone": "UTC", "calendar": "XXXX"}, "$.trigger.calendar"),
+        ({"type": "cron", "expression": FOUR_PM, "timezone": "UTC", "at": "close"}, "$.trigger.at"),
+        ({"type": "cron", "expression": FOUR_PM, "timezone": "UTC", "calendar": "XNYS", "at": "noon"}, "$.trigger.at"),
+        ({"type": "cron", "expression": FOUR_PM}, "$.trigger.timezone"),
+        ({"type": "cron", "expression": FOUR_PM, "timezone": "UTC", "id": "a b"}, "$.trigger.id"),
+        ({"type": "cron", "expression": FOUR_PM, "timezone": "UTC", "every": 1}, "$.trigger.every"),
+        ({"type": "interval", "seconds": 1, "start": "2026-01-01T00:00:00"}, "$.trigger.start"),
+        ({"type": "interval", "seconds": 1, "start": "yesterday"}, "$.trigger.start"),
+        ({"type": "interval", "seconds": 0.25, "start": "2026-01-01T00:00:00Z"}, "$.trigger.seconds"),
+        ({"type": "weekly"}, "$.trigger.type"),
+        ({}, "$.trigger.type"),
+        ([], "$.trigger"),
+    ],
+)
 def test_invalid_triggers_name_the_json_path(body: object, field: str) -> None:
     with pytest.raises(InvalidInput) as info:
         schedule_from_dict(body, path="$.trigger")

@@ -1,4 +1,5 @@
 """HTTP bodies become typed requests at the edge (functions/models.py); bad ones are 400s naming the field."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,11 +24,18 @@ def test_a_call_is_parsed_into_a_typed_call():
     assert models.call({"method": "quote"}) == Call("quote", {}, None)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ([], "$"), ("quote", "$"), (None, "$"),
-    ({"method": "quote", "args": []}, "args"), ({"method": "quote", "args": "x"}, "args"),
-    ({"method": "quote", "request_id": "0x12"}, "request_id"), ({"method": "quote", "request_id": 5}, "request_id"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ([], "$"),
+        ("quote", "$"),
+        (None, "$"),
+        ({"method": "quote", "args": []}, "args"),
+        ({"method": "quote", "args": "x"}, "args"),
+        ({"method": "quote", "request_id": "0x12"}, "request_id"),
+        ({"method": "quote", "request_id": 5}, "request_id"),
+    ],
+)
 def test_a_malformed_call_names_the_field(body, field):
     assert field_of(models.call, body) == field
 

@@ -1,4 +1,5 @@
 """RFC 9162 Merkle tree: known answers, a naive reference from the RFC text, properties."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,31 +68,73 @@ CT_ROOTS = {  # tree size -> root
 
 CT_INCLUSION_PROOFS = [  # (index, tree size, path)
     (0, 1, []),
-    (0, 8, ["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+    (
+        0,
+        8,
+        [
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
             "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
-    (5, 8, ["bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        5,
+        8,
+        [
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
             "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
     (2, 3, ["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
-    (1, 5, ["6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    (
+        1,
+        5,
+        [
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
             "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"]),
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
 ]
 
 CT_CONSISTENCY_PROOFS = [  # (size1, size2, path)
     (1, 1, []),
-    (1, 8, ["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+    (
+        1,
+        8,
+        [
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
             "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
-    (6, 8, ["0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        6,
+        8,
+        [
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
             "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
-    (2, 5, ["5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"]),
-    (6, 7, ["0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (
+        2,
+        5,
+        [
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
+    (
+        6,
+        7,
+        [
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
             "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
 ]
 
 # --------------------------------------------------------------------------- naive reference
@@ -165,6 +208,7 @@ def rejects(reason: str, fn, *args) -> VerificationError:
 
 # --------------------------------------------------------------------------- known answers
 
+
 def test_leaf_and_node_hashing_match_the_ct_vectors() -> None:
     assert [leaf_hash(d).hex() for d in CT_LEAVES] == CT_LEAF_HASHES
     assert node_hash(leaf_hash(CT_LEAVES[0]), leaf_hash(CT_LEAVES[1])).hex() == CT_ROOTS[2]
@@ -199,16 +243,22 @@ def test_known_consistency_proofs(size1: int, size2: int, path: list[str]) -> No
 
 # The worked example of docs/merkle.md (the first four CT leaves).
 DOC_EXAMPLE_INCLUSION = {
-    "index": 2, "tree_size": 4,
+    "index": 2,
+    "tree_size": 4,
     "leaf_hash": "0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
-    "path": ["07506a85fd9dd2f120eb694f86011e5bb4662e5c415a62917033d4a9624487e7",
-             "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+    "path": [
+        "07506a85fd9dd2f120eb694f86011e5bb4662e5c415a62917033d4a9624487e7",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    ],
 }
 DOC_EXAMPLE_CONSISTENCY = {
-    "size1": 3, "size2": 4,
-    "path": ["0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
-             "07506a85fd9dd2f120eb694f86011e5bb4662e5c415a62917033d4a9624487e7",
-             "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+    "size1": 3,
+    "size2": 4,
+    "path": [
+        "0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
+        "07506a85fd9dd2f120eb694f86011e5bb4662e5c415a62917033d4a9624487e7",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    ],
 }
 
 
@@ -225,6 +275,7 @@ def test_worked_example_of_the_docs() -> None:
 
 
 # --------------------------------------------------------------------------- naive cross-check
+
 
 def test_every_proof_of_every_small_size_matches_the_naive_reference() -> None:
     leaves = [leaf_hash(b"entry-%d" % i) for i in range(40)]
@@ -252,7 +303,7 @@ def test_append_one_by_one_equals_extend_in_chunks() -> None:
     rnd, pos = random.Random(7), 0
     while pos < len(leaves):
         step = rnd.randrange(0, 70)
-        assert chunked.extend(leaves[pos:pos + step]) == range(pos, min(pos + step, len(leaves)))
+        assert chunked.extend(leaves[pos : pos + step]) == range(pos, min(pos + step, len(leaves)))
         pos += step
     assert one._levels == chunked._levels == MerkleTree(leaves)._levels
     assert len(one) == one.size == 1000
@@ -263,6 +314,7 @@ def test_append_one_by_one_equals_extend_in_chunks() -> None:
 
 
 # --------------------------------------------------------------------------- edge cases & shapes
+
 
 def test_empty_tree() -> None:
     tree = MerkleTree()
@@ -275,12 +327,20 @@ def test_empty_tree() -> None:
 
 def test_tree_rejects_impossible_queries() -> None:
     tree = MerkleTree.from_leaves(CT_LEAVES)
-    for call in (lambda: tree.inclusion_proof(8), lambda: tree.inclusion_proof(-1),
-                 lambda: tree.inclusion_proof(3, 3), lambda: tree.root(9), lambda: tree.root(-1),
-                 lambda: tree.consistency_proof(5, 4), lambda: tree.consistency_proof(1, 9),
-                 lambda: tree.inclusion_proof(True), lambda: tree.leaf(8),
-                 lambda: tree.append(b"short"), lambda: tree.extend([leaf_hash(b"a"), "not bytes"]),
-                 lambda: leaf_hash("text")):
+    for call in (
+        lambda: tree.inclusion_proof(8),
+        lambda: tree.inclusion_proof(-1),
+        lambda: tree.inclusion_proof(3, 3),
+        lambda: tree.root(9),
+        lambda: tree.root(-1),
+        lambda: tree.consistency_proof(5, 4),
+        lambda: tree.consistency_proof(1, 9),
+        lambda: tree.inclusion_proof(True),
+        lambda: tree.leaf(8),
+        lambda: tree.append(b"short"),
+        lambda: tree.extend([leaf_hash(b"a"), "not bytes"]),
+        lambda: leaf_hash("text"),
+    ):
         with pytest.raises(MerkleInputError) as info:
             call()
         assert isinstance(info.value, InvalidInput) and isinstance(info.value, ValueError)
@@ -309,9 +369,17 @@ def test_consistency_edge_cases() -> None:
     rejects("consistency_proof_invalid", verify_consistency, 1, 2, r1, r2, [])
 
 
-@pytest.mark.parametrize("bad", [
-    (True, 1), (1.0, 2), (-1, 2), ("0", 2), (0, None), (0, -3),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        (True, 1),
+        (1.0, 2),
+        (-1, 2),
+        ("0", 2),
+        (0, None),
+        (0, -3),
+    ],
+)
 def test_bad_integer_shapes(bad: tuple) -> None:
     index, size = bad
     leaf = leaf_hash(b"x")
@@ -362,12 +430,14 @@ def test_size_is_bound_through_the_root_only() -> None:
     assert "more than the 1" in err.detail
     # Same for consistency: the (7, 8) proof recomputes root7/root8 along the shape of (3, 4)
     # followed by one extra hash; the extra hash must be refused.
-    err = rejects("consistency_proof_invalid", verify_consistency, 3, 4, tree.root(7), tree.root(8),
-                  tree.consistency_proof(7, 8))
+    err = rejects(
+        "consistency_proof_invalid", verify_consistency, 3, 4, tree.root(7), tree.root(8), tree.consistency_proof(7, 8)
+    )
     assert "too many" in err.detail
 
 
 # --------------------------------------------------------------------------- serialization
+
 
 def test_proof_json_round_trip() -> None:
     tree = MerkleTree.from_leaves(CT_LEAVES)
@@ -397,34 +467,45 @@ def test_proof_dataclasses_are_frozen_and_verify_raises() -> None:
     assert InclusionProof(0, 1, tree.leaf(0), []).path == ()  # lists are normalised to tuples
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda d: d.pop("path"),
-    lambda d: d.update(extra=1),
-    lambda d: d.update(index="2"),
-    lambda d: d.update(index=True),
-    lambda d: d.update(tree_size=-4),
-    lambda d: d.update(leaf_hash=d["leaf_hash"].upper()),
-    lambda d: d.update(leaf_hash=d["leaf_hash"][:-2]),
-    lambda d: d.update(leaf_hash="zz" * 32),
-    lambda d: d.update(path=tuple(d["path"])),
-    lambda d: d.update(path=[d["path"][0] + "00"]),
-    lambda d: d.update(path=[1]),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.pop("path"),
+        lambda d: d.update(extra=1),
+        lambda d: d.update(index="2"),
+        lambda d: d.update(index=True),
+        lambda d: d.update(tree_size=-4),
+        lambda d: d.update(leaf_hash=d["leaf_hash"].upper()),
+        lambda d: d.update(leaf_hash=d["leaf_hash"][:-2]),
+        lambda d: d.update(leaf_hash="zz" * 32),
+        lambda d: d.update(path=tuple(d["path"])),
+        lambda d: d.update(path=[d["path"][0] + "00"]),
+        lambda d: d.update(path=[1]),
+    ],
+)
 def test_inclusion_from_dict_is_strict(mutate) -> None:
     data = dict(DOC_EXAMPLE_INCLUSION, path=list(DOC_EXAMPLE_INCLUSION["path"]))
     mutate(data)
     rejects("bad_proof_shape", InclusionProof.from_dict, data)
 
 
-@pytest.mark.parametrize("data", [
-    None, [], {"size1": 3, "size2": 4}, {"size1": 3, "size2": 4, "path": "00"},
-    {"size1": 3.0, "size2": 4, "path": []}, {"size1": 3, "size2": 4, "path": [], "root": "00"},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        [],
+        {"size1": 3, "size2": 4},
+        {"size1": 3, "size2": 4, "path": "00"},
+        {"size1": 3.0, "size2": 4, "path": []},
+        {"size1": 3, "size2": 4, "path": [], "root": "00"},
+    ],
+)
 def test_consistency_from_dict_is_strict(data) -> None:
     rejects("bad_proof_shape", ConsistencyProof.from_dict, data)
 
 
 # --------------------------------------------------------------------------- properties
+
 
 def distinct_leaves(n: int, salt: bytes) -> list[bytes]:
     return [salt + i.to_bytes(4, "big") for i in range(n)]
@@ -491,12 +572,12 @@ def test_consistency_proofs_verify_and_tampering_fails(spec, data) -> None:
     reason = "consistency_proof_invalid"
     # forked history: the old head is from a tree that differs at some position < m1
     fork_at = data.draw(st.integers(0, m1 - 1), label="fork position")
-    forked = MerkleTree(leaves[:fork_at] + [leaf_hash(b"forged")] + leaves[fork_at + 1:])
+    forked = MerkleTree(leaves[:fork_at] + [leaf_hash(b"forged")] + leaves[fork_at + 1 :])
     rejects(reason, verify_consistency, m1, m2, forked.root(m1), root_m2, proof)
     rejects(reason, verify_consistency, m1, m2, forked.root(m1), root_m2, forked.consistency_proof(m1, m2))
     # the new head rewrote an entry (fork at or after m1 only changes root2)
     late = data.draw(st.integers(m1, m2 - 1), label="late fork position")
-    rewritten = MerkleTree(leaves[:late] + [leaf_hash(b"forged")] + leaves[late + 1:])
+    rewritten = MerkleTree(leaves[:late] + [leaf_hash(b"forged")] + leaves[late + 1 :])
     rejects(reason, verify_consistency, m1, m2, root_m1, rewritten.root(m2), proof)
     # altered roots
     rejects(reason, verify_consistency, m1, m2, flip(root_m1), root_m2, proof)
@@ -539,14 +620,15 @@ def test_historical_proofs_match_a_tree_of_that_size(n, data) -> None:
 
 # --------------------------------------------------------------------------- scale
 
+
 def test_hundred_thousand_leaves_build_and_prove() -> None:
     n = 100_000
     leaves = [leaf_hash(i.to_bytes(8, "big")) for i in range(n)]
     tree = MerkleTree()
     tree.extend(leaves[: n // 2])
-    for leaf in leaves[n // 2: n // 2 + 1000]:
+    for leaf in leaves[n // 2 : n // 2 + 1000]:
         tree.append(leaf)
-    tree.extend(leaves[n // 2 + 1000:])
+    tree.extend(leaves[n // 2 + 1000 :])
     assert tree.size == n
     root = tree.root()
     assert root == root_from_leaf_hashes(leaves)

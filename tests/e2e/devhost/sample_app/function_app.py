@@ -1,10 +1,10 @@
 """Sample function app for the dev host tests: HTTP, timer and queue triggers via blueprints."""
+
 import atexit
 import os
 from pathlib import Path
 
 import azure.functions as func
-
 from sample_blueprints.http_bp import bp as http_bp
 from sample_blueprints.queue_bp import bp as queue_bp
 from sample_blueprints.timer_bp import bp as timer_bp

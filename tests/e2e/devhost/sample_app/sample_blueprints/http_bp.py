@@ -1,4 +1,5 @@
 """HTTP functions: routes with parameters and constraints, auth levels, errors, outputs."""
+
 import asyncio
 import json
 import time
@@ -9,8 +10,7 @@ bp = func.Blueprint()
 
 
 def _json(value: object, status: int = 200, headers: dict | None = None) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(value), status_code=status, headers=headers,
-                             mimetype="application/json")
+    return func.HttpResponse(json.dumps(value), status_code=status, headers=headers, mimetype="application/json")
 
 
 @bp.route(route="hello/{name?}", methods=["GET"])
@@ -37,14 +37,16 @@ def create_item(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="echo/{*rest}", methods=["GET", "POST", "PUT"])
 def echo(req: func.HttpRequest) -> func.HttpResponse:
-    return _json({
-        "method": req.method,
-        "url": req.url,
-        "params": dict(req.params),
-        "route_params": dict(req.route_params),
-        "x_custom": req.headers.get("X-Custom"),
-        "body": req.get_body().decode(),
-    })
+    return _json(
+        {
+            "method": req.method,
+            "url": req.url,
+            "params": dict(req.params),
+            "route_params": dict(req.route_params),
+            "x_custom": req.headers.get("X-Custom"),
+            "body": req.get_body().decode(),
+        }
+    )
 
 
 @bp.route(route="text", methods=["GET"])

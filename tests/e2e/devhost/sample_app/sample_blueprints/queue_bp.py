@@ -1,4 +1,5 @@
 """A queue function: writes a marker per good message, fails on 'bad...', forwards to OUT_QUEUE."""
+
 import json
 import os
 from pathlib import Path
@@ -15,6 +16,9 @@ def work(message: func.QueueMessage, out: func.Out[str]) -> None:
     if body.startswith("bad"):
         raise ValueError(f"cannot process {body}")
     marker = Path(os.environ["MARKER_DIR"]) / f"{body}.json"
-    marker.write_text(json.dumps({"id": message.id, "dequeue_count": message.dequeue_count,
-                                  "inserted": message.insertion_time.isoformat()}))
+    marker.write_text(
+        json.dumps(
+            {"id": message.id, "dequeue_count": message.dequeue_count, "inserted": message.insertion_time.isoformat()}
+        )
+    )
     out.set(f"done:{body}")

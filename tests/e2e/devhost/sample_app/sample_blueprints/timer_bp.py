@@ -1,4 +1,5 @@
 """Timer functions: one logs each firing to TIMER_LOG, one is misconfigured (in error)."""
+
 import os
 import time
 
