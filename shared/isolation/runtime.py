@@ -17,7 +17,6 @@ import importlib.util
 import os
 import resource
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import coincurve
 
 from cryptlet_sdk import MAX_EVENTS, MAX_STATE_BYTES, Context, Cryptlet, CryptletError, State, is_method
 from cryptlet_sdk.context import Emitted, check_event
+from shared import clock
 from shared.encoding import canonical_json, from_hex, keccak256, to_hex
 from shared.envelope import Domain, Envelope, address_of, payload_hash, signed_document
 from shared.errors import FabricError
@@ -254,7 +254,7 @@ class Container:
             topic=topic,
             request_id=request_id,
             sequence=sequence,
-            timestamp_ms=int(time.time() * 1000),
+            timestamp_ms=clock.now_ms(),
             payload=payload,
             domain=self.domain,
             registration=self.registration,
