@@ -1,5 +1,6 @@
 """The house keeps its rooms: the core's subpackages exist, few modules sit loose in shared/, no class
 grows past 250 lines, and the README stays an on-ramp."""
+
 from __future__ import annotations
 
 import ast
