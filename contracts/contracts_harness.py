@@ -1,6 +1,6 @@
 """Test and benchmark support for the contracts: build with solc-js, deploy and call on a real EVM.
 
-Used by ``tests/test_contracts.py`` and ``bench/gas.py`` (not by the fabric itself). The EVM is
+Used by ``tests/integration/contracts/test_contracts.py`` and ``bench/gas.py`` (not by the fabric itself). The EVM is
 ``eth-tester`` over ``py-evm`` (Prague rules); artifacts are built from source by
 ``contracts/build.js`` into a directory the caller chooses, never read from a committed copy.
 """

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the fabric's HTTP API, served at ``GET /api/openapi.json``.
 
-Maintained by hand next to the routes: ``tests/test_openapi.py`` checks that every route+method
+Maintained by hand next to the routes: ``tests/unit/test_openapi.py`` checks that every route+method
 the function app declares is described here and that nothing here is stale.
 """
 

@@ -4,7 +4,7 @@ pragma solidity ^0.8.24;
 import "../CryptletProxy.sol";
 
 /// @title ProxyConsumer (test contract)
-/// @notice Requests through a CryptletProxy and records what comes back. Used by tests/test_contracts.py.
+/// @notice Requests through a CryptletProxy and records what comes back. Used by tests/integration/contracts/test_contracts.py.
 contract ProxyConsumer is ICryptletConsumer {
     CryptletProxy public immutable proxy;
     bytes32 public lastId;

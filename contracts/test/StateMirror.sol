@@ -5,7 +5,7 @@ import "../ContractCryptlet.sol";
 
 /// @title StateMirror (test contract)
 /// @notice The smallest ContractCryptlet: follows a contract cryptlet's state and keeps the hash of
-///         its last result. Used by tests/test_contracts.py.
+///         its last result. Used by tests/integration/contracts/test_contracts.py.
 contract StateMirror is ContractCryptlet {
     bytes32 public lastResultHash;
 

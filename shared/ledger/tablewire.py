@@ -8,7 +8,7 @@ This module writes the documented wire format itself — OData JSON entities in 
 see https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions —
 and parses the answers with ``json``, but sends every request through the ``TableClient``'s own
 pipeline, so authentication (shared key, SAS, Entra ID), ``x-ms-*`` headers and transport stay
-the SDK's. ``tests/test_ledger_tablewire.py`` checks it against the SDK: the same entities are
+the SDK's. ``tests/integration/ledger/test_ledger_tablewire.py`` checks it against the SDK: the same entities are
 stored, read back and rejected with the same error codes.
 
 Property values: ``str``, ``bool``, ``int`` (``Edm.Int32`` when it fits, else ``Edm.Int64``)
