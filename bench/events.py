@@ -126,7 +126,7 @@ def main() -> None:
             FABRIC_FIRE_QUEUE="bench-fires",
         )
         port = free_port()
-        host = DevHostProcess(port, env)
+        host = DevHostProcess(port, env, stdout=sys.stderr)  # the JSON stays stdout's last line
         wait_for_port(port, 60, host.process)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"x-functions-key": key}, timeout=60) as client:
             client.post("/api/cryptlets", json={"package": "event_ticker"}).raise_for_status()

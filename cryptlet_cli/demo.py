@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from cryptlet_cli.client import ApiError, FabricClient
 from devhost.azurite import PROJECT_ROOT, Azurite
@@ -51,13 +52,16 @@ def _secret_file(path: Path, make) -> str:
 class DevHostProcess:
     """``python -m devhost serve`` as a child process."""
 
-    def __init__(self, port: int, env: dict[str, str]) -> None:
+    def __init__(self, port: int, env: dict[str, str], *, stdout: Any = None) -> None:
+        """``stdout``: where the host's own output goes (default: this process's stdout; benchmarks pass
+        ``sys.stderr`` so that their JSON stays the last line of stdout)."""
         self.port = port
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devhost", "serve", "--app-dir", str(PROJECT_ROOT), "--port", str(port)],
             env=env,
             cwd=PROJECT_ROOT,
             start_new_session=True,
+            stdout=stdout,
         )
 
     def stop(self) -> None:
