@@ -11,6 +11,11 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def now_us() -> int:
+    """Unix time in whole microseconds (where envelope sequence numbers start)."""
+    return time.time_ns() // 1_000
+
+
 def utc_now() -> str:
     """The current UTC time as ISO 8601 with milliseconds and ``Z`` (the ledger's time format)."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

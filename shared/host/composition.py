@@ -31,6 +31,7 @@ from shared.host.queued_calls import QueuedCalls, RequestStore
 from shared.host.registrations import Registrations
 from shared.host.registry import RegistrationCache, Registry
 from shared.isolation.process import ProcessProvider
+from shared.isolation.sequences import SequenceLeases
 from shared.keys.keyvault import KeyVaultKeyStore
 from shared.keys.lifecycle import KeyLifecycle
 from shared.keys.store import KeyStore, TableKeyStore
@@ -154,7 +155,7 @@ def build_host(settings: Settings) -> Host:
         wait_timeout=settings.region_timeout,
     )
     states = StateStore(catalog)
-    invocations = Invocations(cache, pools, states)
+    invocations = Invocations(cache, pools, states, SequenceLeases(catalog))  # sequence ranges per signing key
     delivery_key = DeliveryKey(settings.sealing_secret)  # signs deliveries and expiry results
     return Host(
         settings=settings,

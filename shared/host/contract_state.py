@@ -3,7 +3,9 @@
 One row per cryptlet in the catalog table (``PartitionKey="state"``, ``RowKey=<name>``) holds the
 state's canonical JSON, its version and its keccak256 hash, as the last signed envelope reported
 them. A write names the ETag it read, so two hosts changing one contract at once cannot both
-win: the second gets :class:`~shared.errors.Conflict` and its signed transition is discarded.
+win: the second gets :class:`StateConflict` and its signed transition is discarded; the call is
+then run again on the new state (``shared/host/invocations.py``), so a caller sees a conflict only
+when it kept losing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from shared.errors import Conflict
 from shared.storage import storage_errors
 
 STATE_PARTITION = "state"
+
+
+class StateConflict(Conflict):
+    """The state changed since it was read (another host's call won): retryable by re-running the call."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class StateStore:
         return StateRecord(json.loads(row["state"]), int(row["version"]), row["hash"], row.metadata.get("etag"))
 
     def put(self, name: str, previous: StateRecord, state: dict[str, Any], version: int, state_hash: str) -> None:
-        """Store the state a signed envelope reported; :class:`Conflict` if it changed since ``previous``."""
+        """Store the state a signed envelope reported; :class:`StateConflict` if it changed since ``previous``."""
         row = {
             "PartitionKey": STATE_PARTITION,
             "RowKey": name,
@@ -68,7 +74,7 @@ class StateStore:
                         row, mode=UpdateMode.REPLACE, etag=previous.etag, match_condition=MatchConditions.IfNotModified
                     )
             except (ResourceExistsError, ResourceModifiedError):
-                raise Conflict(
+                raise StateConflict(
                     f"the state of {name} changed concurrently (another host); the call's transition was "
                     "discarded: retry the call",
                     field="state",

@@ -1,37 +1,47 @@
 """Invocations: a call checked against the cryptlet's interface, run in a leased region, answered with
 the signed envelope. A contract cryptlet's call runs over its stored state, one call at a time per
-host, and its new state is stored as the envelope reports it."""
+host, and its new state is stored as the envelope reports it; when another host changed the state
+in the meantime, the call is run again on the new state (up to :data:`STATE_ATTEMPTS` times).
+
+Every call gets a block of sequence numbers (:data:`SEQUENCE_BLOCK`) for its signing key from the
+host's :class:`~shared.isolation.sequences.SequenceSource`, unique across hosts."""
 
 from __future__ import annotations
 
 import os
+import random
 import threading
+import time
 from typing import Any, cast
 
 from cryptlet_sdk import MAX_EVENTS
 from shared.encoding import to_hex
 from shared.envelope import payload_hash
 from shared.errors import InvalidInput, RegionError
-from shared.host.contract_state import StateStore
+from shared.host.contract_state import StateConflict, StateStore
 from shared.host.models import Call
 from shared.host.pools import Pools
 from shared.host.registry import Registration, RegistrationCache
-from shared.isolation.pool import SequenceClock
+from shared.isolation.sequences import SequenceSource
 
 #: Sequence numbers reserved per invocation: its envelope and the events it may emit.
 SEQUENCE_BLOCK = 1 + MAX_EVENTS
+#: Runs of one contract call that lost the race to store its new state, before 409 reaches the caller.
+STATE_ATTEMPTS = 24
+#: Most seconds between two runs of a contract call (jittered, doubling from 1 ms).
+STATE_BACKOFF_MAX_S = 0.025
 
 
 class Invocations:
     """Runs calls of registered cryptlets in their region pools."""
 
     def __init__(
-        self, registrations: RegistrationCache, pools: Pools, states: StateStore, sequences: SequenceClock | None = None
+        self, registrations: RegistrationCache, pools: Pools, states: StateStore, sequences: SequenceSource
     ) -> None:
         self.registrations = registrations
         self.pools = pools
         self.states = states
-        self.sequences = sequences or SequenceClock()
+        self.sequences = sequences
         self._state_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -57,7 +67,7 @@ class Invocations:
                 return region.call(
                     "invoke",
                     method=method,
-                    sequence=self.sequences.next(SEQUENCE_BLOCK),
+                    sequence=self.sequences.next(registration.address, SEQUENCE_BLOCK),
                     sequences=SEQUENCE_BLOCK,
                     **params,
                 )
@@ -69,24 +79,37 @@ class Invocations:
                 raise
 
     def _invoke_contract(self, registration: Registration, call: Call, request_id: bytes) -> dict[str, Any]:
+        """Run a contract call over the stored state; run it again on the new state while another host's
+        call stored first (the losing run's envelope is discarded, never returned)."""
+        attempts = 0
         with self._state_lock(registration.name):
-            record = self.states.get(registration.name)
-            result = self._call_region(
-                registration,
-                call.method,
-                args=call.args,
-                request_id=to_hex(request_id),
-                state=record.state,
-                state_version=record.version,
-            )
-            if "state" in result:
-                summary = result["envelope"]["payload"]["state"]
-                if to_hex(payload_hash(result["state"])) != summary["hash"]:
-                    raise RegionError(
-                        "region returned a state that does not match the hash it signed", region_code="state_mismatch"
-                    )
-                self.states.put(registration.name, record, result["state"], summary["version"], summary["hash"])
-        return _response(result)
+            while True:
+                try:
+                    return _response(self._run_contract(registration, call, request_id))
+                except StateConflict:
+                    attempts += 1
+                    if attempts >= STATE_ATTEMPTS:
+                        raise
+                    time.sleep(random.uniform(0, min(STATE_BACKOFF_MAX_S, 0.001 * 2**attempts)))
+
+    def _run_contract(self, registration: Registration, call: Call, request_id: bytes) -> dict[str, Any]:
+        record = self.states.get(registration.name)
+        result = self._call_region(
+            registration,
+            call.method,
+            args=call.args,
+            request_id=to_hex(request_id),
+            state=record.state,
+            state_version=record.version,
+        )
+        if "state" in result:
+            summary = result["envelope"]["payload"]["state"]
+            if to_hex(payload_hash(result["state"])) != summary["hash"]:
+                raise RegionError(
+                    "region returned a state that does not match the hash it signed", region_code="state_mismatch"
+                )
+            self.states.put(registration.name, record, result["state"], summary["version"], summary["hash"])
+        return result
 
     def _state_lock(self, name: str) -> threading.Lock:
         with self._lock:

@@ -44,15 +44,18 @@ class KeyOperations:
         self.states = states
         self.drain_timeout = drain_timeout
 
-    def rotate(self, name: str, revoke: Revocation | None = None) -> dict[str, Any]:
-        """New key for ``name``, generated inside a region; with ``revoke`` the old one is revoked too."""
+    def rotate(self, name: str, revoke: Revocation | None = None, revoked: str | None = None) -> dict[str, Any]:
+        """New key for ``name``, generated inside a region; with ``revoke`` the key ``revoked`` (default:
+        the current one) is revoked too."""
 
         def drain_old_regions() -> None:  # no envelope from the old key may carry a later timestamp
             self.registrations.forget(name)
             self.pools.begin_rotation(name, self.drain_timeout)
 
         try:
-            registration, region, entries = self.lifecycle.rotate(name, revoke=revoke, before_commit=drain_old_regions)
+            registration, region, entries = self.lifecycle.rotate(
+                name, revoke=revoke, revoked=revoked, before_commit=drain_old_regions
+            )
             self.pools.replace(registration).add(region)
         finally:
             self.registrations.forget(name)
@@ -62,8 +65,9 @@ class KeyOperations:
     def revoke(self, name: str, request: RevokeRequest) -> dict[str, Any]:
         """Revoke a key of ``name``; revoking the current key (no ``address``) rotates it too."""
         current = self.registry.get(name)
-        if str(request.address or current.address).lower() == current.address.lower():
-            return self.rotate(name, request.revocation)
+        address = request.address or current.address
+        if str(address).lower() == current.address.lower():
+            return self.rotate(name, request.revocation, address)
         entries = self.lifecycle.revoke(name, request.address, request.revocation)
         return {"registration": current.to_dict(), "entries": [e.to_dict() for e in entries]}
 

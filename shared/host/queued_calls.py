@@ -21,6 +21,7 @@ from shared.clock import now_ms, utc_now
 from shared.encoding import from_hex, to_hex
 from shared.errors import FabricError, InvalidInput, NotFound
 from shared.events.delivery import DeliveryKey
+from shared.host.contract_state import StateConflict
 from shared.host.invocations import Invocations
 from shared.host.models import Call
 from shared.host.progress import JobStore
@@ -183,8 +184,9 @@ class QueuedCalls:
     def run(self, message: bytes | str) -> None:
         """Execute a queued request and record its outcome.
 
-        Errors a retry cannot fix (4xx) are recorded as ``failed``; others propagate so the queue
-        retries the message and finally moves it to the poison queue.
+        Errors a retry cannot fix (4xx) are recorded as ``failed``; others, and a contract's state
+        that kept changing under other hosts (:class:`StateConflict`, already retried in place),
+        propagate so the queue retries the message and finally moves it to the poison queue.
         """
         request = QueuedRequest.from_message(message)
         if request.deadline_ms is not None and now_ms() > request.deadline_ms:
@@ -196,7 +198,7 @@ class QueuedCalls:
                 Call(request.method, request.args, from_hex(request.request_id, length=32, field="request_id")),
             )
         except FabricError as exc:
-            if exc.status < 500:
+            if exc.status < 500 and not isinstance(exc, StateConflict):
                 self.requests.failed(request.request_id, exc)
                 return
             raise

@@ -1,4 +1,4 @@
-"""Warm pools of regions per cryptlet, and the sequence numbers their envelopes carry."""
+"""Warm pools of regions per cryptlet (the sequence numbers their envelopes carry: ``sequences.py``)."""
 
 from __future__ import annotations
 
@@ -168,22 +168,3 @@ class Lease:
         if self._region is not None:
             self._pool._release(self._region)
             self._region = None
-
-
-class SequenceClock:
-    """Strictly increasing envelope sequence numbers: ``max(last + 1, now in microseconds)``.
-
-    Time-based so numbers keep increasing across host restarts; regions refuse any sequence that
-    is not above the last one they signed.
-    """
-
-    def __init__(self) -> None:
-        self._last = 0
-        self._lock = threading.Lock()
-
-    def next(self, count: int = 1) -> int:
-        """Reserve ``count`` consecutive numbers (a call and the events it may emit); return the first."""
-        with self._lock:
-            first = max(self._last + 1, time.time_ns() // 1000)
-            self._last = first + count - 1
-            return first

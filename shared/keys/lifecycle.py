@@ -11,14 +11,20 @@
 
 Key events are compare-and-append (:meth:`shared.ledger.chain.Ledger.append_all` with
 ``expect_size``): each is decided on the key history at a known ledger size and committed only
-if the ledger is still at that size, so two hosts rotating one cryptlet at once cannot both win.
-The catalog row follows the ledger and is only ever moved forward.
+if the ledger is still at that size. Several hosts append to one ledger, so a refused append is
+normal: the host re-syncs its index (the entries other hosts appended), decides again on the new
+history and retries, up to :data:`MAX_RACES` times with a small jittered backoff. A decision that
+no longer holds ends in a non-retryable error instead (the key is already revoked, the cryptlet
+was retired); a rotation that finds another host rotated first supersedes that host's key. The
+catalog row follows the ledger and is only ever moved forward.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import random
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -28,11 +34,11 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from shared.clock import utc_now
-from shared.errors import Conflict, InvalidInput
+from shared.errors import Conflict, InvalidInput, NotFound
 from shared.host.models import Revocation
 from shared.host.registry import CATALOG_PARTITION, Registration, Registry, attest_key, digest_bytes, evidence_reference
 from shared.isolation.provider import Region
-from shared.keys.history import KeyRecord
+from shared.keys.history import KeyHistory, KeyRecord
 from shared.keys.store import SealedKey
 from shared.ledger import kinds
 from shared.ledger.chain import LedgerEntry
@@ -40,7 +46,12 @@ from shared.ledger.index import LedgerIndex
 from shared.packages.manifest import load_manifest
 from shared.storage import storage_errors
 
-MAX_RACES = 8
+MAX_RACES = 12
+"""Compare-and-append attempts of one key operation before it gives up with 409."""
+BACKOFF_S = 0.005
+"""First backoff after a lost race (doubled per race, at most 0.2 s, jittered)."""
+
+Items = list[tuple[str, dict[str, Any]]]
 
 
 class KeyLifecycle:
@@ -63,12 +74,21 @@ class KeyLifecycle:
 
     # -- changes --------------------------------------------------------------------------------
     def rotate(
-        self, name: str, *, revoke: Revocation | None = None, before_commit: Callable[[], None] | None = None
+        self,
+        name: str,
+        *,
+        revoke: Revocation | None = None,
+        revoked: str | None = None,
+        before_commit: Callable[[], None] | None = None,
     ) -> tuple[Registration, Region, list[LedgerEntry]]:
-        """Give ``name`` a new key made inside a region; with ``revoke`` the old key is revoked in the
-        same transaction. ``before_commit`` runs just before the ledger append (the host drains regions
-        holding the old key there)."""
+        """Give ``name`` a new key made inside a region; with ``revoke`` the key ``revoked`` (default: the
+        current one) is revoked in the same transaction. ``before_commit`` runs just before the ledger
+        append (the host drains regions holding the old key there).
+
+        The new key supersedes whatever key is current when the entry is appended: if another host
+        rotated in the meantime, this rotation follows that one."""
         current = self.registry.get(name)
+        target = revoked or current.address
         provider = self.registry.provider
         package_dir = self.registry.package_dir(current.package)
         region = provider.create_region(
@@ -88,27 +108,28 @@ class KeyLifecycle:
                     blob=base64.b64decode(key["sealed_key"]),
                 )
             )
-            items: list[tuple[str, dict[str, Any]]] = []
-            if revoke is not None:
-                items.append((kinds.KEY_REVOKED, self._revocation(name, current.address, revoke)))
-            items.append(
-                (
-                    kinds.KEY_ROTATED,
-                    {
-                        "name": name,
-                        "address": key["address"],
-                        "public_key": key["public_key"],
-                        "digest": current.digest,
-                        "provider": provider.name,
-                        "previous_address": current.address,
-                        "key": {"store": type(self.registry.keystore).__name__, "version": 1},
-                        "evidence": evidence,
-                    },
-                )
-            )
+            rotation = {
+                "name": name,
+                "address": key["address"],
+                "public_key": key["public_key"],
+                "digest": current.digest,
+                "provider": provider.name,
+                "key": {"store": type(self.registry.keystore).__name__, "version": 1},
+                "evidence": evidence,
+            }
+
+            def decide(history: KeyHistory) -> Items:
+                items: Items = []
+                if revoke is not None:
+                    record = _revocable(history, name, target, current_allowed=True)
+                    items.append((kinds.KEY_REVOKED, self._revocation(name, record.address, revoke)))
+                previous = _current(history, name)
+                items.append((kinds.KEY_ROTATED, {**rotation, "previous_address": previous.address}))
+                return items
+
             if before_commit is not None:
                 before_commit()
-            entries = self._append(name, current.address, items)
+            entries = self._append(name, decide)
             registration = replace(
                 current,
                 address=key["address"],
@@ -125,21 +146,24 @@ class KeyLifecycle:
 
     def revoke(self, name: str, address: str | None, revocation: Revocation) -> list[LedgerEntry]:
         """Revoke a past key ``address`` of ``name``; the current key goes through :meth:`rotate`."""
-        records = {r.address.lower(): r for r in self.keys_of(name)}
-        if not isinstance(address, str) or address.lower() not in records:
-            raise InvalidInput(f"address must be one of the keys {name} has had", field="address")
-        record = records[address.lower()]
-        if record.revoked is not None:
-            raise Conflict(f"key {record.address} is already revoked", field="address")
-        return self._append(name, None, [(kinds.KEY_REVOKED, self._revocation(name, record.address, revocation))])
+
+        def decide(history: KeyHistory) -> Items:
+            record = _revocable(history, name, address, current_allowed=False)
+            return [(kinds.KEY_REVOKED, self._revocation(name, record.address, revocation))]
+
+        return self._append(name, decide)
 
     def retire(self, name: str, note: str | None = None) -> LedgerEntry:
         """Retire ``name``: every key of it ends now and the name can be registered again."""
-        current = self.registry.get(name)
-        payload: dict[str, Any] = {"name": name, "address": current.address}
-        if note:
-            payload["note"] = note
-        entry = self._append(name, current.address, [(kinds.RETIRED, payload)])[0]
+        self.registry.get(name)  # NotFound unless registered
+
+        def decide(history: KeyHistory) -> Items:
+            payload: dict[str, Any] = {"name": name, "address": _current(history, name).address}
+            if note:
+                payload["note"] = note
+            return [(kinds.RETIRED, payload)]
+
+        entry = self._append(name, decide)[0]
         with storage_errors("catalog"):
             self.registry.catalog.delete_entity(CATALOG_PARTITION, name)
         return entry
@@ -160,19 +184,18 @@ class KeyLifecycle:
         kinds.validate_entry(kinds.KEY_REVOKED, payload)
         return payload
 
-    def _append(self, name: str, current: str | None, items: list[tuple[str, dict[str, Any]]]) -> list[LedgerEntry]:
-        """Append key events decided on the current key history (compare-and-append, retried on races)."""
-        for _ in range(MAX_RACES):
-            history = self.index.keys()
-            size = self.index.size
-            if current is not None:
-                record = history.current(name)
-                if record is None or record.address.lower() != current.lower():
-                    raise Conflict(f"the key of {name} changed while this request was made; retry", field="name")
+    def _append(self, name: str, decide: Callable[[KeyHistory], Items]) -> list[LedgerEntry]:
+        """Append the key events ``decide`` makes of the current key history (compare-and-append).
+
+        A lost race (another host or thread appended first) re-syncs the index and decides again,
+        after a jittered backoff; ``decide`` raises when the operation no longer makes sense.
+        """
+        for race in range(MAX_RACES):
+            items, size = self.index.decide(decide)
             try:
                 return self.index.ledger.append_all(items, expect_size=size)
-            except Conflict:
-                continue  # the ledger moved on (any entry): re-check and retry
+            except Conflict:  # the ledger moved on (any entry): decide again on what it holds now
+                time.sleep(random.uniform(0, min(0.2, BACKOFF_S * 2**race)))
         raise Conflict(f"the ledger kept moving while changing the key of {name}; retry", field="name")
 
     def _advance_catalog(self, registration: Registration) -> None:
@@ -188,6 +211,8 @@ class KeyLifecycle:
             with storage_errors("catalog"):
                 try:
                     stored = catalog.get_entity(CATALOG_PARTITION, registration.name)
+                    if stored.get("status") != "active":  # retired, and the name reserved again since
+                        raise ResourceNotFoundError(registration.name)
                     known = json.loads(stored.get("document") or "{}").get("ledger", {}).get("sequence", 0)
                     if known >= registration.ledger["sequence"]:
                         return
@@ -203,3 +228,27 @@ class KeyLifecycle:
                 except ResourceNotFoundError:
                     raise Conflict(f"{registration.name} was retired while its key was rotated", field="name") from None
         raise Conflict(f"the catalog row of {registration.name} kept changing; retry", field="name")
+
+
+def _current(history: KeyHistory, name: str) -> KeyRecord:
+    """The key ``name`` signs with now; :class:`NotFound` if it has none (retired, on any host)."""
+    record = history.current(name)
+    if record is None:
+        raise NotFound(f"no cryptlet named {name!r} is registered", field="name")
+    return record
+
+
+def _revocable(history: KeyHistory, name: str, address: str | None, *, current_allowed: bool) -> KeyRecord:
+    """The key ``address`` of ``name`` if it may be revoked now (:class:`Conflict` if already revoked)."""
+    records = {r.address.lower(): r for r in history.keys_of(name)}
+    if not isinstance(address, str) or address.lower() not in records:
+        raise InvalidInput(f"address must be one of the keys {name} has had", field="address")
+    record = records[address.lower()]
+    if record.revoked is not None:
+        raise Conflict(f"key {record.address} is already revoked", field="address")
+    if record.ended is None and not current_allowed:
+        raise Conflict(
+            f"key {record.address} is the current key of {name}: revoke it without an address to rotate it too",
+            field="address",
+        )
+    return record

@@ -21,6 +21,10 @@ gets its sequence only after the transaction that holds its entry has committed.
 cannot be reached mid-commit the outcome is unknown; the leader resolves it by reading the rows
 back before trying again, so a lost answer never turns into a duplicate entry.
 
+The head a process last wrote is cached only as a guess for its next transaction: other hosts
+append to the same stream, so a compare-and-append (``expect_size``) that disagrees with the
+cached head re-reads the head row before it is refused.
+
 :meth:`Ledger.verify` walks the chain and names the first bad entry. Format: ``docs/ledger.md``.
 """
 
@@ -325,6 +329,11 @@ def _finish(requests: list[_Request], error: FabricError) -> None:
     requests.clear()
 
 
+def _expects_other_size(batch: list[_Request], state: _State) -> bool:
+    """Whether a compare-and-append in ``batch`` expects a size other than ``state``'s."""
+    return any(r.expect_size is not None and r.expect_size != state.head.size for r in batch)
+
+
 @dataclass
 class LedgerStats:
     """Counters for tests and benchmarks: committed transactions and entries, lost races."""
@@ -447,14 +456,18 @@ class Ledger:
                         _deliver(committed, batch)
                         unresolved.clear()
                         continue
-                state = self._state or self._read_state()
+                with self._lock:
+                    self._take(batch)
+                state = self._state
+                if state is None or _expects_other_size(batch, state):
+                    # the head this process last wrote is only a guess: other hosts append too, so a
+                    # compare-and-append is refused only against the head as stored now
+                    state = self._state = self._read_state()
             except StorageError as exc:
                 reason = exc.detail
                 _time.sleep(min(0.5, 0.02 * 2 ** min(races, 5)))
                 races += 1
                 continue
-            with self._lock:
-                self._take(batch)
             attempt, operations = self._chain(batch, state)
             if attempt is None:
                 continue  # every request in it was refused (compare-and-append)

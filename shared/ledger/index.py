@@ -15,6 +15,8 @@ failure, not something to hand out.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from shared.clock import utc_now
 from shared.errors import InvalidInput, LedgerIntegrityError, NotFound
@@ -24,6 +26,8 @@ from shared.ledger.checkpoint_store import CheckpointStore, StoredCheckpoint
 from shared.ledger.checkpoints import Checkpoint, CheckpointSigner, open_checkpoint
 from shared.ledger.merkle import MerkleTree
 from shared.ledger.receipts import Consistency, Receipt
+
+T = TypeVar("T")
 
 
 class LedgerIndex:
@@ -169,6 +173,17 @@ class LedgerIndex:
         """The key history, synced first."""
         self.sync()
         return self._keys
+
+    def decide(self, decision: Callable[[KeyHistory], T]) -> tuple[T, int]:
+        """``decision`` made on the key history synced now, and the ledger size it saw.
+
+        The pair is taken under the index's lock, so the size is exactly the point the decision was
+        made at: what a compare-and-append (``Ledger.append_all(expect_size=...)``) needs. ``decision``
+        must only read the history.
+        """
+        with self._lock:
+            self.sync()
+            return decision(self._keys), self._tree.size
 
     def key_entries(self, record: KeyRecord) -> list[LedgerEntry]:
         """The ledger entries a key record was built from (to let a client replay and check them)."""

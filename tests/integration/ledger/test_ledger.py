@@ -98,6 +98,20 @@ def test_a_writer_with_a_stale_head_retries_instead_of_forking(ledger, storage):
     assert ledger.verify().size == 7
 
 
+def test_compare_and_append_with_a_stale_cached_head_rereads_it(ledger, storage):
+    """Another host appended since this ledger's last commit: a compare-and-append that expects the
+    stored size succeeds (the cached head is refreshed), one that expects an older size is refused."""
+    other = Ledger(table_client(storage, ledger.table.table_name), "registry")
+    other.append(*policy(6))
+    other.append(*policy(7))  # `ledger` still caches the head of 5
+    assert ledger.append_all([policy(8)], expect_size=7)[0].sequence == 8
+    other.append(*policy(9))
+    with pytest.raises(Conflict):
+        ledger.append_all([policy(10)], expect_size=8)
+    assert ledger.append_all([policy(10)], expect_size=9)[0].sequence == 10
+    assert ledger.verify().size == 10
+
+
 @pytest.mark.parametrize(
     "kind, payload, field",
     [
