@@ -77,6 +77,7 @@ class KeyLifecycle:
             domain=self.registry.domain,
             **self.registry.region_options(name, load_manifest(package_dir).document),
         )
+        stored: str | None = None  # the address of the sealed key stored here
         try:
             key = region.call("generate_key")
             evidence = attest_key(region, key["public_key"])
@@ -88,6 +89,7 @@ class KeyLifecycle:
                     blob=base64.b64decode(key["sealed_key"]),
                 )
             )
+            stored = key["address"]
             items: list[tuple[str, dict[str, Any]]] = []
             if revoke is not None:
                 items.append((kinds.KEY_REVOKED, self._revocation(name, current.address, revoke)))
@@ -99,6 +101,7 @@ class KeyLifecycle:
                         "address": key["address"],
                         "public_key": key["public_key"],
                         "digest": current.digest,
+                        "digest_alg": current.digest_alg,
                         "provider": provider.name,
                         "previous_address": current.address,
                         "key": {"store": type(self.registry.keystore).__name__, "version": 1},
@@ -120,6 +123,8 @@ class KeyLifecycle:
             self._advance_catalog(registration)
         except BaseException:
             region.close()
+            if stored is not None:  # a failed rotation leaves no sealed key the ledger does not hold
+                self.registry.abandon_key(name, stored)
             raise
         return registration, region, entries
 
