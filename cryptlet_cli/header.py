@@ -35,18 +35,19 @@ from shared.envelope import (
     to_checksum_address,
 )
 from shared.errors import InvalidInput
-from shared.packages.digest import package_digest
+from shared.packages.digest import DIGEST_ALG, check_alg, package_digest
 from shared.packages.manifest import load_manifest
+from shared.packages.names import is_name
 
 FORMATS = ("solidity", "abi")
 SOLIDITY_PRAGMA = "^0.8.4"
 #: Manifest types that are not ABI types, and the ABI type each is written as.
 TYPE_ALIASES = {"json": "string", "uint": "uint256", "int": "int256"}
 
-_ELEMENTARY = re.compile(r"^(?:u?int(?P<bits>[0-9]*)|address|bool|string|bytes(?P<size>[0-9]*))$")
-_NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
-_VERSION = re.compile(r"^([0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?)?$")
-_ARRAY = re.compile(r"\[(?P<len>[0-9]*)\]$")
+# ``\Z``, not ``$``: a trailing newline is no part of a name, version or type
+_ELEMENTARY = re.compile(r"(?:u?int(?P<bits>[0-9]*)|address|bool|string|bytes(?P<size>[0-9]*))\Z")
+_VERSION = re.compile(r"([0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?)?\Z")
+_ARRAY = re.compile(r"\[(?P<len>[0-9]*)\]\Z")
 #: Solidity keywords and reserved words that cannot name a function or parameter.
 SOLIDITY_RESERVED = frozenset(
     [
@@ -172,6 +173,7 @@ class HeaderSource:
     kind: str = ""
     description: str = ""
     digest: str | None = None  # 0x-hex SHA-256 package measurement
+    digest_alg: str = DIGEST_ALG  # how ``digest`` was measured
     address: str | None = None  # signing address (registered cryptlets only)
 
     @classmethod
@@ -186,16 +188,13 @@ class HeaderSource:
             kind=manifest.kind,
             description=manifest.description,
             digest=to_hex(package_digest(Path(package_dir))),
+            digest_alg=DIGEST_ALG,
         )
 
     @classmethod
     def from_registration(cls, document: Any) -> HeaderSource:
         """From ``GET /api/cryptlets/{name}`` (:meth:`shared.host.registry.Registration.to_dict`)."""
-        if (
-            not isinstance(document, dict)
-            or not isinstance(document.get("name"), str)
-            or not _NAME.match(document["name"])
-        ):
+        if not isinstance(document, dict) or not isinstance(document.get("name"), str) or not is_name(document["name"]):
             raise InvalidInput("registration has no valid name", field="name")
         methods = document.get("methods")
         if not isinstance(methods, dict) or not methods:
@@ -220,6 +219,7 @@ class HeaderSource:
             kind=str(document.get("kind") or ""),
             description=str(document.get("description") or ""),
             digest=digest,
+            digest_alg=check_alg(document.get("digest_alg") or "cfpkg-v1"),  # absent: registered before v2
             address=address,
         )
 
@@ -398,6 +398,8 @@ def solidity_header(source: HeaderSource) -> str:
     if source.digest:
         lines.append("    /// SHA-256 package measurement (digest) the cryptlet's key is bound to.")
         lines.append(f"    bytes32 internal constant DIGEST = {to_hex(from_hex(source.digest, length=32))};")
+        lines.append("    /// How DIGEST was measured (the package digest algorithm, docs/container-protocol.md).")
+        lines.append(f'    string internal constant DIGEST_ALG = "{source.digest_alg}";')
     else:
         lines.append("    // DIGEST: unknown (generate from a package folder or a registered cryptlet).")
     if source.address:

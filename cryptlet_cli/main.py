@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -144,9 +145,21 @@ def invoke(obj: Context, name: str, method: str, args_json: str, request_id: str
     help="Replay the signer's key history (rotation, revocation) from this storage connection "
     "string instead of asking the host.",
 )
+@click.option(
+    "--package",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Also measure this package folder (with the registration's digest algorithm) and require the "
+    "registered digest.",
+)
 @click.pass_obj
 def verify(
-    obj: Context, envelope, allow_software_evidence: bool, platform_key: str | None, connection: str | None
+    obj: Context,
+    envelope,
+    allow_software_evidence: bool,
+    platform_key: str | None,
+    connection: str | None,
+    package: Path | None,
 ) -> None:
     """Verify an ENVELOPE file (or stdin): envelope -> key -> evidence -> digest."""
     from shared.attestation.software import SoftwarePolicy
@@ -173,7 +186,7 @@ def verify(
                 "--platform-key must be a 32-byte Ed25519 public key in hex", field="--platform-key"
             ) from None
     try:
-        verified = verify_against_registration(document, entry, evidence_policy=policy, key=signer_key)
+        verified = verify_against_registration(document, entry, evidence_policy=policy, key=signer_key, package=package)
     except VerificationError as exc:
         if exc.reason != "software_evidence":
             raise

@@ -19,7 +19,7 @@ from cryptlet_cli.header import camel_name
 from shared.errors import Conflict, InvalidInput
 from shared.packages.manifest import MANIFEST_FILE, validate_manifest
 
-NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
+NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}\Z"
 KINDS = ("utility", "contract")
 RUNTIMES = ("python", "exec")
 NODE_SDK = Path(__file__).resolve().parent.parent / "cryptlet_sdk" / "js" / "cryptlet.js"

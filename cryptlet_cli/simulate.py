@@ -1,12 +1,14 @@
 """Run a cryptlet package in a ``process`` region without storage, ledger or host (``cryptlet simulate``).
 
-A simulation validates the manifest, measures the package, starts a :class:`ProcessProvider` with
-an ephemeral platform secret (random, never stored), has the region generate a throw-away key,
-attests it (software evidence signed by the ephemeral platform key), binds the region to
-:data:`SIMULATED_REGISTRATION` and invokes one method. The result is a real, correctly signed
-envelope — but its registration reference is marked as simulated: stream ``"simulation"``,
-sequence ``0`` and a zero entry hash, which no ledger entry has, so it never verifies against a
-registration (``cryptlet verify`` refuses it). Use it to test a package before registering it.
+A simulation validates the manifest, measures the package (``cfpkg-v2``, the algorithm a
+registration records, so the envelope's digest is the one registering the folder would give),
+starts a :class:`ProcessProvider` with an ephemeral platform secret (random, never stored), has
+the region generate a throw-away key, attests it (software evidence signed by the ephemeral
+platform key), binds the region to :data:`SIMULATED_REGISTRATION` and invokes one method. The
+result is a real, correctly signed envelope — but its registration reference is marked as
+simulated: stream ``"simulation"``, sequence ``0`` and a zero entry hash, which no ledger entry
+has, so it never verifies against a registration (``cryptlet verify`` refuses it). Use it to
+test a package before registering it.
 """
 
 from __future__ import annotations

@@ -818,6 +818,10 @@ def _components() -> dict[str, Any]:
                     "address": {"type": "string"},
                     "public_key": {"type": "string"},
                     "digest": {"type": "string"},
+                    "digest_alg": {
+                        "enum": ["cfpkg-v1", "cfpkg-v2"],
+                        "description": "how digest was measured (docs/container-protocol.md)",
+                    },
                     "ledger": {"type": "object"},
                     "evidence": {"type": "object"},
                     "kind": {"enum": ["utility", "contract"]},

@@ -93,7 +93,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     ),
 }
 
-_TABLE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}$")
+_TABLE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}\Z")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 envelope (well formed, signature) -> registration entry (the ledger entry it cites) -> key (the
 signer is the registered key) -> evidence (the envelope cites the registered evidence, which
 verifies under the caller's policy and binds the registered key) -> digest (envelope, registration
-and evidence agree on the package measurement).
+and evidence agree on the package measurement, measured with a known ``digest_alg``; given the
+package folder, it measures the registered digest under the registered algorithm).
 
 Each failed link raises :class:`~shared.errors.VerificationError` whose ``reason`` names the
 check and whose ``link`` (and the start of its message) names the link.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from shared.attestation.evidence import Evidence, EvidencePolicy, VerifiedEvidence
@@ -21,7 +23,8 @@ from shared.envelope import Envelope, address_of, verify_envelope
 from shared.errors import AttestationError, InvalidInput, VerificationError
 from shared.keys.history import KeyRecord
 from shared.ledger.chain import LedgerEntry
-from shared.ledger.kinds import KEY_ESTABLISHING
+from shared.ledger.kinds import KEY_ESTABLISHING, digest_alg
+from shared.packages.digest import DIGEST_ALGS, measure
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,10 @@ class VerifiedEnvelope:
     envelope: Envelope
     registration: LedgerEntry
     evidence: VerifiedEvidence | None = None
+    #: how the registered digest was measured (``cfpkg-v1`` for entries that do not say)
+    digest_alg: str = "cfpkg-v1"
+    #: whether a package folder was measured and found to be the registered one
+    package_checked: bool = False
 
     def summary(self) -> str:
         e = self.envelope
@@ -42,9 +49,11 @@ class VerifiedEnvelope:
                 + (" (software/debug)" if self.evidence.debuggable else "")
                 + " binds the key"
             )
+        package = "; the package measures it" if self.package_checked else ""
         return (
-            f"verified: {e.name} ({e.cryptlet}) signed {e.topic} #{e.sequence}; digest {to_hex(e.digest)[:18]}...; "
-            f"registered at ledger {self.registration.stream}#{self.registration.sequence}; {attested}"
+            f"verified: {e.name} ({e.cryptlet}) signed {e.topic} #{e.sequence}; digest {to_hex(e.digest)[:18]}... "
+            f"({self.digest_alg}){package}; registered at ledger "
+            f"{self.registration.stream}#{self.registration.sequence}; {attested}"
         )
 
 
@@ -59,6 +68,7 @@ def verify_against_registration(
     evidence_policy: EvidencePolicy | None = None,
     now: datetime | None = None,
     key: KeyRecord | None = None,
+    package: Path | None = None,
 ) -> VerifiedEnvelope:
     """Verify an envelope document against the ledger entry that registered its signer.
 
@@ -66,7 +76,8 @@ def verify_against_registration(
     time); without it the result says the evidence was not checked. With ``key`` (the signer's
     :class:`~shared.keys.history.KeyRecord` replayed from the ledger) the key link also checks that
     the key was not revoked, rotated out or retired before the envelope's timestamp
-    (``key_revoked``, ``key_superseded``, ``cryptlet_retired``).
+    (``key_revoked``, ``key_superseded``, ``cryptlet_retired``). With ``package`` (a package folder)
+    the digest link also measures it with the entry's ``digest_alg`` (``package_mismatch``).
     """
     try:
         envelope = document if isinstance(document, Envelope) else Envelope.from_dict(document)
@@ -123,7 +134,23 @@ def verify_against_registration(
         raise _broken(
             "digest", "name_mismatch", f"envelope names {envelope.name!r}, registration is {registered.get('name')!r}"
         )
-    return VerifiedEnvelope(envelope, entry, verified_evidence)
+    alg = digest_alg(registered)
+    if alg not in DIGEST_ALGS:
+        raise _broken(
+            "digest", "unknown_digest_alg", f"the registration's digest_alg {alg!r} is not one of {DIGEST_ALGS}"
+        )
+    if package is not None:
+        try:
+            measured = measure(package).digest(alg)
+        except InvalidInput as exc:
+            raise _broken("digest", "package_mismatch", f"the package cannot be measured: {exc.detail}") from None
+        if to_hex(measured) != registered.get("digest"):
+            raise _broken(
+                "digest",
+                "package_mismatch",
+                f"the package measures {to_hex(measured)} ({alg}), not the registered digest",
+            )
+    return VerifiedEnvelope(envelope, entry, verified_evidence, alg, package is not None)
 
 
 def _check_evidence(

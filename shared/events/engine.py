@@ -57,7 +57,7 @@ MAX_WEBHOOK_BYTES = 16 * 1024
 MAX_DEADLETTERS = 32
 #: ``invoke(cryptlet, method, args, request id hex) -> envelope document``
 Invoke = Callable[[str, str, dict[str, Any], str], dict[str, Any]]
-_SUBSCRIPTION_ID = re.compile(r"^sub_[0-9a-f]{24}$")
+_SUBSCRIPTION_ID = re.compile(r"^sub_[0-9a-f]{24}\Z")
 
 
 class Unauthorized(FabricError):

@@ -46,9 +46,9 @@ NONCE_PARTITION_PREFIX = "nonce-"
 #: A signed request may be valid for at most this long (its ``expires_ms`` at most this far ahead).
 MAX_TTL_MS = 10 * 60 * 1000
 ACTIONS = ("subscribe", "cancel", "list", "job")
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,62}$")  # as cryptlet names
-_NONCE = re.compile(r"^0x[0-9a-fA-F]{32,64}$")
-_SIGNATURE = re.compile(r"^0x[0-9a-fA-F]{130}$")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,62}\Z")  # as cryptlet names
+_NONCE = re.compile(r"^0x[0-9a-fA-F]{32,64}\Z")
+_SIGNATURE = re.compile(r"^0x[0-9a-fA-F]{130}\Z")
 _MEMBERS = ("subscriber", "nonce", "expires_ms", "action", "body")
 
 

@@ -40,7 +40,7 @@ TARGET_KINDS = ("callback", "history")
 MAX_LIFETIME_MS = 366 * 24 * 3600 * 1000
 MIN_LIFETIME_MS = 1000
 
-_ID = re.compile(r"^sub_[0-9a-f]{24}$")
+_ID = re.compile(r"^sub_[0-9a-f]{24}\Z")
 Status = Literal["active", "cancelled", "expired", "done"]
 
 

@@ -25,7 +25,7 @@ from shared.keys import derive
 HEADER = "X-Webhook-Signature"
 TOLERANCE_S = 300
 SECRET_BYTES = 32
-_HEADER = re.compile(r"^t=(?P<t>[0-9]{1,12}),v1=(?P<mac>[0-9a-f]{64})$")
+_HEADER = re.compile(r"^t=(?P<t>[0-9]{1,12}),v1=(?P<mac>[0-9a-f]{64})\Z")
 
 
 def _key(sealing_secret: bytes) -> bytes:

@@ -143,6 +143,7 @@ def build_host(settings: Settings) -> Host:
         folders=folders,
         catalog=catalog,
         ledger=ledger,
+        index=index,
         keystore=keystore,
         provider=provider,
         domain=domain,

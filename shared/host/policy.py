@@ -22,6 +22,7 @@ from shared.ledger.chain import Ledger
 from shared.ledger.kinds import REGISTERED
 from shared.packages.folders import PackageFolders
 from shared.packages.manifest import load_manifest
+from shared.schemas import validator
 from shared.storage import storage_errors
 
 SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "policy.schema.json"
@@ -31,11 +32,7 @@ SETTING_KEYS = ("isolation", "egress", "min_instances", "max_instances", "timeou
 
 @lru_cache(maxsize=1)
 def _validator() -> Any:
-    import jsonschema
-
-    schema = json.loads(SCHEMA_PATH.read_text("utf-8"))
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    return validator(json.loads(SCHEMA_PATH.read_text("utf-8")))
 
 
 def validate_policy(document: Any) -> dict[str, Any]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.errors import InvalidInput
 from shared.host.policy import Policies
 from shared.host.pools import Pools
 from shared.host.registry import Registration, RegistrationCache, Registry
+from shared.isolation.provider import Region
 from shared.ledger.index import LedgerIndex
 from shared.packages.folders import PackageFolders
 
@@ -33,20 +33,17 @@ class Registrations:
 
     def register(self, package: str) -> Registration:
         """Register the package folder ``package``; its key-holding region joins the cryptlet's pool."""
-        registration, region = self.registry.register(package)
+        return self._serve(*self.registry.register(package))
+
+    def register_upload(self, data: bytes) -> Registration:
+        """Register an uploaded package zip: check it, extract it under ``.uploads/<digest>``, register it.
+        A failed registration leaves no folder, zip or sealed key behind (:mod:`shared.host.registry`)."""
+        return self._serve(*self.registry.register_upload(data))
+
+    def _serve(self, registration: Registration, region: Region) -> Registration:
         self.registrations.forget(registration.name)
         self.pools.get(registration).add(region)
         return registration
-
-    def register_upload(self, data: bytes) -> Registration:
-        """Register an uploaded package zip: check it, extract it under ``.uploads/<digest>``, register it."""
-        package, created = self.folders.accept_upload(data)
-        try:
-            return self.register(package)
-        except InvalidInput:  # e.g. an invalid manifest: drop what this call extracted (not on Conflict:
-            if created:  # a concurrent upload of the same package may be using the folder)
-                self.folders.discard_upload(package)
-            raise
 
     def get(self, name: str) -> Registration:
         return self.registry.get(name)

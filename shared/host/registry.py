@@ -2,12 +2,21 @@
 
 The ledger is the source of truth; the catalog table is an index of the current
 registrations by name, written after the ledger entry is durable.
+
+A failed registration leaves nothing behind. The name is reserved in the catalog before anything
+is written; an upload is only checked, extracted into a private folder and measured before that,
+and put in place (``.uploads/<digest>`` and its zip in the package store) once the name is held.
+On any failure, still holding the name, the registration deletes the sealed key it stored and the
+upload it put in place, unless the ledger holds them (an append whose outcome was unknown may have
+committed). Every registration of one package needs the same name (the name is in the measured
+``cryptlet.json``), so no other registration can be using that upload meanwhile.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import threading
 import time
@@ -23,14 +32,20 @@ from shared.attestation.evidence import cryptlet_report_data
 from shared.clock import utc_now
 from shared.encoding import from_hex, to_hex
 from shared.envelope import Domain
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, InvalidInput, ManifestError, NotFound
 from shared.isolation.callout import HostCallOuts
 from shared.isolation.provider import IsolationProvider, Region
 from shared.keys.store import KeyStore, SealedKey
 from shared.ledger.chain import Ledger
+from shared.ledger.index import LedgerIndex
+from shared.packages.digest import DIGEST_ALG, DIGEST_V1
 from shared.packages.folders import PackageFolders
-from shared.packages.manifest import load_manifest
+from shared.packages.manifest import Manifest, load_manifest
+from shared.packages.names import check_name
+from shared.packages.upload import StagedUpload
 from shared.storage import storage_errors
+
+log = logging.getLogger(__name__)
 
 CATALOG_PARTITION = "cryptlet"
 KIND_REGISTERED = "cryptlet.registered"
@@ -54,6 +69,7 @@ class Registration:
     registered_at: str
     evidence: dict[str, Any] = field(default_factory=dict)  # {"kind", "hash"} of the key's evidence
     events: dict[str, Any] = field(default_factory=dict)  # the manifest's interface.events
+    digest_alg: str = DIGEST_V1  # how ``digest`` was measured (catalog rows without it are cfpkg-v1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +87,7 @@ class Registration:
             "registered_at": self.registered_at,
             "evidence": self.evidence,
             "events": self.events,
+            "digest_alg": self.digest_alg,
         }
 
 
@@ -96,6 +113,7 @@ class Registry:
         folders: PackageFolders,
         catalog: TableClient,
         ledger: Ledger,
+        index: LedgerIndex,
         keystore: KeyStore,
         provider: IsolationProvider,
         domain: Domain,
@@ -104,6 +122,7 @@ class Registry:
         self.folders = folders
         self.catalog = catalog
         self.ledger = ledger
+        self.index = index
         self.keystore = keystore
         self.provider = provider
         self.domain = domain
@@ -116,12 +135,28 @@ class Registry:
         return self.folders.resolve(package)
 
     def register(self, package: Any) -> tuple[Registration, Region]:
-        """Register a package; returns the registration and the warm region holding its key."""
+        """Register a package folder (a name, or an earlier upload's ``.uploads/<digest>``); returns the
+        registration and the warm region holding its key."""
         package_dir = self.package_dir(package)
+        return self._register(package, package_dir, self.provider.digest(package_dir))
+
+    def register_upload(self, data: bytes) -> tuple[Registration, Region]:
+        """Register an uploaded package zip: checked and measured first, put in place once its name is held."""
+        with self.folders.stage_upload(data) as staged:
+            return self._register(staged.package, staged.path, staged.digest, upload=(staged, data))
+
+    def _register(
+        self, package: str, package_dir: Path, digest: bytes, upload: tuple[StagedUpload, bytes] | None = None
+    ) -> tuple[Registration, Region]:
         manifest = load_manifest(package_dir)
-        digest = self.provider.digest(package_dir)
         self._reserve(manifest.name)
+        stored: str | None = None  # the address of the sealed key stored here
         try:
+            if upload is not None:
+                package_dir = self.folders.commit_upload(*upload)
+            else:  # resolved again: a registration that failed meanwhile may have discarded an upload
+                self.folders.check_kept(package)
+                package_dir = self.package_dir(package)
             region = self.provider.create_region(
                 package_dir, digest, domain=self.domain, **self.region_options(manifest.name, manifest.document)
             )
@@ -136,49 +171,87 @@ class Registry:
                         blob=base64.b64decode(key["sealed_key"]),
                     )
                 )
-                entry = self.ledger.append(
-                    KIND_REGISTERED,
-                    {
-                        "name": manifest.name,
-                        "version": manifest.version,
-                        "kind": manifest.kind,
-                        "address": key["address"],
-                        "public_key": key["public_key"],
-                        "digest": to_hex(digest),
-                        "provider": self.provider.name,
-                        "package": package,
-                        "manifest": manifest.document,
-                        "key": {"store": type(self.keystore).__name__, "version": 1},
-                        "evidence": evidence,
-                    },
-                )
-                registration = Registration(
-                    name=manifest.name,
-                    version=manifest.version,
-                    kind=manifest.kind,
-                    description=manifest.description,
-                    address=key["address"],
-                    public_key=key["public_key"],
-                    digest=to_hex(digest),
-                    package=package,
-                    provider=self.provider.name,
-                    methods=manifest.methods,
-                    ledger=entry.reference(),
-                    registered_at=entry.time,
-                    evidence=evidence_reference(evidence),
-                    events=manifest.events,
-                )
+                stored = key["address"]
+                registration = self._record(manifest, package, digest, key, evidence)
                 region.call("bind", registration=registration.ledger, evidence=registration.evidence)
             except BaseException:
                 region.close()
                 raise
         except BaseException:
+            self._abandon(manifest.name, to_hex(digest), stored, package if upload is not None else None)
             self._release(manifest.name)
             raise
         self._store(registration)
         return registration, region
 
+    def _record(
+        self, manifest: Manifest, package: str, digest: bytes, key: dict[str, Any], evidence: dict[str, Any]
+    ) -> Registration:
+        """Append the ``cryptlet.registered`` entry; the registration it makes."""
+        payload = {
+            "name": manifest.name,
+            "version": manifest.version,
+            "kind": manifest.kind,
+            "address": key["address"],
+            "public_key": key["public_key"],
+            "digest": to_hex(digest),
+            "digest_alg": DIGEST_ALG,
+            "provider": self.provider.name,
+            "package": package,
+            "manifest": manifest.document,
+            "key": {"store": type(self.keystore).__name__, "version": 1},
+            "evidence": evidence,
+        }
+        try:
+            entry = self.ledger.append(KIND_REGISTERED, payload)
+        except InvalidInput as exc:
+            if exc.field != "payload":
+                raise
+            raise ManifestError(
+                f"cryptlet.json is too large to record in the ledger ({exc.detail})", field="$"
+            ) from None
+        return Registration(
+            name=manifest.name,
+            version=manifest.version,
+            kind=manifest.kind,
+            description=manifest.description,
+            address=key["address"],
+            public_key=key["public_key"],
+            digest=to_hex(digest),
+            package=package,
+            provider=self.provider.name,
+            methods=manifest.methods,
+            ledger=entry.reference(),
+            registered_at=entry.time,
+            evidence=evidence_reference(evidence),
+            events=manifest.events,
+            digest_alg=DIGEST_ALG,
+        )
+
+    def abandon_key(self, name: str, address: str) -> None:
+        """Delete the sealed key ``address`` a failed rotation of ``name`` stored, unless the ledger holds it."""
+        self._abandon(name, None, address, None)
+
+    def _abandon(self, name: str, digest: str | None, address: str | None, upload: str | None) -> None:
+        """Undo what a failed registration (or rotation) of ``name`` stored: its sealed key, the upload it
+        put in place (for package ``digest``) — each unless the ledger holds it."""
+        if address is None and upload is None:
+            return
+        try:
+            records = self.index.keys().keys_of(name)
+        except Exception as exc:  # cannot tell what the ledger holds: keep everything
+            log.warning("a change of %s failed; its key and upload are kept (%s)", name, type(exc).__name__)
+            return
+        try:
+            if address is not None and address.lower() not in {r.address.lower() for r in records}:
+                self.keystore.delete(address)
+            if upload is not None and not any(r.digest == digest for r in records):
+                self.folders.discard_upload(upload)
+        except Exception as exc:
+            log.warning("what a failed change of %s stored was not all removed (%s)", name, type(exc).__name__)
+
     def get(self, name: str) -> Registration:
+        check_name(name)
         with storage_errors("catalog"):
             try:
                 row = self.catalog.get_entity(CATALOG_PARTITION, name)

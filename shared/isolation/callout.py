@@ -48,10 +48,10 @@ ProgressSink = Callable[[str, str, float, str], None]
 MAX_LOG_CHARS = 4000
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 FETCH_PARAMS = frozenset({"url", "method", "headers", "body_b64", "timeout_s"})
-_LOGGABLE = re.compile(r"^[A-Za-z0-9._:%-]{1,255}$")
+_LOGGABLE = re.compile(r"^[A-Za-z0-9._:%-]{1,255}\Z")
 PROGRESS_PARAMS = frozenset({"request_id", "fraction", "message"})
 MAX_PROGRESS_MESSAGE = 500
-_REQUEST_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_REQUEST_ID = re.compile(r"^0x[0-9a-fA-F]{64}\Z")
 
 
 class HostCallOuts:

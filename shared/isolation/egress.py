@@ -56,10 +56,10 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-PATTERN_RE = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*(:[0-9]{{1,5}})?$")  # as in policy.schema.json
-_HOST_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
-_TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (RFC 9110 token)
-_VALUE_RE = re.compile(r"^[\t\x20-\x7e]*$")  # printable ASCII and tab: no CR/LF/NUL, nothing to encode
+PATTERN_RE = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*(:[0-9]{{1,5}})?\Z")  # as in policy.schema.json
+_HOST_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\Z")
+_TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # an HTTP header name (RFC 9110 token)
+_VALUE_RE = re.compile(r"^[\t\x20-\x7e]*\Z")  # printable ASCII and tab: no CR/LF/NUL, nothing to encode
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 

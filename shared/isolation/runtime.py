@@ -34,7 +34,7 @@ from shared.errors import FabricError
 from shared.isolation import exec_runtime, protocol
 from shared.isolation.callout import HostChannel, host_module
 from shared.keys import sealing
-from shared.packages.digest import package_digest
+from shared.packages.digest import measure
 from shared.packages.manifest import Manifest, load_manifest
 
 
@@ -91,8 +91,9 @@ class Container:
     def op_load(self, msg: dict[str, Any]) -> dict[str, Any]:
         if self.digest is not None:
             raise RegionFault("already_loaded", "this region has already loaded its package")
-        measured = package_digest(self.package_dir)
         expected = from_hex(msg["expected_digest"], length=32)
+        measurement = measure(self.package_dir)  # under cfpkg-v2, or cfpkg-v1 for an older registration
+        measured = expected if measurement.algorithm_of(expected) else measurement.digest()
         if measured != expected:
             raise RegionFault(
                 "digest_mismatch",

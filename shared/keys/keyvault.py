@@ -6,6 +6,12 @@ right platform can open), content type :data:`CONTENT_TYPE`, tags ``address``, `
 ``provider`` and ``version`` (the fabric's key version). Key Vault keeps every value it was set
 to as a secret version; :meth:`KeyVaultKeyStore.get` reads the current one.
 
+:meth:`KeyVaultKeyStore.delete` (a registration or rotation failed after its key was stored) deletes
+the secret. With soft delete (always on; the Bicep template also enables purge protection) the
+deleted secret stays recoverable, and cannot be purged, for the vault's retention period (90 days
+by default): the sealed blob, which only a region of that package digest can open, for a key no
+ledger entry names. Its name is never used again (each key has a fresh address).
+
 Production authenticates with :class:`azure.identity.DefaultAzureCredential` (the function app's
 managed identity, which the Bicep template grants *Key Vault Secrets Officer*); the SDK's
 pipeline answers the vault's bearer-token challenge itself.
@@ -92,6 +98,15 @@ class KeyVaultKeyStore(KeyStore):
             blob=blob,
             version=version,
         )
+
+    def delete(self, address: str) -> None:
+        with storage_errors("key vault"):
+            try:
+                self.client.begin_delete_secret(secret_name(address))  # not waited for: the DELETE is sent
+            except ResourceNotFoundError:
+                pass
+            except ClientAuthenticationError as exc:
+                raise StorageError(f"key vault refused the credential ({type(exc).__name__})") from None
 
     def close(self) -> None:
         self.client.close()

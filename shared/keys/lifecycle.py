@@ -97,6 +97,7 @@ class KeyLifecycle:
             domain=self.registry.domain,
             **self.registry.region_options(name, load_manifest(package_dir).document),
         )
+        stored: str | None = None  # the address of the sealed key stored here
         try:
             key = region.call("generate_key")
             evidence = attest_key(region, key["public_key"])
@@ -108,11 +109,13 @@ class KeyLifecycle:
                     blob=base64.b64decode(key["sealed_key"]),
                 )
             )
+            stored = key["address"]
             rotation = {
                 "name": name,
                 "address": key["address"],
                 "public_key": key["public_key"],
                 "digest": current.digest,
+                "digest_alg": current.digest_alg,
                 "provider": provider.name,
                 "key": {"store": type(self.registry.keystore).__name__, "version": 1},
                 "evidence": evidence,
@@ -141,6 +144,8 @@ class KeyLifecycle:
             self._advance_catalog(registration)
         except BaseException:
             region.close()
+            if stored is not None:  # a failed rotation leaves no sealed key the ledger does not hold
+                self.registry.abandon_key(name, stored)
             raise
         return registration, region, entries
 

@@ -12,16 +12,12 @@ import abc
 import base64
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.errors import NotFound
 from shared.storage import storage_errors
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True)
@@ -44,6 +40,11 @@ class KeyStore(abc.ABC):
     @abc.abstractmethod
     def get(self, address: str) -> SealedKey:
         """The newest sealed key for ``address``; :class:`NotFound` if there is none."""
+
+    @abc.abstractmethod
+    def delete(self, address: str) -> None:
+        """Delete every sealed key stored for ``address`` (nothing if there is none). Only for a key no
+        ledger entry holds: its registration or rotation failed."""
 
 
 class TableKeyStore(KeyStore):
@@ -81,3 +82,19 @@ class TableKeyStore(KeyStore):
             blob=base64.b64decode(row["sealed"]),
             version=int(row["RowKey"]),
         )
+
+    def delete(self, address: str) -> None:
+        with storage_errors("key store"):
+            try:
+                rows = list(
+                    self.table.query_entities(
+                        "PartitionKey eq @pk", parameters={"pk": address.lower()}, select=["PartitionKey", "RowKey"]
+                    )
+                )
+            except ResourceNotFoundError:
+                return
+            for row in rows:
+                try:
+                    self.table.delete_entity(row["PartitionKey"], row["RowKey"])
+                except ResourceNotFoundError:
+                    pass

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import InvalidInput
+from shared.schemas import validator
 
 SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "ledger-entries.schema.json"
 
@@ -41,18 +42,24 @@ KEY_ESTABLISHING: frozenset[str] = frozenset({REGISTERED, KEY_ROTATED})
 
 REVOCATION_REASONS: tuple[str, ...] = ("compromised", "superseded", "retired", "unspecified")
 
+LEGACY_DIGEST_ALG = "cfpkg-v1"
+"""The ``digest_alg`` of a key-establishing entry written before the field was recorded."""
+
+
+def digest_alg(payload: dict[str, Any]) -> str:
+    """How the ``digest`` of a ``cryptlet.registered`` or ``cryptlet.key_rotated`` payload was measured."""
+    return str(payload.get("digest_alg") or LEGACY_DIGEST_ALG)
+
 
 @lru_cache(maxsize=1)
 def _validators() -> dict[str, Any]:
-    import jsonschema
-
     document = json.loads(SCHEMA_PATH.read_text("utf-8"))
-    jsonschema.Draft202012Validator.check_schema(document)
+    validator(document)  # checks the schema
     defs = document["$defs"]
     missing = [k for k in KINDS if k not in defs]
     if missing:
         raise RuntimeError(f"{SCHEMA_PATH.name} lacks definitions for {missing}")
-    return {kind: jsonschema.Draft202012Validator(_inline(defs[kind], defs)) for kind in KINDS}
+    return {kind: validator(_inline(defs[kind], defs)) for kind in KINDS}
 
 
 def _inline(node: Any, defs: dict[str, Any]) -> Any:

@@ -3,16 +3,17 @@ store from which any host restores an upload another host received."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from shared.errors import InvalidInput, NotFound
+from shared.packages.names import NAME, NAME_RULE
 from shared.packages.store import PackageStore
-from shared.packages.upload import UPLOADED_PACKAGE, UPLOADS_FOLDER, extract_package
+from shared.packages.upload import UPLOADED_PACKAGE, UPLOADS_FOLDER, StagedUpload, stage_package
 
-PACKAGE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
+#: A package folder name (the cryptlet name rule; ``\Z``: no trailing newline).
+PACKAGE_NAME = NAME
 
 
 class PackageFolders:
@@ -37,7 +38,7 @@ class PackageFolders:
         """The folder of a package name (or of an uploaded package's ``.uploads/<digest>``)."""
         if not isinstance(package, str) or not (PACKAGE_NAME.match(package) or UPLOADED_PACKAGE.match(package)):
             raise InvalidInput(
-                "package must be a package folder name (lowercase letters, digits, underscores)", field="package"
+                f"package must be a package folder name ({NAME_RULE}) or .uploads/<digest>", field="package"
             )
         uploaded = UPLOADED_PACKAGE.match(package) is not None
         path = self.uploads_dir / package.split("/", 1)[1] if uploaded else self.packages_dir / package
@@ -48,17 +49,30 @@ class PackageFolders:
             raise NotFound(f"no package {package!r} in the packages folder", field="package")
         return path
 
-    def accept_upload(self, data: bytes) -> tuple[str, bool]:
-        """Check and extract an uploaded zip, keep it in the store; ``(package reference, created here)``."""
+    def stage_upload(self, data: bytes) -> StagedUpload:
+        """Check an uploaded zip and extract it into a private folder, measured but not yet in place."""
         if self.measure is None:
             raise InvalidInput("this host does not accept uploads", field="$")
-        folder, created = extract_package(data, self.uploads_dir, self.max_bytes, self.measure)
+        return stage_package(data, self.uploads_dir, self.max_bytes, self.measure)
+
+    def commit_upload(self, staged: StagedUpload, data: bytes) -> Path:
+        """Put a staged upload in place (``.uploads/<digest>``) and keep its zip in the store, so every
+        host can restore it. Call it only while holding the cryptlet's name (see :meth:`discard_upload`)."""
+        folder, _ = staged.commit()
         if self.store is not None:
-            self.store.put(folder.name, data)  # before the catalog row: every host can restore it
-        return f"{UPLOADS_FOLDER}/{folder.name}", created
+            self.store.put(folder.name, data)
+        return folder
+
+    def check_kept(self, package: str) -> None:
+        """For an earlier upload (``.uploads/<digest>``): raise :class:`NotFound` unless its zip is still
+        in the store (a failed registration may have discarded it)."""
+        if UPLOADED_PACKAGE.match(package) and self.store is not None and not self.store.exists(package[-64:]):
+            raise NotFound(f"uploaded package {package!r} is not kept (its registration failed)", field="package")
 
     def discard_upload(self, package: str) -> None:
-        """Drop an upload this host extracted (and its stored zip) after its registration failed."""
+        """Drop an upload (its folder here and its stored zip). Only a registration that failed while it
+        held the cryptlet's name, for a package no ledger entry registered, calls this: every other
+        registration of the same package needs that name too, so none is using the upload."""
         digest_hex = package.split("/", 1)[1]
         shutil.rmtree(self.uploads_dir / digest_hex, ignore_errors=True)
         if self.store is not None:

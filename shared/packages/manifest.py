@@ -13,18 +13,15 @@ from pathlib import Path
 from typing import Any, cast
 
 from shared.errors import ManifestError
+from shared.schemas import SCHEMAS, validator
 
 MANIFEST_FILE = "cryptlet.json"
-SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "cryptlet.schema.json"
+SCHEMA_PATH = SCHEMAS / "cryptlet.schema.json"
 
 
 @lru_cache(maxsize=1)
 def _validator() -> Any:
-    import jsonschema  # imported lazily: regions read already-validated manifests without it
-
-    schema = json.loads(SCHEMA_PATH.read_text("utf-8"))
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    return validator(json.loads(SCHEMA_PATH.read_text("utf-8")))  # jsonschema is imported here, lazily
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,15 @@
 (container ``<prefix>packages``, blob ``<digest hex>.zip``), so any host can restore
 ``.uploads/<digest>`` when it must start a region for a package another host received.
 
-A restored archive goes through the same checks as an upload (:func:`extract_package`), and its
-measured digest must be the one it is stored under: a blob changed in storage is refused.
+A restored archive goes through the same checks as an upload (:func:`extract_package`), and it
+must measure the digest it is stored under (with the algorithm of that digest: uploads registered
+before ``cfpkg-v2`` are stored under their ``cfpkg-v1`` digest): a blob changed in storage is
+refused. A blob is deleted only by a registration that failed while holding the cryptlet's name
+(:mod:`shared.host.registry`), never while a registration of it can be running or after one succeeded.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 from azure.storage.blob import ContainerClient
 
 from shared.errors import NotFound, VerificationError
-from shared.packages.upload import extract_package
+from shared.packages.upload import PackageRejected, extract_package
 from shared.storage import storage_errors
 
 
@@ -34,11 +36,19 @@ class PackageStore:
             except ResourceExistsError:
                 pass
 
+    def exists(self, digest_hex: str) -> bool:
+        """Whether the zip of package ``digest_hex`` is kept."""
+        with storage_errors("package store"):
+            return bool(self.container.get_blob_client(f"{digest_hex}.zip").exists())
+
     def delete(self, digest_hex: str) -> None:
+        """Drop the zip of package ``digest_hex`` (nothing if there is none)."""
         try:
             self.container.delete_blob(f"{digest_hex}.zip")
-        except AzureError:
+        except ResourceNotFoundError:
             pass
+        except AzureError:
+            pass  # best effort: the registration it belonged to failed anyway
 
     def restore(self, digest_hex: str, uploads_dir: Path, max_bytes: int, measure: Callable[[Path], bytes]) -> Path:
         """Extract package ``digest_hex`` from the store into ``uploads_dir/<digest hex>``; return the folder."""
@@ -50,12 +60,13 @@ class PackageStore:
                     f"uploaded package {digest_hex} is in neither this host's folder nor the package store",
                     field="package",
                 ) from None
-        folder, created = extract_package(data, uploads_dir, max_bytes, measure)
-        if folder.name != digest_hex:
-            if created:
-                shutil.rmtree(folder, ignore_errors=True)
+        try:
+            folder, _ = extract_package(data, uploads_dir, max_bytes, measure, name=digest_hex)
+        except PackageRejected as exc:
+            if exc.extra.get("reason") != "digest_mismatch":
+                raise
             raise VerificationError(
                 "package_store_mismatch",
-                f"the stored package {digest_hex} measures {folder.name}: it was changed in storage; refusing it",
-            )
+                f"the stored package {digest_hex} measures another digest: it was changed in storage; refusing it",
+            ) from None
         return folder

@@ -6,50 +6,46 @@ larger than the limit compressed (``too_large``) or uncompressed (``too_large_un
 too many entries (``too_many_files``), or holds an entry that climbs out of the package
 (``path_traversal``), is absolute (``absolute_path``), is a symbolic link (``symlink``) or another
 non-regular file (``special_file``), repeats a name (``duplicate_entry``), is encrypted or uses an
-unsupported compression (``unsupported_entry``), or has a malformed name (``bad_name``); or when
-``cryptlet.json`` is missing (``missing_manifest``).
+unsupported compression (``unsupported_entry``), has a malformed name (``bad_name``: empty parts,
+control characters, backslashes, leading or trailing spaces, see :mod:`shared.packages.names`) or
+an over-long one (``name_too_long``); or when ``cryptlet.json`` is missing (``missing_manifest``).
 
-Accepted archives are extracted into ``<uploads>/.tmp-<random>``, measured, and moved to
-``<uploads>/<digest hex>``, so the folder name is the measurement and identical uploads share it.
-The zip's declared sizes are not trusted: bytes are counted while they are written.
+An accepted archive is extracted into ``<uploads>/.tmp-<random>`` and measured
+(:func:`stage_package`); :meth:`StagedUpload.commit` then moves it to ``<uploads>/<digest hex>``,
+so the folder name is the measurement and identical uploads share it. Registration commits only
+once it holds the cryptlet's name (:mod:`shared.host.registry`). The zip's declared sizes are not
+trusted: bytes are counted while they are written.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
 import secrets
 import shutil
 import stat
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.errors import InvalidInput
+from shared.errors import FabricError, InvalidInput
+from shared.packages.digest import measure as measure_package
 from shared.packages.digest import package_files
+from shared.packages.names import PackageRejected, PackageTooLarge, check_path, printable
+
+__all__ = ["PackageRejected", "PackageTooLarge", "StagedUpload", "check_archive", "extract_package", "stage_package"]
 
 UPLOADS_FOLDER = ".uploads"
 #: The package reference of an uploaded package, relative to the packages folder.
-UPLOADED_PACKAGE = re.compile(r"^\.uploads/[0-9a-f]{64}$")
+UPLOADED_PACKAGE = re.compile(r"\.uploads/[0-9a-f]{64}\Z")
 MAX_FILES = 256
 UNCOMPRESSED_FACTOR = 4  # total uncompressed size may be this many times the compressed limit
 _CHUNK = 64 * 1024
-_DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-class PackageRejected(InvalidInput):
-    """An uploaded package archive is refused; ``reason`` says why, ``entry`` names the member."""
-
-    code, title = "package_rejected", "Package rejected"
-
-    def __init__(self, reason: str, detail: str, *, entry: str | None = None) -> None:
-        extra = {"reason": reason} if entry is None else {"reason": reason, "entry": entry}
-        super().__init__(detail, field="package", **extra)
-
-
-class PackageTooLarge(PackageRejected):
-    status, code, title = 413, "package_too_large", "Package too large"
+_DRIVE = re.compile(r"[A-Za-z]:")
+_BAD_NAME_ERRORS = (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ)
 
 
 def check_archive(data: bytes, max_bytes: int) -> list[tuple[zipfile.ZipInfo, str, bool]]:
@@ -67,7 +63,9 @@ def check_archive(data: bytes, max_bytes: int) -> list[tuple[zipfile.ZipInfo, st
     for info in infos:
         path, is_dir = _entry_path(info)
         if path in seen or path.casefold() in seen:
-            raise PackageRejected("duplicate_entry", f"package archive repeats the entry {path!r}", entry=info.filename)
+            raise PackageRejected(
+                "duplicate_entry", f"package archive repeats the entry {printable(path)!r}", entry=info.filename
+            )
         seen.update({path, path.casefold()})
         entries.append((info, path, is_dir))
     paths = {p for _, p, d in entries if not d}
@@ -86,67 +84,129 @@ def check_archive(data: bytes, max_bytes: int) -> list[tuple[zipfile.ZipInfo, st
 def _entry_path(info: zipfile.ZipInfo) -> tuple[str, bool]:
     name = info.filename
     if not name or "\x00" in name or "\\" in name:
-        raise PackageRejected("bad_name", f"package entry name {name!r} is malformed", entry=name)
+        raise PackageRejected("bad_name", f"package entry name {printable(name)!r} is malformed", entry=name)
     if name.startswith("/") or _DRIVE.match(name):
-        raise PackageRejected("absolute_path", f"package entry {name!r} is an absolute path", entry=name)
+        raise PackageRejected("absolute_path", f"package entry {printable(name)!r} is an absolute path", entry=name)
     is_dir = name.endswith("/")
     parts = name.rstrip("/").split("/")
     if ".." in parts:
-        raise PackageRejected("path_traversal", f"package entry {name!r} leaves the package folder", entry=name)
+        raise PackageRejected(
+            "path_traversal", f"package entry {printable(name)!r} leaves the package folder", entry=name
+        )
     if any(part in ("", ".") for part in parts):
-        raise PackageRejected("bad_name", f"package entry name {name!r} is malformed", entry=name)
+        raise PackageRejected("bad_name", f"package entry name {printable(name)!r} is malformed", entry=name)
+    check_path("/".join(parts))
     mode = info.external_attr >> 16
     if info.create_system == 3 and stat.S_IFMT(mode):  # Unix file type given: only regular files and folders
         if stat.S_ISLNK(mode):
-            raise PackageRejected("symlink", f"package entry {name!r} is a symbolic link", entry=name)
+            raise PackageRejected("symlink", f"package entry {printable(name)!r} is a symbolic link", entry=name)
         if stat.S_ISDIR(mode):
             is_dir = True
         elif not stat.S_ISREG(mode):
-            raise PackageRejected("special_file", f"package entry {name!r} is not a regular file or folder", entry=name)
+            raise PackageRejected(
+                "special_file", f"package entry {printable(name)!r} is not a regular file or folder", entry=name
+            )
         elif is_dir:
-            raise PackageRejected("special_file", f"package entry {name!r} is a file named like a folder", entry=name)
+            raise PackageRejected(
+                "special_file", f"package entry {printable(name)!r} is a file named like a folder", entry=name
+            )
     if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         raise PackageRejected(
             "unsupported_entry",
-            f"package entry {name!r} is encrypted or uses an unsupported compression (stored and deflated only)",
+            f"package entry {printable(name)!r} is encrypted or uses an unsupported compression "
+            "(stored and deflated only)",
             entry=name,
         )
     return "/".join(parts), is_dir
 
 
-def extract_package(
-    data: bytes, uploads_dir: Path, max_bytes: int, measure: Callable[[Path], bytes]
-) -> tuple[Path, bool]:
-    """Check and extract an uploaded package; return its folder ``<uploads_dir>/<digest hex>`` and
-    whether this call created it (``False``: the same package was already there)."""
+class StagedUpload:
+    """An accepted archive extracted into a private ``.tmp-<random>`` folder and measured; not yet in
+    place. :meth:`commit` moves it to ``<uploads>/<name>``; :meth:`close` drops what is left."""
+
+    def __init__(self, path: Path, digest: bytes) -> None:
+        self.path = path
+        self.digest = digest
+
+    @property
+    def package(self) -> str:
+        """The package reference it will have: ``.uploads/<digest hex>``."""
+        return f"{UPLOADS_FOLDER}/{self.digest.hex()}"
+
+    def commit(self, name: str | None = None) -> tuple[Path, bool]:
+        """Move the folder to ``<uploads>/<name>`` (default: the digest in hex); return it and whether
+        this call put it there (``False``: the same package was there already, and is used as it is)."""
+        target = self.path.parent / (name or self.digest.hex())
+        for attempt in range(5):  # a concurrent discard may be removing the target: try again
+            try:
+                self.path.rename(target)
+                return target, True
+            except OSError:
+                if _measures(target, target.name):
+                    return target, False
+            time.sleep(0.05 * (attempt + 1))
+        raise FabricError(f"the uploads folder holds another package under {target.name}; it was left in place")
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self) -> StagedUpload:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _measures(folder: Path, digest_hex: str) -> bool:
+    """Whether ``folder`` is a package measuring ``digest_hex`` (under any digest algorithm)."""
+    try:
+        return folder.is_dir() and measure_package(folder).algorithm_of(bytes.fromhex(digest_hex)) is not None
+    except (OSError, ValueError, InvalidInput):
+        return False
+
+
+def stage_package(data: bytes, uploads_dir: Path, max_bytes: int, measure: Callable[[Path], bytes]) -> StagedUpload:
+    """Check an uploaded archive and extract it into a private folder of ``uploads_dir``; measure it."""
     entries = check_archive(data, max_bytes)
     uploads_dir.mkdir(parents=True, exist_ok=True)
     work = uploads_dir / f".tmp-{secrets.token_hex(8)}"
     work.mkdir(mode=0o755)
     try:
         _write(zipfile.ZipFile(io.BytesIO(data)), entries, work, max_bytes * UNCOMPRESSED_FACTOR)
-        digest = measure(work)  # refuses anything that is not a regular file or folder
-        target = uploads_dir / digest.hex()
-        try:
-            work.rename(target)
-        except OSError:
-            if not target.is_dir() or measure(target) != digest:  # same content already there: reuse it
-                raise
-            return target, False
-        return target, True
-    finally:
+        return StagedUpload(work, measure(work))  # refuses anything that is not a regular file or folder
+    except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def extract_package(
+    data: bytes, uploads_dir: Path, max_bytes: int, measure: Callable[[Path], bytes], *, name: str | None = None
+) -> tuple[Path, bool]:
+    """Check and extract a package archive into ``<uploads_dir>/<name>`` (default: its digest in hex);
+    return the folder and whether this call created it. With ``name``, the package must measure that
+    digest under one of the digest algorithms (else :class:`PackageRejected`, reason ``digest_mismatch``)."""
+    with stage_package(data, uploads_dir, max_bytes, measure) as staged:
+        if name is not None and name != staged.digest.hex() and not _measures(staged.path, name):
+            raise PackageRejected("digest_mismatch", f"the package archive does not measure {name}")
+        return staged.commit(name)
 
 
 def _write(archive: zipfile.ZipFile, entries: list[tuple[zipfile.ZipInfo, str, bool]], root: Path, limit: int) -> None:
     total = 0
     for info, path, is_dir in entries:
         target = root.joinpath(*path.split("/"))
-        if is_dir:
-            target.mkdir(mode=0o755, parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            if is_dir:
+                target.mkdir(mode=0o755, parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if exc.errno not in _BAD_NAME_ERRORS:
+                raise
+            raise PackageRejected(
+                "bad_name", f"package entry {printable(path, 80)!r} cannot be created here ({exc.strerror})", entry=path
+            ) from None
         with os.fdopen(fd, "wb") as out, archive.open(info) as member:
             try:
                 while chunk := member.read(_CHUNK):

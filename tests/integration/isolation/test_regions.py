@@ -22,7 +22,7 @@ from shared.isolation.pool import RegionPool
 from shared.isolation.process import ProcessProvider, ProcessRegion, platform_key
 from shared.isolation.sandbox import RegionLimits
 from shared.keys import sealing
-from shared.packages.digest import package_digest, package_listing
+from shared.packages.digest import DIGEST_V1, package_digest, package_listing
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -88,15 +88,15 @@ def processes_of_uid(uid: int, settle_s: float = 5.0) -> list[int]:
 
 
 # -- measurement and sealing ----------------------------------------------------------------------
-def test_digest_is_sha256_over_a_sha256sum_listing(package):
+def test_v1_digest_is_sha256_over_a_sha256sum_listing(package):
     import hashlib
 
     listing = package_listing(package).decode()
     assert listing.splitlines()[0].endswith("  cryptlet.json")
-    assert package_digest(package) == hashlib.sha256(listing.encode()).digest()
+    assert package_digest(package, DIGEST_V1) == hashlib.sha256(listing.encode()).digest()
     (package / "__pycache__").mkdir()
     (package / "__pycache__" / "x.pyc").write_bytes(b"ignored")
-    assert package_digest(package) == hashlib.sha256(listing.encode()).digest()
+    assert package_digest(package, DIGEST_V1) == hashlib.sha256(listing.encode()).digest()
 
 
 def test_symlinks_are_refused(package):

@@ -43,6 +43,7 @@ from shared.keys.keyvault import CONTENT_TYPE, KeyVaultKeyStore, secret_name
 from shared.keys.store import SealedKey, TableKeyStore
 from shared.packages.digest import package_digest
 from shared.settings import Settings
+from shared.storage import Storage
 
 TOKEN = "static-test-token"
 TENANT = "00000000-0000-0000-0000-0000000000aa"
@@ -55,6 +56,7 @@ class Vault:
     url: str
     ca_file: str
     secrets: dict[str, list[dict]] = field(default_factory=dict)
+    deleted: dict[str, list[dict]] = field(default_factory=dict)
     requests: list[dict] = field(default_factory=list)
 
 
@@ -86,7 +88,8 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
 
 def _handler(vault: Vault) -> type[BaseHTTPRequestHandler]:
     class KeyVaultSecrets(BaseHTTPRequestHandler):
-        """``PUT /secrets/{name}`` and ``GET /secrets/{name}[/{version}]`` of the Key Vault REST API."""
+        """``PUT /secrets/{name}``, ``GET /secrets/{name}[/{version}]`` and ``DELETE /secrets/{name}`` of the
+        Key Vault REST API."""
 
         def log_message(self, *args) -> None:  # keep test output clean
             pass
@@ -173,10 +176,24 @@ def _handler(vault: Vault) -> type[BaseHTTPRequestHandler]:
                     )
                 else:
                     self._reply(200, match[-1])
+            elif self.command == "DELETE" and len(parts) == 2:
+                versions = vault.secrets.pop(name, None)
+                if not versions:
+                    self._reply(404, {"error": {"code": "SecretNotFound", "message": f"{name} was not found"}})
+                    return
+                vault.deleted[name] = versions
+                self._reply(  # a soft-deleted secret: recoverable (recoveryId) until the retention ends
+                    200,
+                    {
+                        **versions[-1],
+                        "recoveryId": f"{vault.url}/deletedsecrets/{name}",
+                        "deletedDate": int(dt.datetime.now(dt.UTC).timestamp()),
+                    },
+                )
             else:
                 self._reply(405, {"error": {"code": "BadRequest", "message": "method not supported"}})
 
-        do_GET = do_PUT = _handle
+        do_GET = do_PUT = do_DELETE = _handle
 
     return KeyVaultSecrets
 
@@ -253,6 +270,36 @@ def test_newest_value_wins_and_unknown_addresses_are_not_found(vault):
     with pytest.raises(NotFound):
         store.get("0x" + "ef" * 20)
     store.close()
+
+
+def test_delete_removes_the_secret_and_is_idempotent(vault):
+    """A failed registration's key is deleted: the vault soft-deletes the secret (recoverable until its
+    retention ends) and the store no longer finds it; deleting a key that is not there is no error."""
+    store = store_for(vault, StaticToken())
+    address = "0x" + "de" * 20
+    store.put(SealedKey(address=address, digest="0x" + "11" * 32, provider="process", blob=b"\x01" * 40))
+    store.delete(address)
+    assert secret_name(address) in vault.deleted and secret_name(address) not in vault.secrets
+    with pytest.raises(NotFound):
+        store.get(address)
+    store.delete(address)
+    store.delete("0x" + "ef" * 20)
+    assert not any(r["path"].startswith("/deletedsecrets") for r in vault.requests)  # not waited for
+    store.close()
+
+
+def test_table_store_delete_removes_every_version(storage):
+    store = TableKeyStore(Storage(storage).table(f"k{uuid.uuid4().hex[:10]}keys"))
+    address = "0x" + "AB" * 20
+    for version in (1, 2):
+        store.put(SealedKey(address, "0x" + "11" * 32, "process", bytes([version]) * 40, version))
+    other = SealedKey("0x" + "cd" * 20, "0x" + "11" * 32, "process", b"\x03" * 40)
+    store.put(other)
+    store.delete(address)
+    with pytest.raises(NotFound):
+        store.get(address)
+    assert store.get(other.address) == other
+    store.delete(address)  # nothing left: no error
 
 
 def test_a_rejected_token_is_a_storage_error(vault):
