@@ -6,7 +6,7 @@ import azure.functions as func
 
 from functions import models
 from functions.host import get_host
-from functions.http import Blueprint, body_bytes, document_response, handle_errors, json_body, json_response
+from functions.http import Blueprint, document_response, handle_errors, json_body, json_response
 from shared.settings import declared_int
 
 bp = Blueprint()
@@ -25,7 +25,7 @@ def register_cryptlet(req: func.HttpRequest) -> func.HttpResponse:
     """JSON ``{"package": NAME}`` registers a folder of the host; an ``application/zip`` body uploads one
     (at most ``FABRIC_MAX_PACKAGE_BYTES``; JSON at most ``FABRIC_MAX_BODY_BYTES``)."""
     if req.headers.get("content-type", "").split(";")[0].strip().lower() == "application/zip":
-        registration = get_host().registrations.register_upload(body_bytes(req, get_host().settings.max_package_bytes))
+        registration = get_host().registrations.register_upload(req.get_body())  # checks its size itself
     else:
         registration = get_host().registrations.register(models.registration_package(json_body(req)))
     return json_response(registration.to_dict(), 201, {"Location": f"/api/cryptlets/{registration.name}"})
