@@ -8,6 +8,7 @@ import httpx
 
 from shared.errors import FabricError
 from shared.ledger.chain import LedgerEntry
+from shared.redact import redact_url
 
 
 class ApiError(FabricError):
@@ -32,7 +33,7 @@ class FabricClient:
             response = self.http.request(method, f"/api/{path}", **kwargs)
         except httpx.HTTPError as exc:
             raise ApiError(
-                0, "Fabric unreachable", f"cannot reach the fabric at {self.url} ({type(exc).__name__})"
+                0, "Fabric unreachable", f"cannot reach the fabric at {redact_url(self.url)} ({type(exc).__name__})"
             ) from None
         try:
             body = response.json()

@@ -21,6 +21,7 @@ from cryptlet_cli.output import emit
 from cryptlet_cli.policy import policy
 from cryptlet_cli.subscriptions import COMMANDS as SUBSCRIPTION_COMMANDS
 from shared.errors import FabricError, InvalidInput, VerificationError
+from shared.redact import redact_text
 
 DEFAULT_URL = "http://127.0.0.1:7071"
 
@@ -38,7 +39,7 @@ class Context:
 
 
 def fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {redact_text(message)}", err=True)  # no key, signature or password in the line
     sys.exit(1)
 
 

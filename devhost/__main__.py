@@ -16,6 +16,7 @@ from types import FrameType
 
 from devhost.errors import DevHostError
 from devhost.server import DEFAULT_HOST, DEFAULT_PORT, build
+from shared.redact import RedactingFilter
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:  # no function key (?code=), signature or password in the log
+        handler.addFilter(RedactingFilter())
     if args.verbose:
         logging.getLogger("devhost").setLevel(logging.DEBUG)
 

@@ -37,6 +37,7 @@ from devhost.settings import load_local_settings
 from devhost.storage import QueueClients, resolve_connection
 from devhost.timers import TimerRunner
 from devhost.web import WebApp, endpoint
+from shared.redact import RedactingFilter
 
 log = logging.getLogger("devhost")
 
@@ -88,7 +89,10 @@ class DevHost:
             timeout_graceful_shutdown=5,
         )
         if self.access_log:
-            logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+            access = logging.getLogger("uvicorn.access")
+            access.setLevel(logging.INFO)
+            if not any(isinstance(f, RedactingFilter) for f in access.filters):
+                access.addFilter(RedactingFilter())  # request lines carry ?code= keys
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, args=(sock,), name="devhost-http", daemon=True)
         self._thread.start()

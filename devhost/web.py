@@ -5,6 +5,10 @@ function's auth level, turned into ``func.HttpRequest`` and the function's
 ``func.HttpResponse`` (or ``str``) is sent back. Errors produced by the host itself are
 RFC 9457 ``application/problem+json`` documents; user exceptions become a generic 500
 (the traceback goes to the log, never to the client).
+
+A request body is read only up to its limit: the function's ``maxBodyBytes`` trigger property if it
+declares one, else ``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT`` (the Functions host's setting, default
+100 MiB); past it (or when ``Content-Length`` says so) the answer is 413 and the rest is not buffered.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -26,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from devhost.auth import ANONYMOUS, FUNCTION, Keys
 from devhost.catalog import FunctionInfo
+from devhost.errors import DevHostError
 from devhost.invocation import Invoker
 from devhost.routing import RouteTable
 
@@ -36,9 +42,14 @@ _PROBLEM_TYPES = {
     401: "https://tools.ietf.org/html/rfc9110#section-15.5.2",
     404: "https://tools.ietf.org/html/rfc9110#section-15.5.5",
     405: "https://tools.ietf.org/html/rfc9110#section-15.5.6",
+    413: "https://tools.ietf.org/html/rfc9110#section-15.5.14",
     500: "https://tools.ietf.org/html/rfc9110#section-15.6.1",
 }
 _DROPPED_RESPONSE_HEADERS = frozenset({"content-length", "transfer-encoding"})
+#: The Functions host's request body limit (``ScriptConstants.DefaultMaxRequestBodySize``), which its
+#: app setting ``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT`` overrides.
+DEFAULT_MAX_BODY_BYTES = 104_857_600
+BODY_LIMIT_SETTING = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,7 @@ class Endpoint:
     route: str  # template relative to the route prefix
     methods: frozenset[str]  # empty: every method
     auth_level: str
+    max_body: int | None = None  # the trigger's maxBodyBytes: the largest body it takes
 
 
 def endpoint(function: FunctionInfo) -> Endpoint:
@@ -56,18 +68,50 @@ def endpoint(function: FunctionInfo) -> Endpoint:
     trigger = function.trigger
     methods = trigger.get("methods") or ()
     route = trigger.get("route")
+    max_body = trigger.get("maxBodyBytes")
+    if max_body is not None:
+        try:
+            max_body = int(max_body)
+        except (TypeError, ValueError):
+            max_body = -1
+        if max_body < 0:
+            raise DevHostError(f"maxBodyBytes must be a non-negative integer, not {trigger.get('maxBodyBytes')!r}")
     return Endpoint(
         function=function,
         route=(function.name if route is None else str(route)).strip("/"),
         methods=frozenset(str(m).upper() for m in methods),
         auth_level=str(trigger.get("authLevel", FUNCTION)).lower(),
+        max_body=max_body,
     )
 
 
-def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> Response:
-    """An ``application/problem+json`` response."""
+def host_body_limit(environ: Mapping[str, str] | None = None) -> int:
+    """``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT`` as the Functions host reads it (a number of bytes; unset or
+    not a number: its default, 100 MiB)."""
+    raw = (os.environ if environ is None else environ).get(BODY_LIMIT_SETTING, "")
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        return DEFAULT_MAX_BODY_BYTES
+    return value if value >= 0 else DEFAULT_MAX_BODY_BYTES
+
+
+def problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None, field: str | None = None
+) -> Response:
+    """An ``application/problem+json`` response (with the offending ``field``, if one is named)."""
     body = {"type": _PROBLEM_TYPES.get(status, "about:blank"), "title": title, "status": status, "detail": detail}
+    if field is not None:
+        body["field"] = field
     return Response(json.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than its limit (raised while reading it)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
 
 
 def to_response(value: Any) -> Response:
@@ -97,10 +141,11 @@ def to_response(value: Any) -> Response:
 class WebApp:
     """ASGI application serving the HTTP-triggered functions."""
 
-    def __init__(self, invoker: Invoker, keys: Keys, route_prefix: str = "api") -> None:
+    def __init__(self, invoker: Invoker, keys: Keys, route_prefix: str = "api", max_body: int | None = None) -> None:
         self.invoker = invoker
         self.keys = keys
         self.routes: RouteTable[Endpoint] = RouteTable(route_prefix)
+        self.max_body = host_body_limit() if max_body is None else max_body
 
     def add(self, function: FunctionInfo) -> Endpoint:
         """Serve an ``httpTrigger`` function (raises :class:`DevHostError` for a bad route)."""
@@ -140,13 +185,19 @@ class WebApp:
             if not self.keys.allows(ep.auth_level, key or code):
                 detail = "A valid key is required in the x-functions-key header or the code query parameter."
                 return problem(401, "Unauthorized", detail)
+        limit = self.max_body if ep.max_body is None else min(ep.max_body, self.max_body)
+        try:
+            body = await _body(receive, limit, headers.get("content-length"))
+        except BodyTooLarge:
+            detail = f"The request body is larger than {limit} bytes, the most this route accepts."
+            return problem(413, "Payload Too Large", detail, field="$")
         http_request = func.HttpRequest(
             method,
             _url(scope),
             headers=headers,
             params=params,
             route_params=match.params,
-            body=await _body(receive),
+            body=body,
         )
         try:
             return to_response(await self.invoker.invoke(ep.function, http_request))
@@ -213,14 +264,22 @@ def _origin(scheme: str, host: bytes | None, server: tuple[str, int] | None) -> 
     return root[:-1] if root != "/" and root.endswith("/") else None
 
 
-async def _body(receive: Receive) -> bytes:
-    """The whole request body (as ``starlette``'s ``Request.body``; a disconnect raises ``ClientDisconnect``)."""
+async def _body(receive: Receive, limit: int, content_length: str | None = None) -> bytes:
+    """The whole request body (as ``starlette``'s ``Request.body``; a disconnect raises ``ClientDisconnect``),
+    or :class:`BodyTooLarge` as soon as ``Content-Length`` or the bytes read pass ``limit``: the rest is
+    never asked for (uvicorn discards what still arrives once the response is sent)."""
+    if content_length is not None and content_length.strip().isdigit() and int(content_length) > limit:
+        raise BodyTooLarge(limit)
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.request":
             body = message.get("body", b"")
             if body:
+                size += len(body)
+                if size > limit:
+                    raise BodyTooLarge(limit)
                 chunks.append(body)
             if not message.get("more_body", False):
                 return b"".join(chunks)

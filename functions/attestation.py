@@ -3,9 +3,9 @@
 import azure.functions as func
 
 from functions.host import get_host
-from functions.http import handle_errors, json_response
+from functions.http import Blueprint, handle_errors, json_response
 
-bp = func.Blueprint()
+bp = Blueprint()
 
 
 @bp.route(route="attestation", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

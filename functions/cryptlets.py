@@ -6,17 +6,26 @@ import azure.functions as func
 
 from functions import models
 from functions.host import get_host
-from functions.http import document_response, handle_errors, json_body, json_response
+from functions.http import Blueprint, document_response, handle_errors, json_body, json_response
+from shared.settings import declared_int
 
-bp = func.Blueprint()
+bp = Blueprint()
 
 
-@bp.route(route="cryptlets", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(
+    route="cryptlets",
+    methods=["POST"],
+    auth_level=func.AuthLevel.FUNCTION,
+    trigger_extra_fields={
+        "max_body_bytes": max(declared_int("FABRIC_MAX_PACKAGE_BYTES"), declared_int("FABRIC_MAX_BODY_BYTES"))
+    },
+)
 @handle_errors
 def register_cryptlet(req: func.HttpRequest) -> func.HttpResponse:
-    """JSON ``{"package": NAME}`` registers a folder of the host; an ``application/zip`` body uploads one."""
+    """JSON ``{"package": NAME}`` registers a folder of the host; an ``application/zip`` body uploads one
+    (at most ``FABRIC_MAX_PACKAGE_BYTES``; JSON at most ``FABRIC_MAX_BODY_BYTES``)."""
     if req.headers.get("content-type", "").split(";")[0].strip().lower() == "application/zip":
-        registration = get_host().registrations.register_upload(req.get_body())
+        registration = get_host().registrations.register_upload(req.get_body())  # checks its size itself
     else:
         registration = get_host().registrations.register(models.registration_package(json_body(req)))
     return json_response(registration.to_dict(), 201, {"Location": f"/api/cryptlets/{registration.name}"})

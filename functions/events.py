@@ -11,9 +11,10 @@ import logging
 import azure.functions as func
 
 from functions.host import get_host
-from functions.http import MAX_SEQUENCE, handle_errors, int_param, json_response
+from functions.http import MAX_SEQUENCE, Blueprint, handle_errors, int_param, json_response
+from shared.limits import MAX_WEBHOOK_BYTES
 
-bp = func.Blueprint()
+bp = Blueprint()
 log = logging.getLogger("fabric.events")
 
 
@@ -31,7 +32,12 @@ def run_fire(message: func.QueueMessage) -> None:
     get_host().events.run_fire(message.get_body(), message.dequeue_count or 1)
 
 
-@bp.route(route="webhooks/{subscription_id}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(
+    route="webhooks/{subscription_id}",
+    methods=["POST"],
+    auth_level=func.AuthLevel.ANONYMOUS,
+    trigger_extra_fields={"max_body_bytes": MAX_WEBHOOK_BYTES},
+)
 @handle_errors
 def webhook(req: func.HttpRequest) -> func.HttpResponse:
     """HMAC-authenticated webhook call -> 202 with the fire's sequence; 401 problem if the HMAC is bad."""

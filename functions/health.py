@@ -2,10 +2,10 @@
 
 import azure.functions as func
 
-from functions.http import json_response
+from functions.http import Blueprint, json_response
 from shared.errors import FabricError
 
-bp = func.Blueprint()
+bp = Blueprint()
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

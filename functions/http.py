@@ -1,18 +1,22 @@
-"""HTTP plumbing shared by the blueprints: JSON bodies in, JSON or problem documents out."""
+"""HTTP plumbing shared by the blueprints: bounded JSON bodies in, JSON or problem documents out, no
+secrets in the log."""
 
 from __future__ import annotations
 
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, overload
 
 import azure.functions as func
 import msgspec
 
-from shared.encoding import parse_json
-from shared.errors import FabricError, InvalidInput
+from functions.host import get_host
+from shared.encoding import parse_json_input
+from shared.errors import FabricError, InvalidInput, PayloadTooLarge
+from shared.redact import redact_url
+from shared.settings import declared_int
 
 log = logging.getLogger("fabric.http")
 PROBLEM = "application/problem+json"
@@ -37,17 +41,54 @@ def problem_response(error: FabricError) -> func.HttpResponse:
     )
 
 
-def json_body(req: func.HttpRequest) -> Any:
-    """The request's JSON body; malformed JSON is a 400 naming the body (``$``)."""
+class Blueprint(func.Blueprint):
+    """``func.Blueprint`` whose HTTP routes declare the largest body they accept, as the trigger
+    property ``maxBodyBytes``: ``FABRIC_MAX_BODY_BYTES`` unless a route passes
+    ``trigger_extra_fields={"max_body_bytes": n}``. The dev host stops reading a body there and answers
+    413 without buffering the rest (devhost/README.md); the Functions host in Azure ignores the
+    property, buffers up to its own limit (docs/deploy.md) and the route's check (:func:`body_bytes`)
+    answers the same 413."""
+
+    def route(
+        self,
+        route: str | None = None,
+        trigger_arg_name: str = "req",
+        binding_arg_name: str = "$return",
+        methods: Iterable[str] | Iterable[func.HttpMethod] | None = None,
+        auth_level: func.AuthLevel | str | None = None,
+        trigger_extra_fields: dict[str, Any] | None = None,
+        binding_extra_fields: dict[str, Any] | None = None,
+    ) -> Callable[..., Any]:
+        fields = {"max_body_bytes": declared_int("FABRIC_MAX_BODY_BYTES"), **(trigger_extra_fields or {})}
+        return super().route(
+            route=route,
+            trigger_arg_name=trigger_arg_name,
+            binding_arg_name=binding_arg_name,
+            methods=methods,
+            auth_level=auth_level,
+            trigger_extra_fields=fields,
+            binding_extra_fields=binding_extra_fields,
+        )
+
+
+def body_bytes(req: func.HttpRequest, max_bytes: int | None = None) -> bytes:
+    """The request's body, at most ``max_bytes`` (default ``FABRIC_MAX_BODY_BYTES``) long: 413 naming
+    the body (``$``) otherwise."""
     raw = req.get_body()
+    limit = get_host().settings.max_body_bytes if max_bytes is None else max_bytes
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {limit}", field="$")
+    return raw
+
+
+def json_body(req: func.HttpRequest) -> Any:
+    """The request's JSON body (:func:`body_bytes`), parsed within the limits of
+    :func:`shared.encoding.parse_json_input`: anything else is a 400 naming its JSON path (``$`` for the
+    body)."""
+    raw = body_bytes(req)
     if not raw:
         raise InvalidInput("request body must be JSON", field="$")
-    try:
-        return parse_json(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            f"request body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}", field="$"
-        ) from None
+    return parse_json_input(raw)
 
 
 @overload
@@ -77,7 +118,7 @@ def handle_errors(fn: Callable[..., func.HttpResponse]) -> Callable[..., func.Ht
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> func.HttpResponse:
         req = kwargs.get("req", args[0] if args else None)
-        where = f"{req.method} {req.url}" if isinstance(req, func.HttpRequest) else fn.__name__
+        where = f"{req.method} {redact_url(req.url)}" if isinstance(req, func.HttpRequest) else fn.__name__
         try:
             return fn(*args, **kwargs)
         except FabricError as exc:

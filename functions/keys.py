@@ -4,9 +4,9 @@ import azure.functions as func
 
 from functions import models
 from functions.host import get_host
-from functions.http import MAX_SEQUENCE, handle_errors, int_param, json_body, json_response
+from functions.http import MAX_SEQUENCE, Blueprint, handle_errors, int_param, json_body, json_response
 
-bp = func.Blueprint()
+bp = Blueprint()
 
 
 def _optional_body(req: func.HttpRequest) -> object:

@@ -5,10 +5,10 @@ import logging
 import azure.functions as func
 
 from functions.host import get_host
-from functions.http import MAX_SEQUENCE, handle_errors, int_param, json_response
+from functions.http import MAX_SEQUENCE, Blueprint, handle_errors, int_param, json_response
 from shared.errors import FabricError, InvalidInput, NotFound
 
-bp = func.Blueprint()
+bp = Blueprint()
 log = logging.getLogger("host.ledger")
 MAX_PAGE = 1000
 

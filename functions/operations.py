@@ -2,9 +2,10 @@
 
 import azure.functions as func
 
+from functions.http import Blueprint
 from functions.openapi import document_json
 
-bp = func.Blueprint()
+bp = Blueprint()
 _PONG = b'{"status":"ok"}'
 
 

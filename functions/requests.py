@@ -8,9 +8,9 @@ import azure.functions as func
 
 from functions import models
 from functions.host import get_host
-from functions.http import handle_errors, json_body, json_response
+from functions.http import Blueprint, handle_errors, json_body, json_response
 
-bp = func.Blueprint()
+bp = Blueprint()
 log = logging.getLogger("fabric.requests")
 
 

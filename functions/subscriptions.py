@@ -5,11 +5,11 @@ import azure.functions as func
 
 from functions import models
 from functions.host import get_host
-from functions.http import handle_errors, json_body, json_response
+from functions.http import Blueprint, body_bytes, handle_errors, json_body, json_response
 from shared.clock import now_ms
 from shared.events.subscribers import HEADER
 
-bp = func.Blueprint()
+bp = Blueprint()
 
 
 @bp.route(route="subscribers", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
@@ -31,7 +31,7 @@ def list_subscribers(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def create_subscription(req: func.HttpRequest) -> func.HttpResponse:
     """A signed ``subscribe`` request -> 201 with the subscription (and a webhook secret, shown once)."""
-    created = get_host().subscriptions.subscribe(req.get_body(), req.headers.get(HEADER), now_ms=now_ms())
+    created = get_host().subscriptions.subscribe(body_bytes(req), req.headers.get(HEADER), now_ms=now_ms())
     return json_response(
         created, status=201, headers={"Location": f"/api/subscriptions/{created['subscription']['id']}"}
     )
@@ -59,6 +59,6 @@ def cancel_subscription(req: func.HttpRequest) -> func.HttpResponse:
     """A signed ``cancel`` request by the subscription's own subscriber -> the cancelled subscription."""
     return json_response(
         get_host().subscriptions.cancel(
-            req.route_params["id"], req.get_body(), req.headers.get(HEADER), now_ms=now_ms()
+            req.route_params["id"], body_bytes(req), req.headers.get(HEADER), now_ms=now_ms()
         )
     )

@@ -152,6 +152,10 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'FABRIC_REGION_TIMEOUT_S', value: '10' }
         { name: 'FABRIC_REGIONS_PER_CRYPTLET', value: '2' }
         { name: 'FABRIC_MAX_PACKAGE_BYTES', value: '5242880' }
+        { name: 'FABRIC_MAX_BODY_BYTES', value: '1048576' }
+        // The Functions host buffers a request body up to this before the app sees it (default 100 MiB):
+        // no route takes more than a package zip (docs/deploy.md#request-size-limits).
+        { name: 'FUNCTIONS_REQUEST_BODY_SIZE_LIMIT', value: '5242880' }
         { name: 'FABRIC_AUDIT_SCHEDULE', value: '0 0 * * * *' }
         { name: 'FABRIC_CHECKPOINT_SCHEDULE', value: '0 */5 * * * *' }
         { name: 'FABRIC_WARM_SCHEDULE', value: '0 */1 * * * *' }

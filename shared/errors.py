@@ -50,6 +50,12 @@ class InvalidInput(FabricError):
     status, code, title = 400, "invalid_input", "Invalid input"
 
 
+class PayloadTooLarge(FabricError):
+    """A request body (or another input) is larger than its limit (shared/limits.py); ``field`` is ``$``."""
+
+    status, code, title = 413, "too_large", "Payload too large"
+
+
 class ManifestError(InvalidInput):
     """A ``cryptlet.json`` does not match the schema."""
 

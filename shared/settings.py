@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.errors import ConfigurationError
+from shared.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PACKAGE_BYTES, MAX_INSTANCES, MAX_TIMEOUT_S
 from shared.storage import storage_setting
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,9 +42,14 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
         "FABRIC_PACKAGES_DIR/.uploads. Every upload is also kept in blob storage.",
     ),
     "FABRIC_MAX_PACKAGE_BYTES": (
-        "5242880",
+        str(DEFAULT_MAX_PACKAGE_BYTES),
         "Largest uploaded package zip in bytes (compressed); it may unpack to "
         "at most four times this and hold at most 256 entries.",
+    ),
+    "FABRIC_MAX_BODY_BYTES": (
+        str(DEFAULT_MAX_BODY_BYTES),
+        "Largest JSON request body in bytes (invoke, requests, policy, subscriptions, keys); "
+        "larger ones get 413. The dev host stops reading there; package uploads have FABRIC_MAX_PACKAGE_BYTES.",
     ),
     "FABRIC_TABLE_PREFIX": ("fabric", "Prefix of every table the fabric creates (letters and digits)."),
     "FABRIC_CHAIN_ID": ("0", "EIP-712 domain chainId that envelopes are signed for."),
@@ -111,7 +117,8 @@ class Settings:
     invoke_queue: str
     key_store: str = "table"
     key_vault_url: str = ""
-    max_package_bytes: int = 5 * 1024 * 1024
+    max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     uploads_dir: Path | None = None  # None: packages_dir/.uploads
 
     @property
@@ -153,10 +160,11 @@ class Settings:
             table_prefix=prefix,
             chain_id=_int(get, "FABRIC_CHAIN_ID", 0),
             verifying_contract=get("FABRIC_VERIFYING_CONTRACT"),
-            region_timeout=float(_int(get, "FABRIC_REGION_TIMEOUT_S", 1)),
-            regions_per_cryptlet=_int(get, "FABRIC_REGIONS_PER_CRYPTLET", 1),
+            region_timeout=float(_int(get, "FABRIC_REGION_TIMEOUT_S", 1, MAX_TIMEOUT_S)),
+            regions_per_cryptlet=_int(get, "FABRIC_REGIONS_PER_CRYPTLET", 1, MAX_INSTANCES),
             invoke_queue=get("FABRIC_INVOKE_QUEUE"),
-            max_package_bytes=_int(get, "FABRIC_MAX_PACKAGE_BYTES", 1024),
+            max_package_bytes=_int(get, "FABRIC_MAX_PACKAGE_BYTES", 1024, MAX_BYTES_SETTING),
+            max_body_bytes=_int(get, "FABRIC_MAX_BODY_BYTES", 1024, MAX_BYTES_SETTING),
             **_key_store(get),
         )
 
@@ -177,11 +185,28 @@ def _key_store(get: Callable[[str], str]) -> dict[str, str]:
     return {"key_store": store, "key_vault_url": url}
 
 
-def _int(get: Callable[[str], str], name: str, minimum: int) -> int:
+#: The most a byte-size setting may say: the Functions host's own request body limit (docs/deploy.md).
+MAX_BYTES_SETTING = 100 * 1024 * 1024
+
+
+def declared_int(name: str, env: Mapping[str, str] | None = None) -> int:
+    """The integer setting ``name`` as far as it can be read without the other settings (its default
+    when unset or not an integer; :meth:`Settings.from_env` reports a bad value): for values needed
+    while the function app is imported, such as the body limits its routes declare."""
+    env = os.environ if env is None else env
+    try:
+        return int(env.get(name) or SETTINGS[name][0] or "")
+    except ValueError:
+        return int(SETTINGS[name][0] or 0)
+
+
+def _int(get: Callable[[str], str], name: str, minimum: int, maximum: int | None = None) -> int:
     try:
         value = int(get(name))
     except ValueError:
         raise ConfigurationError(f"{name} must be an integer", field=name) from None
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}", field=name)
+    if maximum is not None and value > maximum:
+        raise ConfigurationError(f"{name} must be at most {maximum}", field=name)
     return value

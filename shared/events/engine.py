@@ -37,12 +37,14 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import QueueClient
 
 from shared.clock import now_ms
-from shared.errors import Conflict, FabricError, InvalidInput, NotFound, StorageError
+from shared.encoding import parse_json_input
+from shared.errors import Conflict, FabricError, InvalidInput, NotFound, PayloadTooLarge, StorageError
 from shared.events import webhooks
 from shared.events.delivery import CallbackClient, DeliveryFailed, DeliveryKey
 from shared.events.history import HistoryRow, HistoryStore
 from shared.events.subscriptions import Subscription, SubscriptionStore
 from shared.events.tick import Scheduler, fire_message
+from shared.limits import MAX_WEBHOOK_BYTES
 from shared.settings import PROJECT_ROOT, SETTINGS
 from shared.storage import Storage, storage_errors
 
@@ -51,8 +53,6 @@ log = logging.getLogger("fabric.events")
 MAX_EARLY_WAIT_MS = 1500
 #: How long a subscription read is reused by the worker and the webhook route.
 SUBSCRIPTION_TTL_S = 5.0
-#: Largest webhook body accepted (it travels inside the fire queue message).
-MAX_WEBHOOK_BYTES = 16 * 1024
 #: Dead letters listed at most (a queue peek returns at most 32).
 MAX_DEADLETTERS = 32
 #: ``invoke(cryptlet, method, args, request id hex) -> envelope document``
@@ -62,10 +62,6 @@ _SUBSCRIPTION_ID = re.compile(r"^sub_[0-9a-f]{24}\Z")
 
 class Unauthorized(FabricError):
     status, code, title = 401, "unauthorized", "Unauthorized"
-
-
-class PayloadTooLarge(FabricError):
-    status, code, title = 413, "too_large", "Payload too large"
 
 
 def _setting(env: Mapping[str, str], name: str) -> str:
@@ -339,10 +335,7 @@ class Events:
 
 
 def _parse_message(body: bytes | str) -> dict[str, Any]:
-    try:
-        message = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInput("fire message is not JSON", field="$") from None
+    message = parse_json_input(body, what="fire message")
     if (
         not isinstance(message, dict)
         or not isinstance(message.get("subscription"), str)
@@ -401,10 +394,7 @@ def receive_webhook(events: Events, subscription_id: str, header: str | None, bo
         raise Conflict("the subscription is not a webhook subscription", field="subscription_id")
     if subscription.status != "active":
         raise Conflict(f"the subscription is {subscription.status}", field="subscription_id")
-    try:
-        event = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInput("webhook body must be JSON", field="$") from None
+    event = parse_json_input(body, what="webhook body")
     arrival = now_ms()
     if arrival >= subscription.deadline_ms:
         raise Conflict("the subscription passed its deadline", field="subscription_id")

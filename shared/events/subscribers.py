@@ -24,7 +24,6 @@ nonces in partition ``nonce-<name>`` (RowKey = nonce, with its request's ``expir
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import EdmType, EntityProperty, TableClient
 
 from shared import clock
-from shared.encoding import canonical_json, to_hex
+from shared.encoding import canonical_json, parse_json_input, to_hex
 from shared.envelope import address_of, eip191_hash, recover_address, sign_digest
 from shared.errors import Conflict, FabricError, InvalidInput, NotFound, VerificationError
 from shared.storage import storage_errors
@@ -279,17 +278,10 @@ def _subscriber(row: dict[str, Any]) -> Subscriber:
     )
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _parse_document(body: bytes) -> dict[str, Any]:
     if not body:
         raise InvalidInput("request body must be the signed JSON request", field="$")
-    try:
-        document = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"request body is not valid JSON: {getattr(exc, 'msg', exc)}", field="$") from None
+    document = parse_json_input(body)  # limits, no duplicate names: the signer and the host read the same
     if not isinstance(document, dict):
         raise InvalidInput("a signed request is a JSON object", field="$")
     return document

@@ -18,7 +18,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.clock import now_ms, utc_now
-from shared.encoding import from_hex, to_hex
+from shared.encoding import from_hex, parse_json_input, to_hex
 from shared.errors import FabricError, InvalidInput, NotFound
 from shared.events.delivery import DeliveryKey
 from shared.host.contract_state import StateConflict
@@ -58,7 +58,7 @@ class QueuedRequest:
     def from_message(cls, body: bytes | str) -> QueuedRequest:
         """Parse a queue message; raises :class:`InvalidInput` if it is not a request."""
         try:
-            data = json.loads(body)
+            data = parse_json_input(body, what="queued request")  # the limits of request bodies
         except (ValueError, UnicodeDecodeError):
             raise InvalidInput("queued request is not JSON", field="$") from None
         if not isinstance(data, dict) or not all(

@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
+from shared.encoding import JsonInputError, parse_json_input
 from shared.errors import ManifestError
 from shared.schemas import SCHEMAS, validator
 
@@ -111,8 +112,8 @@ def load_manifest(package_dir: Path, *, check_schema: bool = True) -> Manifest:
     path = Path(package_dir) / MANIFEST_FILE
     if not path.is_file():
         raise ManifestError(f"package has no {MANIFEST_FILE}", field="$")
-    try:
-        document = json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{MANIFEST_FILE} is not valid JSON: {exc}", field="$") from None
+    try:  # an uploaded package's manifest is caller input: the limits of request bodies
+        document = parse_json_input(path.read_bytes(), what=MANIFEST_FILE)
+    except JsonInputError as exc:
+        raise ManifestError(exc.detail, field=exc.field) from None
     return validate_manifest(document, check_schema=check_schema)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
 
 from devhost.auth import Keys
+from devhost.catalog import Binding, FunctionInfo
 from devhost.errors import DevHostError
 from devhost.hostconfig import HostConfig
 from devhost.routing import RouteTable
 from devhost.settings import load_local_settings, parse_timespan, resolve
 from devhost.storage import MessageCodec, resolve_connection
 from devhost.timers import CronSchedule, IntervalSchedule, parse_schedule
+from devhost.web import DEFAULT_MAX_BODY_BYTES, BodyTooLarge, _body, endpoint, host_body_limit
 
 
 @pytest.fixture
@@ -188,3 +192,47 @@ def test_keys() -> None:
     with pytest.raises(DevHostError, match="DEVHOST_MASTER_KEY"):
         Keys(function_key="f").require("admin", "fn")
     Keys(master_key="m").require("function", "fn")
+
+
+def _http_function(**props: object) -> FunctionInfo:
+    trigger = Binding("req", "httpTrigger", "in", {"route": "items", "methods": ["POST"], **props})
+    return FunctionInfo("items", lambda req: None, False, trigger, None, {}, (), False)
+
+
+def test_a_route_declares_its_largest_body() -> None:
+    assert endpoint(_http_function(maxBodyBytes=256)).max_body == 256
+    assert endpoint(_http_function()).max_body is None
+    for bad in (-1, "lots"):
+        with pytest.raises(DevHostError, match="maxBodyBytes"):
+            endpoint(_http_function(maxBodyBytes=bad))
+
+
+def test_the_host_wide_body_limit_is_the_functions_hosts_setting() -> None:
+    assert host_body_limit({}) == DEFAULT_MAX_BODY_BYTES == 100 * 1024 * 1024
+    assert host_body_limit({"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "4096"}) == 4096
+    assert host_body_limit({"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "big"}) == DEFAULT_MAX_BODY_BYTES
+
+
+def _receiver(chunks: list[bytes]) -> tuple[Callable[[], Awaitable[dict]], list[int]]:
+    """An ASGI ``receive`` handing out ``chunks``, and the count of the calls it answered."""
+    calls = [0]
+
+    async def receive() -> dict:
+        calls[0] += 1
+        body = chunks[calls[0] - 1]
+        return {"type": "http.request", "body": body, "more_body": calls[0] < len(chunks)}
+
+    return receive, calls
+
+
+def test_a_body_is_read_only_up_to_its_limit() -> None:
+    receive, calls = _receiver([b"a" * 100] * 10)
+    assert asyncio.run(_body(receive, 1000)) == b"a" * 1000
+    receive, calls = _receiver([b"a" * 100] * 10)
+    with pytest.raises(BodyTooLarge):
+        asyncio.run(_body(receive, 250))
+    assert calls[0] == 3  # stopped at the chunk that passed the limit: the rest was never asked for
+    receive, calls = _receiver([b"a" * 100])
+    with pytest.raises(BodyTooLarge):
+        asyncio.run(_body(receive, 250, content_length="52428800"))
+    assert calls[0] == 0  # Content-Length alone settles it

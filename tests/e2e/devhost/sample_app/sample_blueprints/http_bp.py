@@ -29,7 +29,7 @@ def item_by_name(req: func.HttpRequest) -> func.HttpResponse:
     return _json({"by": "name", "name": req.route_params["name"]})
 
 
-@bp.route(route="items", methods=["POST"])
+@bp.route(route="items", methods=["POST"], trigger_extra_fields={"max_body_bytes": 256})  # maxBodyBytes
 def create_item(req: func.HttpRequest) -> func.HttpResponse:
     item = req.get_json()
     return _json({"created": item}, status=201, headers={"Location": f"/api/items/{item['id']}"})
