@@ -10,7 +10,7 @@ from pathlib import Path
 
 from shared.errors import InvalidInput, NotFound
 from shared.packages.store import PackageStore
-from shared.packages.upload import UPLOADED_PACKAGE, UPLOADS_FOLDER, extract_package
+from shared.packages.upload import UPLOADED_PACKAGE, UPLOADS_FOLDER, extract_package, private_uploads_folder
 
 PACKAGE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 
@@ -32,6 +32,8 @@ class PackageFolders:
         self.store = store
         self.max_bytes = max_bytes
         self.measure = measure
+        if self.uploads_dir.is_dir():  # one made before uploads were kept private: tighten it
+            private_uploads_folder(self.uploads_dir)
 
     def resolve(self, package: object) -> Path:
         """The folder of a package name (or of an uploaded package's ``.uploads/<digest>``)."""

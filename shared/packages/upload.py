@@ -114,13 +114,22 @@ def _entry_path(info: zipfile.ZipInfo) -> tuple[str, bool]:
     return "/".join(parts), is_dir
 
 
+def private_uploads_folder(uploads_dir: Path) -> None:
+    """Create the uploads folder, or tighten an existing one of ours, to ``0700``: regions (other uids)
+    must not read other cryptlets' uploads (docs/isolation.md)."""
+    uploads_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = uploads_dir.stat()
+    if info.st_uid == os.geteuid() and info.st_mode & 0o777 != 0o700:
+        os.chmod(uploads_dir, 0o700)
+
+
 def extract_package(
     data: bytes, uploads_dir: Path, max_bytes: int, measure: Callable[[Path], bytes]
 ) -> tuple[Path, bool]:
     """Check and extract an uploaded package; return its folder ``<uploads_dir>/<digest hex>`` and
     whether this call created it (``False``: the same package was already there)."""
     entries = check_archive(data, max_bytes)
-    uploads_dir.mkdir(parents=True, exist_ok=True)
+    private_uploads_folder(uploads_dir)
     work = uploads_dir / f".tmp-{secrets.token_hex(8)}"
     work.mkdir(mode=0o755)
     try:
