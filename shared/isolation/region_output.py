@@ -11,7 +11,8 @@ provider) reads every region's pipe on one thread and hands each line to :mod:`l
   own prefix: a region's text never starts a line of the host log;
 - output is metered per cryptlet (:data:`RATE` bytes a second, bursts of :data:`BURST`) and for all
   regions together (:data:`TOTAL_RATE`); each line costs its length plus :data:`LINE_COST`. What is
-  over is read and dropped (a region never blocks on it), and a warning counts what was dropped.
+  over is read and dropped (a region never blocks on it); a warning counts what was dropped, at
+  most every :data:`NOTICE_EVERY_S` per cryptlet and when its region ends.
 
 ``fabric_host.log`` call-outs spend the same budget (:meth:`RegionOutput.limit_callouts`).
 Writing to a pipe is not bounded by ``RLIMIT_FSIZE``, so the size of the host's log file no longer
@@ -39,7 +40,7 @@ TOTAL_RATE = 4 * RATE
 MAX_LINE = 4096
 #: What one line costs beyond its bytes (the host's prefix, the logging call): many tiny lines cost too.
 LINE_COST = 96
-#: While output is being dropped, at most one notice this often (and one when the dropping ends).
+#: Dropped output is counted in a notice at most this often per cryptlet (and when a region ends).
 NOTICE_EVERY_S = 10.0
 _READ = 65536
 _MAX_BUDGETS = 1024
@@ -138,7 +139,7 @@ class RegionOutput:
         if budget is None:
             if len(self._budgets) >= _MAX_BUDGETS:  # a full bucket is the same as a fresh one: forget those
                 for name in [n for n, b in self._budgets.items() if b.bucket.available() >= b.bucket.burst]:
-                    if not self._budgets[name].dropped_lines:
+                    if not (self._budgets[name].dropped_lines or self._budgets[name].dropped_bytes):
                         del self._budgets[name]
             bucket = TokenBucket(self.rate, self.burst, self._clock)
             budget = self._budgets[label] = _Budget(bucket, last_notice=self._clock())
@@ -155,7 +156,7 @@ class RegionOutput:
             return True
 
     def _dropped(self, label: str, lines: int, size: int, *, final: bool = False) -> None:
-        """Count dropped output; log the count when dropping ends (``final``) or every NOTICE_EVERY_S."""
+        """Count dropped output; log the count if NOTICE_EVERY_S passed since the last notice, or ``final``."""
         with self._lock:
             budget = self._budget(label)
             budget.dropped_lines += lines
@@ -176,6 +177,18 @@ class RegionOutput:
             int(self.rate),
         )
 
+    def pending_notices(self) -> bool:
+        """Whether some dropped output is not yet counted in a notice."""
+        with self._lock:
+            return any(b.dropped_lines or b.dropped_bytes for b in self._budgets.values())
+
+    def flush_notices(self) -> None:
+        """Log the counts that are due (NOTICE_EVERY_S after the last notice of that cryptlet)."""
+        with self._lock:
+            labels = [n for n, b in self._budgets.items() if b.dropped_lines or b.dropped_bytes]
+        for label in labels:
+            self._dropped(label, 0, 0)
+
     def limit_callouts(self, handler: CallOutHandler | None, label: str) -> CallOutHandler | None:
         """``handler`` with its ``log`` call-outs metered on ``label``'s budget (over: dropped, counted)."""
         if handler is None:
@@ -189,7 +202,7 @@ class RegionOutput:
                 if not self._admit(label, cost + LINE_COST):
                     self._dropped(label, 1, cost)
                     return {"dropped": True}
-                self._dropped(label, 0, 0, final=True)
+                self._dropped(label, 0, 0)  # the count of earlier drops, if one is due
             return handler(op, params)
 
         return limited
@@ -231,7 +244,7 @@ class RegionOutput:
             self._dropped(stream.label, 1, len(line) + stream.extra + 1)
             stream.line.clear()
             return False
-        self._dropped(stream.label, 0, 0, final=True)  # a notice first, if output was being dropped
+        self._dropped(stream.label, 0, 0)  # the count of earlier drops first, if one is due
         text = escape(line)
         if stream.extra:
             text += f"... ({stream.extra} more bytes)"
@@ -311,7 +324,9 @@ class _Reader:
 
     def _run(self) -> None:
         while True:
-            for key, _ in self._selector.select():
+            ready = self._selector.select(timeout=1.0 if self.output.pending_notices() else None)
+            self._safely(self.output.flush_notices)
+            for key, _ in ready:
                 fd = int(key.fd)
                 if fd == self._wake[0]:
                     try:

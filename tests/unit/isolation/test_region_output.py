@@ -5,11 +5,21 @@ tests/integration/isolation/test_region_files_and_output.py)."""
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
 from shared.isolation.callout import HostCallOuts
-from shared.isolation.region_output import BURST, LINE_COST, MAX_LINE, RATE, OutputStream, RegionOutput, escape
+from shared.isolation.region_output import (
+    BURST,
+    LINE_COST,
+    MAX_LINE,
+    NOTICE_EVERY_S,
+    RATE,
+    OutputStream,
+    RegionOutput,
+    escape,
+)
 
 
 class Clock:
@@ -81,11 +91,31 @@ def test_output_over_the_rate_is_dropped_and_counted(output, clock, caplog):
         assert logged == BURST // per_line  # the burst, then nothing
         clock.now += 1.0  # a second later: RATE more
         output._feed(stream, line * 100)
-    messages = lines(caplog)
-    assert messages[logged].startswith("cryptlet noisy: ") and "dropped" in messages[logged]
-    dropped = int(messages[logged].split(": ", 1)[1].split(" line(s)")[0])
-    assert dropped == 1000 - logged
-    assert len(messages) - logged - 1 == RATE // per_line
+        assert len(lines(caplog)) == logged + RATE // per_line  # no notice yet: at most one every 10 s
+        assert output.pending_notices()
+        clock.now += NOTICE_EVERY_S
+        output.flush_notices()
+        assert not output.pending_notices()
+    notice = lines(caplog)[-1]
+    assert notice.startswith("cryptlet noisy: ") and "dropped" in notice
+    assert int(notice.split(": ", 1)[1].split(" line(s)")[0]) == 1100 - logged - RATE // per_line
+
+
+def test_a_region_that_ends_has_its_drops_counted_at_once(clock, caplog):
+    output = RegionOutput(logging.getLogger("test.region"), rate=1, burst=1000, clock=clock)
+    read, write = os.pipe()
+    os.write(write, b"a" * 500 + b"\n" + b"y\n" * 10 + b"last words")
+    os.close(write)
+    stream = OutputStream(fd=read, label="brief", pid=3)
+    with caplog.at_level(logging.INFO, logger="test.region"):
+        output._finish(stream)  # reads to EOF, logs what the budget admits, counts the rest, closes
+    assert lines(caplog) == [
+        f"cryptlet brief[3]: {'a' * 500}",
+        *["cryptlet brief[3]: y"] * 4,  # 1000 - (500 + 96) leaves room for four of (1 + 96)
+        "cryptlet brief: 7 line(s), 22 bytes of its output dropped (over 1 bytes/s)",
+    ]
+    with pytest.raises(OSError):
+        os.fstat(read)
 
 
 def test_a_line_whose_start_was_dropped_is_dropped_whole(output, clock, caplog):
@@ -107,11 +137,8 @@ def test_callout_logs_share_the_budget_and_are_escaped(output, clock, caplog):
         results = [handler("log", {"message": "m" * 4000}) for _ in range(200)]
         assert {"dropped": True} in results
         assert handler("time", {})["unix_ms"] > 0  # other call-outs are not metered
-        clock.now += NOTICE_S
+        clock.now += NOTICE_EVERY_S
         assert handler("log", {"message": "later"}) == {}
     messages = lines(caplog)
     assert messages[0] == "cryptlet chatty: one\\x0aINFO fabric: forged\\x1b[1m"
     assert any("dropped" in m for m in messages) and messages[-1] == "cryptlet chatty: later"
-
-
-NOTICE_S = 60.0
