@@ -124,7 +124,7 @@ def scratch_dirs() -> list[str]:
     return found
 
 
-def private_scratch(workdir: str, uid: int, size: int) -> None:
+def private_scratch(workdir: str, uid: int, size: int, keep: tuple[str, ...] = ()) -> None:
     """(root, in the region before it drops privileges) Own mount and IPC namespaces, with a fresh
     tmpfs (``0700``, owned by ``uid``, ``nosuid,nodev``; ``size`` bytes for ``/tmp``, a quarter for
     the others) over every shared scratch folder. Nothing propagates back to the host (``/`` is made
@@ -134,29 +134,43 @@ def private_scratch(workdir: str, uid: int, size: int) -> None:
     If ``workdir`` was under one of them (the zygote keeps regions under ``$TMPDIR``), it is rebuilt in
     the new tmpfs at the same path, with only ``workdir/package`` (the snapshot) bind-mounted from the
     original, read-only: what the region writes in its working directory counts against ``size``.
+    Folders of ``keep`` (import paths: a checkout under ``/tmp``) that a tmpfs hides are bind-mounted
+    back at their paths, read-only, and nothing else of the host's scratch folders.
     """
     libc = _libc()
     _unshare(libc, CLONE_NEWNS | CLONE_NEWIPC, "CLONE_NEWNS | CLONE_NEWIPC")
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
+    targets = scratch_dirs()
+
+    def hidden(path: str) -> bool:
+        return any(path.startswith(target + "/") for target in targets)
+
+    kept: list[str] = []
+    for path in sorted(p.rstrip("/") for p in keep if p and hidden(p.rstrip("/")) and os.path.isdir(p)):
+        if not any(path.startswith(parent + "/") for parent in kept):  # a parent brings it back already
+            kept.append(path)
     package = os.path.join(workdir, "package")
-    package_fd = os.open(package, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    rebuild = hidden(workdir)
+    back = {path: os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for path in kept}
+    if rebuild:
+        back[package] = os.open(package, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        hidden = False
-        for target in scratch_dirs():
+        for target in targets:
             share = size if target == "/tmp" else max(size // 4, 1 << 20)
             options = f"size={share},mode=0700,uid={uid},gid={uid}"
             _mount(libc, "tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options)
-            hidden = hidden or workdir.startswith(target + "/")
-        if hidden:
-            os.umask(0o022)
+        os.umask(0o022)
+        if rebuild:
             os.makedirs(os.path.dirname(workdir), mode=0o711, exist_ok=True)
             os.mkdir(workdir, 0o700)
             os.chown(workdir, uid, uid)
-            os.mkdir(package, 0o755)
-            _mount(libc, f"/proc/self/fd/{package_fd}", package, None, MS_BIND)
-            _mount(libc, None, package, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        for path, fd in back.items():  # read-only, at the same path; ``..`` stays in the tmpfs
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            _mount(libc, f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+            _mount(libc, None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     finally:
-        os.close(package_fd)
+        for fd in back.values():
+            os.close(fd)
 
 
 def set_limits(limits: RegionLimits) -> None:
@@ -180,8 +194,7 @@ def _close_fds(keep: set[int]) -> None:
 
 def _reach_unreadable_paths(dir_fds: dict[str, int]) -> None:
     """After dropping privileges, reach import paths the region uid cannot traverse (e.g. an
-    interpreter under a ``0700`` home) or that its own ``/tmp`` hides (a checkout under ``/tmp``)
-    through directory descriptors opened before.
+    interpreter under a ``0700`` home) through directory descriptors opened while privileged.
 
     ``/proc/self/fd/N`` resolves to the directory itself, so only that read-only subtree becomes
     reachable, not its parents.
@@ -233,18 +246,18 @@ def confine(
         pass
     if own_netns:
         own_network_namespace()
-    dir_fds: dict[str, int] = {}  # import paths, reachable later even if the uid or a tmpfs hides them
-    if uid is not None:
-        for path in dict.fromkeys(p for p in sys.path if p and os.path.isdir(p)):
-            dir_fds[path] = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     if private_tmp and uid is not None:
-        private_scratch(workdir, uid, limits.scratch_bytes)
+        private_scratch(workdir, uid, limits.scratch_bytes, keep=tuple(sys.path))
         tmpdir = "/tmp"
     else:
         tmpdir = os.path.join(workdir, "tmp")  # made by the zygote, removed with the working directory
     os.dup2(sock_fd, 0)
     os.dup2(sock_fd, 1)
-    _close_fds({0, 1, 2, *dir_fds.values()})
+    _close_fds({0, 1, 2})
+    dir_fds: dict[str, int] = {}
+    if uid is not None:
+        for path in dict.fromkeys(p for p in sys.path if p and os.path.isdir(p)):
+            dir_fds[path] = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     set_limits(limits)
     os.chdir(workdir)
     os.umask(0o077)

@@ -270,6 +270,76 @@ def test_files_of_a_region_uid_are_removed_from_shared_scratch_folders_without_a
         shutil.rmtree(root, ignore_errors=True)
 
 
+CHECKOUT_CODE = """
+import os
+
+class C:
+    def run(self, marker):
+        import shared.ledger.merkle as module  # not preloaded: imported from the checkout now
+        checkout = os.path.dirname(os.path.dirname(os.path.dirname(module.__file__)))
+        outcome = {"module": module.__file__, "parent": sorted(os.listdir(os.path.join(checkout, "..")))}
+        targets = {"in_checkout": os.path.join(checkout, marker), "beside": os.path.join(checkout, "..", marker)}
+        for name, path in targets.items():
+            try:
+                with open(path, "w") as handle:
+                    handle.write(marker)
+                outcome[name] = "written"
+            except OSError as exc:
+                outcome[name] = type(exc).__name__
+        return outcome
+"""
+
+CHECKOUT_SCRIPT = """
+import json, os, sys
+checkout, package = sys.argv[1], sys.argv[2]
+sys.path.insert(0, checkout)
+from pathlib import Path
+from shared.envelope import Domain
+from shared.isolation.process import ProcessProvider
+from shared.packages.digest import package_digest
+
+provider = ProcessProvider(os.urandom(32))
+region = provider.create_region(Path(package), package_digest(Path(package)), domain=Domain())
+region.call("generate_key")
+region.call("bind", registration={"stream": "registry", "sequence": 1, "entry_hash": "0x" + "aa" * 32})
+args = {"marker": sys.argv[3]}
+reply = region.call("invoke", method="run", args=args, sequence=1, request_id="0x" + "00" * 32)
+region.close()
+provider.close()
+print(json.dumps({"zygote": sys.modules["shared.isolation.zygote"].__file__, **reply["envelope"]["payload"]}))
+"""
+
+
+def test_a_checkout_under_tmp_stays_importable_and_the_hosts_tmp_stays_hidden(tmp_path, provider):
+    """A fabric checked out under /tmp: its import paths come back read-only at their paths inside the
+    region's own /tmp, and ``..`` from them leads into that tmpfs, not to the host's /tmp."""
+    if not provider.isolation()["private_tmp"]:
+        pytest.skip("regions here have no mount namespace")
+    checkout = Path(tempfile.mkdtemp(prefix="checkout-"))
+    visible = Path(tempfile.mkdtemp(prefix=f"{MARKER}-host-"))  # something of the host's in /tmp
+    try:
+        os.chmod(checkout, 0o755)
+        shutil.copytree(ROOT / "shared", checkout / "shared", ignore=shutil.ignore_patterns("__pycache__"))
+        package = make_package(tmp_path, "checkout_probe", CHECKOUT_CODE)
+        marker = f"{MARKER}-written"
+        done = subprocess.run(
+            [sys.executable, "-c", CHECKOUT_SCRIPT, str(checkout), str(package), marker],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        seen = json.loads(done.stdout.strip().splitlines()[-1])
+        assert seen["zygote"].startswith(str(checkout)) and seen["module"].startswith(str(checkout))
+        assert visible.name not in seen["parent"] and checkout.name in seen["parent"]
+        assert seen["in_checkout"] in ("OSError", "PermissionError")  # read-only (EROFS), or not its own
+        assert seen["beside"] == "written"  # into its own /tmp ...
+        assert not (checkout.parent / marker).exists() and not (checkout / marker).exists()  # ... not the host's
+    finally:
+        shutil.rmtree(checkout, ignore_errors=True)
+        shutil.rmtree(visible, ignore_errors=True)
+
+
 # -- what regions print -----------------------------------------------------------------------------
 FORGER_CODE = r"""
 import sys, fabric_host
