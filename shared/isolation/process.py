@@ -423,13 +423,21 @@ class ProcessProvider(IsolationProvider):
     #: Every region is a confined process of its own (software isolation, see docs/isolation.md).
     isolates = True
 
-    def __init__(self, sealing_secret: bytes, *, timeout: float = 10.0, limits: RegionLimits | None = None) -> None:
+    def __init__(
+        self,
+        sealing_secret: bytes,
+        *,
+        timeout: float = 10.0,
+        limits: RegionLimits | None = None,
+        output_logger: logging.Logger | None = None,
+    ) -> None:
+        """``output_logger``: where what regions print goes (default ``fabric.region``)."""
         self._sealing_secret = sealing_secret
         self._platform = platform_key(sealing_secret)
         self.timeout = timeout
         self.limits = limits or RegionLimits()
         self._zygote = Zygote()
-        self._output = RegionOutput()
+        self._output = RegionOutput(output_logger)
         weakref.finalize(self, _close, self._zygote, self._output)
 
     @property
