@@ -74,7 +74,9 @@ def simulate(
         raise InvalidInput("state must be a JSON object", field="state")
     digest = package_digest(package_dir)
     allowed = manifest.document.get("egress", ()) if egress is None else egress
-    provider = ProcessProvider(os.urandom(32), timeout=timeout or manifest.timeout_s or 10.0)  # ephemeral secret
+    provider = ProcessProvider(  # an ephemeral secret; what the cryptlet prints goes to ``logger`` too
+        os.urandom(32), timeout=timeout or manifest.timeout_s or 10.0, output_logger=logger
+    )
     try:
         region = provider.create_region(
             package_dir,

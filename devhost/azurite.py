@@ -7,6 +7,11 @@ Used by ``make run``/``make test``/bench scripts and by the test suite::
 
 Command line: ``python -m devhost.azurite [--data DIR] -- COMMAND ...`` runs COMMAND with
 ``AzureWebJobsStorage`` pointing at a fresh Azurite and stops Azurite afterwards.
+
+Azurite's data folder holds every table and blob in clear (the ledger, the catalog, sealed keys,
+sealed webhook secrets, callers' results): it is made private to the host's user (``0700``, and
+the project's ``.devdata`` with it; an existing one is tightened) and Azurite runs with
+``umask 077``, so regions running as other uids cannot read it (docs/isolation.md).
 """
 
 from __future__ import annotations
@@ -22,9 +27,26 @@ from devhost.ports import free_port, wait_for_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = PROJECT_ROOT / "node_modules" / ".bin" / "azurite"
+DEVDATA = PROJECT_ROOT / ".devdata"
 # The well-known development account key (public, documented by Microsoft for the emulator).
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def private_folder(path: Path) -> Path:
+    """Create ``path`` (and missing parents) readable by the current user only, or tighten an existing
+    one to ``0700``; also the project's ``.devdata`` when ``path`` is inside it."""
+    missing = []
+    folder = path
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    for folder in (path, DEVDATA) if path.resolve().is_relative_to(DEVDATA.resolve()) else (path,):
+        if folder.stat().st_mode & 0o777 != 0o700:
+            os.chmod(folder, 0o700)
+    return path
 
 
 def connection_string(blob: int, queue: int, table: int) -> str:
@@ -59,7 +81,7 @@ class Azurite:
     def start(self, timeout: float = 60.0) -> Azurite:
         if not AZURITE_BIN.exists():
             raise RuntimeError(f"{AZURITE_BIN} is missing: run `make setup` (npm ci) first")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(self.data_dir)
         args = [
             str(AZURITE_BIN),
             "--silent",
@@ -83,11 +105,18 @@ class Azurite:
         ]
         if self.in_memory:
             args.append("--inMemoryPersistence")
-        log = open(self.data_dir / "azurite.log", "ab")
-        self.process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        log.close()
+        log = os.open(self.data_dir / "azurite.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            self.process = subprocess.Popen(
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                umask=0o077,  # what Azurite writes (tables, blobs, queues) is the host user's only
+            )
+        finally:
+            os.close(log)
         try:
             for port in (self.blob_port, self.queue_port, self.table_port):
                 wait_for_port(port, timeout, self.process)
@@ -124,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--data",
-        default=str(PROJECT_ROOT / ".devdata" / "azurite-run"),
+        default=str(DEVDATA / "azurite-run"),
         help="Azurite data folder (default: .devdata/azurite-run)",
     )
     parser.add_argument("--fresh", action="store_true", help="empty the data folder first")

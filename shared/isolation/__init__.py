@@ -6,5 +6,6 @@ call-in, call-out handler, ``GetDigest``, ``CheckSignature``, plus evidence);
 forked by :mod:`shared.isolation.zygote` and confined by :mod:`shared.isolation.sandbox`;
 :mod:`shared.isolation.runtime` is the container that runs inside a region;
 :mod:`shared.isolation.protocol` is the wire format between them and
-:mod:`shared.isolation.callout` the call-outs from a region to its host.
+:mod:`shared.isolation.callout` the call-outs from a region to its host;
+:mod:`shared.isolation.region_output` carries what regions print into the host log.
 """

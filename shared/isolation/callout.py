@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 from shared import clock
 from shared.errors import FabricError, InvalidInput, StorageError
 from shared.isolation import protocol
+from shared.isolation.region_output import escape
 
 if TYPE_CHECKING:  # the region imports this module too: httpx stays on the host
     from shared.isolation.egress import EgressPolicy
@@ -84,7 +85,7 @@ class HostCallOuts:
                 )
             if len(message) > MAX_LOG_CHARS:
                 message = message[:MAX_LOG_CHARS] + f"... ({len(message) - MAX_LOG_CHARS} more characters)"
-            self.logger.log(level, "cryptlet %s: %s", self.name, message)
+            self.logger.log(level, "cryptlet %s: %s", self.name, escape(message))  # one line, no escapes
             return {}
         if op == "time":
             return {"unix_ms": clock.now_ms()}

@@ -1,9 +1,10 @@
 """The ``process`` isolation provider: each region is its own confined OS process (Linux).
 
 Regions are forked from a zygote (:mod:`shared.isolation.zygote`) and confine themselves
-(:mod:`shared.isolation.sandbox`): own uid (when the host is root), own network namespace (root),
-rlimits, scrubbed environment, own working directory with a read-only snapshot of the package
-that the container measures before loading it. The host side here:
+(:mod:`shared.isolation.sandbox`): own uid (when the host is root), own network, mount and IPC
+namespaces with private scratch folders (root), rlimits, scrubbed environment, own working
+directory with a read-only snapshot of the package that the container measures before loading it.
+The host side here:
 
 - serialises calls per region and bounds each by a timeout; a region that hangs, crashes, breaks
   the protocol, runs out of memory, hits its process limit or leaves processes running after a
@@ -11,6 +12,9 @@ that the container measures before loading it. The host side here:
   :class:`~shared.errors.RegionError` with a ``region_code``; the pool replaces it;
 - retires a region at half its CPU-time budget so the kernel limit never hits a warm region;
 - answers call-outs with the region's :data:`~shared.isolation.callout.CallOutHandler`;
+- reads each region's stderr pipe into the host log, escaped and rate-limited
+  (:mod:`shared.isolation.region_output`); without private scratch folders, stops a region whose
+  working directory outgrows ``RegionLimits.scratch_bytes`` (``disk_quota``);
 - hands a region only the seal key of the digest it launched (never the platform secret);
 - issues the region's *software* evidence, signed by the platform key (Ed25519 derived from the
   platform sealing secret with HKDF under its own label), see :mod:`shared.attestation.software`.
@@ -42,6 +46,7 @@ from shared.errors import FabricError, RegionError, SealingError
 from shared.isolation import protocol
 from shared.isolation.callout import CallOutHandler
 from shared.isolation.provider import IsolationProvider, Region
+from shared.isolation.region_output import OutputStream, RegionOutput
 from shared.isolation.sandbox import RegionLimits
 from shared.isolation.zygote import Spawned, Zygote
 from shared.keys import derive, sealing
@@ -111,6 +116,8 @@ class ProcessRegion(Region):
         limits: RegionLimits,
         call_out: CallOutHandler | None,
         platform: Ed25519PrivateKey,
+        output: tuple[RegionOutput, OutputStream] | None = None,
+        scratch_quota: int | None = None,
     ) -> None:
         self.pid = spawned.pid
         self.uid = spawned.uid
@@ -135,6 +142,9 @@ class ProcessRegion(Region):
         self._buffer = b""
         self._closed = False
         self._retired = False
+        self._output = output
+        #: without private scratch folders: most bytes its working directory (less the package) may hold
+        self._scratch_quota = scratch_quota
 
     # -- life ---------------------------------------------------------------------------------------
     def _exited(self) -> bool:
@@ -186,6 +196,8 @@ class ProcessRegion(Region):
             self._sock.close()
             os.close(self._pidfd)
             os.close(self._stat)
+            if self._output is not None:
+                self._output[0].release(self._output[1])
 
     # -- call-in ------------------------------------------------------------------------------------
     def call(self, op: str, **params: Any) -> dict[str, Any]:
@@ -305,6 +317,9 @@ class ProcessRegion(Region):
         if not reply.get("ok") and (reply.get("error") or {}).get("code") in RETIRE_CODES:
             self._kill()  # the zygote then kills whatever else runs under the region's uid
             return
+        if self._scratch_quota is not None and _scratch_bytes(self.workdir, self._scratch_quota) > self._scratch_quota:
+            self._kill()
+            raise _over_quota(self._scratch_quota)
         if _last_pid() != last_pid:
             strays = _strays(self.pid, self.uid, self.companions)
             if strays:
@@ -358,6 +373,39 @@ def _strays(pid: int, uid: int | None, companions: Collection[int]) -> list[int]
     return found
 
 
+def _over_quota(quota: int) -> RegionError:
+    return RegionError(
+        f"region wrote more than {quota >> 20} MiB in its folders; it was stopped", region_code="disk_quota"
+    )
+
+
+def _scratch_bytes(workdir: str, limit: int) -> int:
+    """Bytes in ``workdir`` outside its ``package`` snapshot; past ``limit`` (counting stops), more
+    than 10,000 entries or a folder the host cannot list count as over."""
+    total, seen = 0, 0
+    stack = [workdir]
+    while stack and total <= limit:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except FileNotFoundError:
+            continue
+        except OSError:  # hidden from the host (e.g. mode 000): cannot be measured
+            return limit + 1
+        seen += len(entries)
+        if seen > 10_000:
+            return limit + 1
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.path != os.path.join(workdir, "package"):
+                        stack.append(entry.path)
+                else:
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
 def _cpu_seconds(stat_fd: int) -> float:
     """CPU seconds (user + system) of the process whose ``/proc/<pid>/stat`` is open as ``stat_fd``."""
     try:
@@ -375,13 +423,22 @@ class ProcessProvider(IsolationProvider):
     #: Every region is a confined process of its own (software isolation, see docs/isolation.md).
     isolates = True
 
-    def __init__(self, sealing_secret: bytes, *, timeout: float = 10.0, limits: RegionLimits | None = None) -> None:
+    def __init__(
+        self,
+        sealing_secret: bytes,
+        *,
+        timeout: float = 10.0,
+        limits: RegionLimits | None = None,
+        output_logger: logging.Logger | None = None,
+    ) -> None:
+        """``output_logger``: where what regions print goes (default ``fabric.region``)."""
         self._sealing_secret = sealing_secret
         self._platform = platform_key(sealing_secret)
         self.timeout = timeout
         self.limits = limits or RegionLimits()
         self._zygote = Zygote()
-        weakref.finalize(self, self._zygote.close)
+        self._output = RegionOutput(output_logger)
+        weakref.finalize(self, _close, self._zygote, self._output)
 
     @property
     def platform_public_key(self) -> bytes:
@@ -398,6 +455,7 @@ class ProcessProvider(IsolationProvider):
         return {
             "uid_isolation": bool(caps.get("uid_isolation")),
             "own_netns": bool(caps.get("own_netns")),
+            "private_tmp": bool(caps.get("private_tmp")),
             "limits": self.limits.to_dict(),
         }
 
@@ -411,13 +469,17 @@ class ProcessProvider(IsolationProvider):
         timeout: float | None = None,
     ) -> ProcessRegion:
         spawned = self._zygote.spawn(Path(package_dir).resolve(), self.limits)
+        label = str(getattr(call_out, "name", "") or Path(package_dir).name)
+        output = self._output.attach(spawned.log_fd, label, spawned.pid)
         region = ProcessRegion(
             spawned,
             self._zygote,
             timeout=timeout or self.timeout,
             limits=self.limits,
-            call_out=call_out,
+            call_out=self._output.limit_callouts(call_out, label),
             platform=self._platform,
+            output=(self._output, output),
+            scratch_quota=None if self._zygote.capabilities.get("private_tmp") else self.limits.scratch_bytes,
         )
         try:
             loaded = region.call(
@@ -433,4 +495,9 @@ class ProcessProvider(IsolationProvider):
         return region
 
     def close(self) -> None:
-        self._zygote.close()
+        _close(self._zygote, self._output)
+
+
+def _close(zygote: Zygote, output: RegionOutput) -> None:
+    zygote.close()  # the regions end, so their pipes do: the reader logs what they left
+    output.close()

@@ -3,8 +3,14 @@
 :func:`confine` runs in the child the zygote forked, before any cryptlet code, in this order:
 
 1. own session and process group; die with the zygote (``PR_SET_PDEATHSIG``);
-2. as root: own, empty network namespace (no interfaces up: no network at all);
-3. stdin/stdout become the region's protocol socket; every other descriptor is closed;
+2. as root: own, empty network namespace (no interfaces up: no network at all); own mount and IPC
+   namespaces with a fresh, size-limited tmpfs (``0700``, owned by the region uid) over ``/tmp``,
+   ``/var/tmp``, ``/dev/shm`` and every other shared scratch folder (:func:`private_scratch`): what
+   a region writes there dies with it, and it sees nothing others wrote; its working directory is
+   rebuilt inside its ``/tmp`` with the package snapshot bind-mounted read-only. Elsewhere
+   ``TMPDIR`` is a ``0700`` folder in its working directory, removed when it exits;
+3. stdin/stdout become the region's protocol socket (stderr is already its own log pipe, read by
+   the host: :mod:`shared.isolation.region_output`); every other descriptor is closed;
 4. resource limits: CPU seconds, address space, open files, file size, processes/threads
    (``RLIMIT_NPROC``) and no core dumps;
 5. its own working directory (the package snapshot lives in it), ``umask 077``;
@@ -24,6 +30,7 @@ import os
 import random
 import resource
 import signal
+import stat
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -31,8 +38,19 @@ from typing import Any
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWNET = 0x40000000
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
 SAFE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ")
+#: Folders every user may write to (where present and world-writable): a region gets its own of each.
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", "/dev/mqueue", "/var/crash")
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,9 @@ class RegionLimits:
     open_files: int = 64
     file_size: int = 64 << 20
     processes: int = 16
+    #: the region's private ``/tmp`` (with its working directory; the other scratch folders get a
+    #: quarter each), or without a mount namespace its working directory without the package
+    scratch_bytes: int = 64 << 20
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -68,12 +89,88 @@ def _prctl(libc: ctypes.CDLL, option: int, value: int) -> None:
         raise OSError(err, f"prctl({option}) failed: {os.strerror(err)}")
 
 
+def _unshare(libc: ctypes.CDLL, flags: int, what: str) -> None:
+    if libc.unshare(flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare({what}) failed: {os.strerror(err)}")
+
+
+def _mount(
+    libc: ctypes.CDLL, source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
+    def arg(value: str | None) -> bytes | None:
+        return None if value is None else os.fsencode(value)
+
+    if libc.mount(arg(source), arg(target), arg(fstype), ctypes.c_ulong(flags), arg(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount({source}, {target}) failed: {os.strerror(err)}")
+
+
 def own_network_namespace() -> None:
     """Move into a new network namespace (only loopback, down): the region has no network."""
+    _unshare(_libc(), CLONE_NEWNET, "CLONE_NEWNET")
+
+
+def scratch_dirs() -> list[str]:
+    """Those of :data:`SCRATCH_DIRS` that are real (not symlinked), world-writable directories here."""
+    found = []
+    for path in SCRATCH_DIRS:
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_mode & 0o002:
+            found.append(path)
+    return found
+
+
+def private_scratch(workdir: str, uid: int, size: int, keep: tuple[str, ...] = ()) -> None:
+    """(root, in the region before it drops privileges) Own mount and IPC namespaces, with a fresh
+    tmpfs (``0700``, owned by ``uid``, ``nosuid,nodev``; ``size`` bytes for ``/tmp``, a quarter for
+    the others) over every shared scratch folder. Nothing propagates back to the host (``/`` is made
+    private first), and everything is freed when the region's last process exits: SysV IPC and POSIX
+    message queues too (own IPC namespace).
+
+    If ``workdir`` was under one of them (the zygote keeps regions under ``$TMPDIR``), it is rebuilt in
+    the new tmpfs at the same path, with only ``workdir/package`` (the snapshot) bind-mounted from the
+    original, read-only: what the region writes in its working directory counts against ``size``.
+    Folders of ``keep`` (import paths: a checkout under ``/tmp``) that a tmpfs hides are bind-mounted
+    back at their paths, read-only, and nothing else of the host's scratch folders.
+    """
     libc = _libc()
-    if libc.unshare(CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"unshare(CLONE_NEWNET) failed: {os.strerror(err)}")
+    _unshare(libc, CLONE_NEWNS | CLONE_NEWIPC, "CLONE_NEWNS | CLONE_NEWIPC")
+    _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
+    targets = scratch_dirs()
+
+    def hidden(path: str) -> bool:
+        return any(path.startswith(target + "/") for target in targets)
+
+    kept: list[str] = []
+    for path in sorted(p.rstrip("/") for p in keep if p and hidden(p.rstrip("/")) and os.path.isdir(p)):
+        if not any(path.startswith(parent + "/") for parent in kept):  # a parent brings it back already
+            kept.append(path)
+    package = os.path.join(workdir, "package")
+    rebuild = hidden(workdir)
+    back = {path: os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for path in kept}
+    if rebuild:
+        back[package] = os.open(package, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for target in targets:
+            share = size if target == "/tmp" else max(size // 4, 1 << 20)
+            options = f"size={share},mode=0700,uid={uid},gid={uid}"
+            _mount(libc, "tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options)
+        os.umask(0o022)
+        if rebuild:
+            os.makedirs(os.path.dirname(workdir), mode=0o711, exist_ok=True)
+            os.mkdir(workdir, 0o700)
+            os.chown(workdir, uid, uid)
+        for path, fd in back.items():  # read-only, at the same path; ``..`` stays in the tmpfs
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            _mount(libc, f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+            _mount(libc, None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    finally:
+        for fd in back.values():
+            os.close(fd)
 
 
 def set_limits(limits: RegionLimits) -> None:
@@ -126,7 +223,14 @@ def _reach_unreadable_paths(dir_fds: dict[str, int]) -> None:
 
 
 def confine(
-    *, sock_fd: int, workdir: str, uid: int | None, own_netns: bool, limits: RegionLimits, zygote_pid: int
+    *,
+    sock_fd: int,
+    workdir: str,
+    uid: int | None,
+    own_netns: bool,
+    private_tmp: bool,
+    limits: RegionLimits,
+    zygote_pid: int,
 ) -> None:
     """Confine the current (freshly forked) process; see the module docstring for the steps."""
     os.setsid()
@@ -142,6 +246,11 @@ def confine(
         pass
     if own_netns:
         own_network_namespace()
+    if private_tmp and uid is not None:
+        private_scratch(workdir, uid, limits.scratch_bytes, keep=tuple(sys.path))
+        tmpdir = "/tmp"
+    else:
+        tmpdir = os.path.join(workdir, "tmp")  # made by the zygote, removed with the working directory
     os.dup2(sock_fd, 0)
     os.dup2(sock_fd, 1)
     _close_fds({0, 1, 2})
@@ -163,7 +272,7 @@ def confine(
         _prctl(libc, PR_SET_DUMPABLE, 0)
     _prctl(libc, PR_SET_NO_NEW_PRIVS, 1)
     env = {k: os.environ[k] for k in SAFE_ENV_KEYS if k in os.environ}
-    env.update(HOME=workdir, TMPDIR=workdir)
+    env.update(HOME=workdir, TMPDIR=tmpdir)
     os.environ.clear()
     os.environ.update(env)
     random.seed()  # do not share the zygote's PRNG state between regions

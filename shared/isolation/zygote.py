@@ -12,19 +12,21 @@ socket) and never runs cryptlet code. Per spawn request it:
 2. makes the region's working directory (``0700``, owned by that uid) and a read-only snapshot
    of the package in it: what the region measures is what it loads, and nothing can swap the
    files in between;
-3. forks; the child confines itself (:func:`shared.isolation.sandbox.confine`) and becomes the
-   container (:func:`shared.isolation.runtime.serve`); the zygote answers with the region's pid
-   and a pidfd (Linux >= 5.3), so the host can watch and kill exactly that process.
+3. forks; the child makes the log pipe the host passed its stderr, confines itself
+   (:func:`shared.isolation.sandbox.confine`) and becomes the container
+   (:func:`shared.isolation.runtime.serve`); the zygote answers with the region's pid and a pidfd
+   (Linux >= 5.3), so the host can watch and kill exactly that process.
 
 When a region exits, the zygote reaps it, kills everything it left behind (every process of its
-uid, its process group), removes its working directory and frees its uid. When the host goes
-away (EOF on the control socket) it kills every region and exits.
+uid, its process group), removes its working directory (and, as root without private scratch
+folders, every file its uid left in the shared ones) and frees its uid. When the host goes away
+(EOF on the control socket) it kills every region and exits.
 
 Control protocol: a ``SOCK_SEQPACKET`` socket pair, one JSON object per message, descriptors
 passed with ``SCM_RIGHTS``. After start the zygote sends ``{"ready": true, "uid_isolation": b,
-"own_netns": b}``; then ``spawn`` (+ the region's socket) -> ``{"ok", "pid", "uid", "workdir"}``
-(+ pidfd) and ``status {"pid"}`` -> ``{"ok", "state": "running" | "exited", "code" | "signal"}``.
-:class:`Zygote` is the host's end.
+"own_netns": b, "private_tmp": b}``; then ``spawn`` (+ the region's socket and the write end of its
+log pipe) -> ``{"ok", "pid", "uid", "workdir"}`` (+ pidfd) and ``status {"pid"}`` ->
+``{"ok", "state": "running" | "exited", "code" | "signal"}``. :class:`Zygote` is the host's end.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ if __package__ in (None, ""):  # started as a script in isolated mode: make `sha
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from shared.errors import RegionError
-from shared.isolation.sandbox import SAFE_ENV_KEYS, RegionLimits
+from shared.isolation.sandbox import SAFE_ENV_KEYS, RegionLimits, scratch_dirs
 
 ZYGOTE = Path(__file__).resolve()
 #: Region uids (root only): a range no distribution allocates (systemd's dynamic users stop at
@@ -65,6 +67,8 @@ UID_LOCK_DIR = Path(tempfile.gettempdir()) / "cryptlet-fabric-uids"
 MAX_MESSAGE = 64 * 1024
 START_TIMEOUT_S = 60.0
 EXIT_STATUSES_KEPT = 256
+#: At most this many entries are looked at when removing a region uid's files from scratch folders.
+MAX_SCRATCH_ENTRIES = 100_000
 
 
 # ============================================================================ the zygote process
@@ -108,21 +112,75 @@ class _Region:
     workdir: str
 
 
-def _kill_uid(uid: int) -> None:
-    """Kill every process running as ``uid``: a child drops to it and calls ``kill(-1)``."""
+def kill_uid(uid: int, *, remove_from: list[str] | None = None) -> None:
+    """Kill every process running as ``uid``: a child drops to it and calls ``kill(-1)``; then it
+    removes what ``uid`` left under ``remove_from`` (the shared scratch folders)."""
     pid = os.fork()
     if pid == 0:
         try:
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
-            os.kill(-1, signal.SIGKILL)  # every process this uid may signal, except ourselves
-        except ProcessLookupError:
-            pass
+            try:
+                os.kill(-1, signal.SIGKILL)  # every process this uid may signal, except ourselves
+            except ProcessLookupError:
+                pass
+            if remove_from:
+                remove_files_of(uid, remove_from)
         except BaseException:
             os._exit(1)
         os._exit(0)
     os.waitpid(pid, 0)
+
+
+def _remove_tree(path: str) -> None:
+    """Remove a folder we own, even one whose mode was taken away (permissions restored first)."""
+    try:
+        os.chmod(path, 0o700, follow_symlinks=False)
+        entries = list(os.scandir(path))
+    except OSError:
+        entries = []
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            _remove_tree(entry.path)
+        else:
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def remove_files_of(uid: int, roots: list[str]) -> None:
+    """(run as ``uid``) Remove everything ``uid`` owns under ``roots``, looking into the folders
+    there that anyone may write to (where others' files could hold ``uid``'s): a later region with
+    the same uid finds nothing. Running as ``uid`` it can remove only what that uid could."""
+    seen = 0
+    stack = list(roots)
+    while stack and seen < MAX_SCRATCH_ENTRIES:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if info.st_uid == uid:
+                if stat.S_ISDIR(info.st_mode):
+                    _remove_tree(entry.path)
+                else:
+                    try:
+                        os.unlink(entry.path)
+                    except OSError:
+                        pass
+            elif stat.S_ISDIR(info.st_mode) and info.st_mode & 0o002:
+                stack.append(entry.path)
 
 
 def _snapshot(package_dir: str, target: Path) -> None:
@@ -143,31 +201,65 @@ class _Server:
         self.pid = os.getpid()
         self.root = os.geteuid() == 0
         self.uids = _UidPool() if self.root else None
-        self.own_netns = self.root and self._probe_netns()
+        self.own_netns = self.root and self._probe(self._try_netns)
         self.base = Path(tempfile.mkdtemp(prefix="cryptlet-regions-"))
-        os.chmod(self.base, 0o711)
+        self.private_tmp = self.root and self._probe_private_tmp()
+        # Regions reach their working directory here only as root without their own mount namespace.
+        os.chmod(self.base, 0o711 if self.root and not self.private_tmp else 0o700)
         self.regions: dict[int, _Region] = {}
         self.exited: collections.OrderedDict[int, dict[str, Any]] = collections.OrderedDict()
 
     @staticmethod
-    def _probe_netns() -> bool:
+    def _probe(attempt: Any) -> bool:
+        """Whether ``attempt()`` works here (tried in a throwaway child)."""
         pid = os.fork()
         if pid == 0:
             try:
-                from shared.isolation.sandbox import own_network_namespace
-
-                own_network_namespace()
+                attempt()
             except BaseException:
                 os._exit(1)
             os._exit(0)
         return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+    @staticmethod
+    def _try_netns() -> None:
+        from shared.isolation.sandbox import own_network_namespace
+
+        own_network_namespace()
+
+    def _probe_private_tmp(self) -> bool:
+        """Whether regions can have their own mount namespace and scratch folders (a trial run)."""
+        workdir = tempfile.mkdtemp(prefix="probe-", dir=self.base)
+        marker = os.path.join(workdir, "package", "marker")
+        os.mkdir(os.path.dirname(marker))
+        Path(marker).touch()
+
+        def attempt() -> None:
+            from shared.isolation.sandbox import private_scratch
+
+            private_scratch(workdir, 0, 1 << 20)
+            if not os.path.isfile(marker):
+                raise RuntimeError("the package snapshot is not reachable")
+
+        try:
+            return self._probe(attempt)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def serve(self) -> None:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, lambda *_: None)  # the host ends us by closing the socket
-        self._send({"ready": True, "pid": os.getpid(), "uid_isolation": self.root, "own_netns": self.own_netns})
+        self._send(
+            {
+                "ready": True,
+                "pid": os.getpid(),
+                "uid_isolation": self.root,
+                "own_netns": self.own_netns,
+                "private_tmp": self.private_tmp,
+            }
+        )
         try:
             while True:
                 watched: list[socket.socket | int] = [self.control, wake_r]
@@ -202,9 +294,9 @@ class _Server:
         op = message.get("op")
         try:
             if op == "spawn":
-                if len(fds) != 1:
-                    raise ValueError("spawn needs exactly one region socket")
-                self._spawn(message, fds[0])
+                if len(fds) != 2:
+                    raise ValueError("spawn needs the region's socket and log pipe")
+                self._spawn(message, fds[0], fds[1])
             elif op == "status":
                 self._send(self._status(int(message["pid"])))
             else:
@@ -216,15 +308,19 @@ class _Server:
             for fd in fds:
                 os.close(fd)
 
-    def _spawn(self, message: dict[str, Any], sock_fd: int) -> None:
+    def _spawn(self, message: dict[str, Any], sock_fd: int, log_fd: int) -> None:
         limits = RegionLimits.from_dict(message["limits"])
         uid = self.uids.take() if self.uids else None
         workdir = Path(tempfile.mkdtemp(prefix="region-", dir=self.base))
         try:
             package = workdir / "package"
             _snapshot(message["package_dir"], package)
+            if not self.private_tmp:  # the region's TMPDIR (else its own /tmp)
+                (workdir / "tmp").mkdir(mode=0o700)
             if uid is not None:
                 os.chown(workdir, uid, uid)
+                if not self.private_tmp:
+                    os.chown(workdir / "tmp", uid, uid)
             pid = os.fork()
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -233,7 +329,7 @@ class _Server:
                 self.uids.release(uid)
             raise
         if pid == 0:
-            self._become_region(sock_fd, str(workdir), str(package), uid, limits)
+            self._become_region(sock_fd, log_fd, str(workdir), str(package), uid, limits)
         self.regions[pid] = _Region(pid, uid, str(workdir))
         pidfd = os.pidfd_open(pid)
         try:
@@ -241,13 +337,22 @@ class _Server:
         finally:
             os.close(pidfd)
 
-    def _become_region(self, sock_fd: int, workdir: str, package: str, uid: int | None, limits: RegionLimits) -> None:
+    def _become_region(
+        self, sock_fd: int, log_fd: int, workdir: str, package: str, uid: int | None, limits: RegionLimits
+    ) -> None:
         code = 0
         try:
+            os.dup2(log_fd, 2)  # the region's own log pipe, never the host's stderr
             from shared.isolation import runtime, sandbox
 
             sandbox.confine(
-                sock_fd=sock_fd, workdir=workdir, uid=uid, own_netns=self.own_netns, limits=limits, zygote_pid=self.pid
+                sock_fd=sock_fd,
+                workdir=workdir,
+                uid=uid,
+                own_netns=self.own_netns,
+                private_tmp=self.private_tmp,
+                limits=limits,
+                zygote_pid=self.pid,
             )
             runtime.main(Path(package))
         except BaseException:
@@ -294,7 +399,7 @@ class _Server:
         except (ProcessLookupError, PermissionError):
             pass
         if region.uid is not None:
-            _kill_uid(region.uid)
+            kill_uid(region.uid, remove_from=None if self.private_tmp else scratch_dirs())
             assert self.uids is not None  # a region's uid came from the pool
             self.uids.release(region.uid)
         shutil.rmtree(region.workdir, ignore_errors=True)
@@ -383,6 +488,8 @@ class Spawned:
     uid: int | None
     workdir: str
     sock: socket.socket
+    #: the read end of the region's stderr pipe (:class:`~shared.isolation.region_output.RegionOutput`)
+    log_fd: int
 
 
 class Zygote:
@@ -465,15 +572,17 @@ class Zygote:
             return dict(self.capabilities)
 
     def spawn(self, package_dir: Path, limits: RegionLimits) -> Spawned:
-        """Fork a confined region for ``package_dir`` (snapshotted by the zygote)."""
+        """Fork a confined region for ``package_dir`` (snapshotted by the zygote); its stderr is a new
+        pipe whose read end the caller gets (``log_fd``)."""
         host_end, region_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        log_read, log_write = os.pipe2(os.O_CLOEXEC)
         try:
             with self._lock:
                 for attempt in (1, 2):  # one restart if the zygote had died
                     try:
                         reply, fds = self._request(
                             {"op": "spawn", "package_dir": str(package_dir), "limits": limits.to_dict()},
-                            [region_end.fileno()],
+                            [region_end.fileno(), log_write],
                         )
                         break
                     except RegionError:
@@ -481,17 +590,20 @@ class Zygote:
                             raise
         except BaseException:
             host_end.close()
+            os.close(log_read)
             raise
         finally:
             region_end.close()
+            os.close(log_write)
         if not reply.get("ok") or len(fds) != 1:
             for fd in fds:
                 os.close(fd)
             host_end.close()
+            os.close(log_read)
             raise RegionError(
                 f"the zygote could not start a region: {reply.get('error', 'no pidfd')}", region_code="spawn_failed"
             )
-        return Spawned(reply["pid"], fds[0], reply.get("uid"), reply["workdir"], host_end)
+        return Spawned(reply["pid"], fds[0], reply.get("uid"), reply["workdir"], host_end, log_read)
 
     def status(self, pid: int) -> dict[str, Any]:
         """``{"state": "running"}`` or ``{"state": "exited", "code" | "signal": n}`` ({} if unknown)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from shared.errors import InvalidInput, NotFound
 from shared.packages.names import NAME, NAME_RULE
 from shared.packages.store import PackageStore
-from shared.packages.upload import UPLOADED_PACKAGE, UPLOADS_FOLDER, StagedUpload, stage_package
+from shared.packages.upload import UPLOADED_PACKAGE, UPLOADS_FOLDER, StagedUpload, private_uploads_folder, stage_package
 
 #: A package folder name (the cryptlet name rule; ``\Z``: no trailing newline).
 PACKAGE_NAME = NAME
@@ -33,6 +33,8 @@ class PackageFolders:
         self.store = store
         self.max_bytes = max_bytes
         self.measure = measure
+        if self.uploads_dir.is_dir():  # one made before uploads were kept private: tighten it
+            private_uploads_folder(self.uploads_dir)
 
     def resolve(self, package: object) -> Path:
         """The folder of a package name (or of an uploaded package's ``.uploads/<digest>``)."""

@@ -120,6 +120,15 @@ def _entry_path(info: zipfile.ZipInfo) -> tuple[str, bool]:
     return "/".join(parts), is_dir
 
 
+def private_uploads_folder(uploads_dir: Path) -> None:
+    """Create the uploads folder, or tighten an existing one of ours, to ``0700``: regions (other uids)
+    must not read other cryptlets' uploads (docs/isolation.md)."""
+    uploads_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = uploads_dir.stat()
+    if info.st_uid == os.geteuid() and info.st_mode & 0o777 != 0o700:
+        os.chmod(uploads_dir, 0o700)
+
+
 class StagedUpload:
     """An accepted archive extracted into a private ``.tmp-<random>`` folder and measured; not yet in
     place. :meth:`commit` moves it to ``<uploads>/<name>``; :meth:`close` drops what is left."""
@@ -168,7 +177,7 @@ def _measures(folder: Path, digest_hex: str) -> bool:
 def stage_package(data: bytes, uploads_dir: Path, max_bytes: int, measure: Callable[[Path], bytes]) -> StagedUpload:
     """Check an uploaded archive and extract it into a private folder of ``uploads_dir``; measure it."""
     entries = check_archive(data, max_bytes)
-    uploads_dir.mkdir(parents=True, exist_ok=True)
+    private_uploads_folder(uploads_dir)
     work = uploads_dir / f".tmp-{secrets.token_hex(8)}"
     work.mkdir(mode=0o755)
     try:
