@@ -167,7 +167,11 @@ def build_host(settings: Settings) -> Host:
         registrations=Registrations(registry, folders, cache, pools, index, policies),
         invocations=invocations,
         queued=QueuedCalls(
-            RequestStore(storage.table(settings.table("requests"))), invocations, delivery_key, progress
+            RequestStore(storage.table(settings.table("requests"))),
+            invocations,
+            delivery_key,
+            progress,
+            lease_s=settings.request_lease_s,
         ),
         keys=KeyOperations(
             KeyLifecycle(registry, index),
