@@ -39,7 +39,7 @@ from azure.storage.queue import QueueClient
 from shared.clock import now_ms
 from shared.errors import Conflict, FabricError, InvalidInput, NotFound, StorageError
 from shared.events import webhooks
-from shared.events.delivery import CallbackClient, DeliveryFailed, DeliveryKey
+from shared.events.delivery import CallbackClient, CallbackPolicy, DeliveryFailed, DeliveryKey
 from shared.events.history import HistoryRow, HistoryStore
 from shared.events.subscriptions import Subscription, SubscriptionStore
 from shared.events.tick import Scheduler, fire_message
@@ -131,6 +131,7 @@ class Events:
         storage: Storage,
         sealing_secret: bytes,
         region_timeout: float,
+        callbacks: CallbackPolicy | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if env is None else env
@@ -146,7 +147,7 @@ class Events:
         self.subscriptions = subscriptions
         self.history = history
         self.key = delivery_key
-        self.callbacks = CallbackClient(self.key)
+        self.callbacks = CallbackClient(self.key, callbacks)  # where callbacks may go: docs/events.md
         self.queue = storage.queue(self.fire_queue_name)
         self.poison = storage.queue(f"{self.fire_queue_name}-poison")
         for client in (self.queue, self.poison):

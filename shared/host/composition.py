@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.encoding import from_hex
 from shared.envelope import Domain
-from shared.events.delivery import DeliveryKey
+from shared.events.delivery import CallbackPolicy, DeliveryKey
 from shared.events.engine import Events
 from shared.events.history import HistoryStore
 from shared.events.subscribers import SubscriberRegistry
@@ -72,6 +72,7 @@ class Host:
     policies: PolicyAdmin
     pools: Pools
     operations: Operations
+    callbacks: CallbackPolicy  # where subscription callbacks may point (FABRIC_CALLBACK_ALLOW)
 
     @cached_property
     def events(self) -> Events:
@@ -85,6 +86,7 @@ class Host:
             storage=self.storage,
             sealing_secret=settings.sealing_secret,
             region_timeout=settings.region_timeout,
+            callbacks=self.callbacks,
         )
 
     @cached_property
@@ -96,6 +98,7 @@ class Host:
             SubscriberRegistry(self.storage.table(settings.table("subscribers"))),
             self.registrations.get,
             settings.sealing_secret,
+            self.callbacks,
         )
 
     def _invoke_for_events(self, name: str, method: str, args: dict[str, Any], request_id: str) -> dict[str, Any]:
@@ -186,4 +189,5 @@ def build_host(settings: Settings) -> Host:
         policies=PolicyAdmin(policies, policy_store, registry, ledger, pools),
         pools=pools,
         operations=Operations(ledger, provider, delivery_key),
+        callbacks=CallbackPolicy(settings.callback_allow),
     )
