@@ -290,10 +290,24 @@ class Lease:
                 try:
                     self.row = self.store.update(self.row, lease_until_ms=until, check_after_ms=until)
                 except Conflict:
-                    log.warning("request %s: lease lost to another writer", self.row.request_id)
-                    return
+                    if not self._still_ours():
+                        log.warning("request %s: lease lost to another writer", self.row.request_id)
+                        return
                 except StorageError:
                     continue  # try again at the next renewal; the lease still has two thirds to run
+
+    def _still_ours(self) -> bool:
+        """After a conflicting write: whether the row is still this lease's (then renew from it)."""
+        try:
+            fresh = self.store.read(self.row.request_id)
+        except StorageError:
+            return True
+        if fresh is None or fresh.status != "running" or fresh.attempts != self.row.attempts:
+            return False
+        if fresh.entity.get("worker") != self.row.entity.get("worker"):
+            return False
+        self.row = fresh
+        return True
 
     def _stop_renewing(self) -> None:
         self._stop.set()
@@ -498,8 +512,7 @@ class QueuedCalls:
             try:
                 if self._conclude(row, now) is not None:
                     continue
-                if row.status == "running" and row.lease_until_ms > now:  # renewed: look again when it runs out
-                    self.requests.update(row, check_after_ms=row.lease_until_ms)
+                if row.status == "running" and row.lease_until_ms > now:  # its worker is alive: leave it be
                     continue
                 request = row.request()
                 if request is None:
