@@ -124,6 +124,7 @@ def main() -> None:
             FABRIC_PACKAGES_DIR=str(packages),
             FABRIC_TABLE_PREFIX="bench",
             FABRIC_FIRE_QUEUE="bench-fires",
+            FABRIC_CALLBACK_ALLOW="127.0.0.1",  # the callback receiver is on loopback
         )
         port = free_port()
         host = DevHostProcess(port, env, stdout=sys.stderr)  # the JSON stays stdout's last line

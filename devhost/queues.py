@@ -9,6 +9,12 @@ watcher. A message is deleted when the function succeeds; on failure it becomes 
 again after ``visibilityTimeout``, or goes to ``<queue>-poison`` once its dequeue count
 reaches ``maxDequeueCount``. Messages that are not valid base64 (with the default
 ``messageEncoding``) go to the poison queue at once.
+
+As in the extension (``QueueListener``), a fetched message is invisible for 10 minutes and
+that lease is renewed every 5 minutes while the function runs, so a long function is not
+handed to a second poller; a host that dies leaves its message invisible for up to 10
+minutes. Work that must resume sooner after a crash needs its own lease and recovery (the
+fabric's asynchronous requests: docs/requests.md).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from devhost.storage import MessageCodec, QueueClients, resolve_connection
 log = logging.getLogger("devhost")
 
 MIN_POLLING_INTERVAL = 0.1  # seconds
-LEASE_SECONDS = 600  # how long a fetched message stays invisible while it is processed
+LEASE_SECONDS = 600  # how long a fetched message stays invisible while it is processed (renewed at half)
 
 
 class WakeRegistry:
@@ -77,6 +83,43 @@ def _bodies(value: Any) -> Iterable[bytes]:
             yield cast(bytes, item.get_body())  # func.QueueMessage's; the abstract class says str | bytes
         else:
             raise TypeError(f"queue output values must be str, bytes or func.QueueMessage, not {type(item).__name__}")
+
+
+class VisibilityRenewal:
+    """Keeps a message being processed invisible: every half lease its visibility is extended by a
+    whole lease, as the extension's ``UpdateQueueMessageVisibilityCommand`` does. The newest pop
+    receipt (each update changes it) is :attr:`pop_receipt`, for the final delete or update."""
+
+    def __init__(self, client: Any, message: QueueMessage, lease_seconds: float = LEASE_SECONDS) -> None:
+        self.client = client
+        self.message_id = message.id
+        self.pop_receipt = message.pop_receipt
+        self.lease_seconds = lease_seconds
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"devhost-renew-{message.id[:8]}", daemon=True)
+
+    def __enter__(self) -> VisibilityRenewal:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        with self._lock:  # an update under way finishes first, so pop_receipt is the newest
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 2):
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                try:
+                    receipt = self.client.update_message(
+                        self.message_id, pop_receipt=self.pop_receipt, visibility_timeout=round(self.lease_seconds)
+                    )
+                    self.pop_receipt = receipt.pop_receipt
+                except Exception as exc:  # lost (deleted, receipt mismatch) or storage down: retry sooner
+                    log.warning("could not renew the lease of message %s: %s", self.message_id, exc)
 
 
 class QueuePoller:
@@ -157,8 +200,11 @@ class QueuePoller:
                 self.queue_name,
                 message.id,
             )
+            client = self.clients.get(self.connection, self.queue_name)
+            renewal = VisibilityRenewal(client, message)
             try:
-                self.invoker.invoke_blocking(self.function, self._trigger_value(message, body))
+                with renewal:
+                    self.invoker.invoke_blocking(self.function, self._trigger_value(message, body))
             except Exception:
                 log.exception(
                     "Executed 'Functions.%s' (Failed, MessageId=%s, DequeueCount=%s)",
@@ -167,16 +213,15 @@ class QueuePoller:
                     message.dequeue_count,
                 )
                 if message.dequeue_count >= self.options.max_dequeue_count:
-                    self._poison(message, f"failed {message.dequeue_count} time(s)")
+                    self._poison(message, f"failed {message.dequeue_count} time(s)", renewal.pop_receipt)
                 else:
-                    client = self.clients.get(self.connection, self.queue_name)
                     client.update_message(
                         message.id,
-                        pop_receipt=message.pop_receipt,
+                        pop_receipt=renewal.pop_receipt,
                         visibility_timeout=round(self.options.visibility_timeout),
                     )
                 return
-            self.clients.get(self.connection, self.queue_name).delete_message(message.id, message.pop_receipt)
+            client.delete_message(message.id, renewal.pop_receipt)
         except Exception as exc:
             log.error("queue %s: could not settle message %s: %s", self.queue_name, message.id, exc)
 
@@ -195,7 +240,9 @@ class QueuePoller:
             pop_receipt=message.pop_receipt,
         )
 
-    def _poison(self, message: QueueMessage, reason: str) -> None:
+    def _poison(self, message: QueueMessage, reason: str, pop_receipt: str | None = None) -> None:
         log.warning("moving message %s from %s to %s (%s)", message.id, self.queue_name, self.poison_name, reason)
         self.clients.get(self.connection, self.poison_name).send_message(message.content)
-        self.clients.get(self.connection, self.queue_name).delete_message(message.id, message.pop_receipt)
+        self.clients.get(self.connection, self.queue_name).delete_message(
+            message.id, pop_receipt or message.pop_receipt
+        )

@@ -11,11 +11,19 @@ import json
 from typing import Any
 
 import shared
+from functions.http import MAX_SEQUENCE
+from shared.limits import MAX_WEBHOOK_BYTES
+from shared.host.queued_calls import DEFAULT_DEADLINE_S, MAX_DEADLINE_S, MAX_MESSAGE_BYTES
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
 HEX32 = {"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$"}
 OBJECT = {"type": "object"}
+INT32_MAX = 2**31 - 1  #: route constraint ``{x:int}``: a larger number matches no route (404)
+MAX_PAGE = 1000  #: functions/ledger.py and functions/events.py: most entries or deliveries per page
+CRYPTLET_NAME = {"type": "string", "pattern": "^[a-z][a-z0-9_]{1,62}$"}  # shared/schemas/cryptlet.schema.json
+ADDRESS = {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}
+SUBSCRIPTION_ID_SCHEMA = {"type": "string", "pattern": "^sub_[0-9a-f]{24}$"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -35,18 +43,23 @@ def _ok(
     return response
 
 
-def _path_param(name: str, description: str, integer: bool = False) -> dict[str, Any]:
-    schema = {"type": "integer", "minimum": 0} if integer else {"type": "string"}
-    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
+def _path_param(
+    name: str, description: str, integer: bool = False, schema: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    if schema is None:
+        schema = {"type": "integer", "minimum": 0, "maximum": INT32_MAX} if integer else {"type": "string"}
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema, **extra}
 
 
-def _query(name: str, description: str, integer: bool = True) -> dict[str, Any]:
+def _query(
+    name: str, description: str, integer: bool = True, minimum: int = 0, maximum: int = MAX_SEQUENCE
+) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",
         "required": False,
         "description": description,
-        "schema": {"type": "integer", "minimum": 0} if integer else {"type": "string"},
+        "schema": {"type": "integer", "minimum": minimum, "maximum": maximum} if integer else {"type": "string"},
     }
 
 
@@ -54,8 +67,9 @@ def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": {JSON: {"schema": schema}}}
 
 
-NAME = _path_param("name", "registered cryptlet name")
+NAME = _path_param("name", "registered cryptlet name", schema=CRYPTLET_NAME, example="customer_validator")
 SEQUENCE = _path_param("sequence", "ledger entry sequence (1-based)", integer=True)
+REQUEST_ID = _path_param("request_id", "0x-prefixed 32-byte request id", schema=HEX32)
 LOCATION = {"Location": {"description": "where the resource can be read", "schema": {"type": "string"}}}
 
 
@@ -79,7 +93,7 @@ def _operation(
                 "400": "invalid input; `field` names the offending input",
                 "404": "not found",
                 "409": "conflict",
-                "413": "package too large (`reason` says which limit)",
+                "413": "too large (`reason` or `field` says which limit)",
                 "422": "verification failed",
                 "502": "the region failed (`region_code` says how)",
             }[status]
@@ -107,13 +121,39 @@ INVOKE_BODY = {
     "properties": {
         "method": {"type": "string", "description": "a method of the cryptlet's interface"},
         "args": {"type": "object", "description": "named arguments", "default": {}},
-        "request_id": {**HEX32, "description": "32-byte request id (random if absent)"},
+        "request_id": {
+            **HEX32,
+            "description": "32-byte request id (random if absent); a queued request's id is accepted once",
+        },
         "deadline_ms": {
             "type": "integer",
-            "description": "queued requests: unix ms (1 s .. 7 days ahead; default 15 "
-            "minutes); a request still pending then is never run and "
+            "minimum": 0,
+            "description": f"queued requests: unix ms (1 s .. {MAX_DEADLINE_S // 86400} days ahead; default "
+            f"{DEFAULT_DEADLINE_S // 60} minutes); a request still pending then is never run and "
             "ends `expired` with a failure signed by the delivery key",
         },
+    },
+}
+REQUEST_STATUS = {
+    "type": "object",
+    "description": "an asynchronous request (docs/requests.md)",
+    "required": ["request_id", "status", "updated_at"],
+    "properties": {
+        "request_id": {"type": "string", "pattern": "^0x[0-9a-f]{64}$"},
+        "status": {"enum": ["pending", "running", "done", "failed", "expired"]},
+        "updated_at": {"type": "string"},
+        "attempts": {"type": "integer", "minimum": 0, "description": "leases taken by workers"},
+        "request": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "method": {"type": "string"}},
+        },
+        "deadline_ms": {"type": ["integer", "null"]},
+        "envelope": {"$ref": "#/components/schemas/Envelope"},
+        "error": {
+            "type": "object",
+            "description": "the problem of a failed request, or the signed failure of an expired one",
+        },
+        "location": {"type": "string"},
     },
 }
 REVOKE: dict[str, Any] = {
@@ -176,7 +216,7 @@ SUBSCRIPTION = {
         "last_fired_ms": {"type": ["integer", "null"]},
     },
 }
-SUBSCRIPTION_ID = _path_param("id", "subscription id (sub_ + 24 hex digits)")
+SUBSCRIPTION_ID = _path_param("id", "subscription id (sub_ + 24 hex digits)", schema=SUBSCRIPTION_ID_SCHEMA)
 
 
 def _signed(op: dict[str, Any]) -> dict[str, Any]:
@@ -241,8 +281,8 @@ def _paths() -> dict[str, Any]:
             "post": _operation(
                 "register_cryptlet",
                 "Register a package: a folder of the host's packages directory "
-                "(JSON) or an uploaded zip (`application/zip`, `cryptlet.json` at its root; refused "
-                "with a problem whose `reason` names the check)",
+                "(JSON) or an uploaded zip (`application/zip`, `cryptlet.json` at its root, at most "
+                "FABRIC_MAX_PACKAGE_BYTES, default 5 MiB: 413; refused with a problem whose `reason` names the check)",
                 "cryptlets",
                 {"201": _ok("registered", registration, LOCATION)},
                 body={
@@ -377,33 +417,39 @@ def _paths() -> dict[str, Any]:
         "/api/cryptlets/{name}/requests": {
             "post": _operation(
                 "request_invocation",
-                "Queue an invocation; poll its Location",
+                "Queue an invocation; poll its Location. A request id is accepted once: posting it "
+                "again answers that request (200; never run again), or 409 if the cryptlet, method or "
+                f"args differ. At most {MAX_MESSAGE_BYTES} bytes of request JSON (413)",
                 "invocations",
                 {
                     "202": _ok(
                         "accepted",
                         {
                             "type": "object",
+                            "required": ["request_id", "status", "location"],
                             "properties": {
-                                "request_id": HEX32,
+                                "request_id": {"type": "string", "pattern": "^0x[0-9a-f]{64}$"},
                                 "status": {"const": "pending"},
                                 "location": {"type": "string"},
                             },
                         },
                         LOCATION,
-                    )
+                    ),
+                    "200": _ok("this request id was accepted before: its status", REQUEST_STATUS, LOCATION),
                 },
                 params=[NAME],
                 body=_body(INVOKE_BODY),
+                errors=("400", "404", "409", "413"),
             )
         },
         "/api/requests/{request_id}": {
             "get": _operation(
                 "get_request",
-                "Status of a queued invocation: pending, done (envelope) or failed (problem)",
+                "Status of a queued invocation: pending, running, done (envelope), failed (problem) or "
+                "expired (never ran; signed failure)",
                 "invocations",
-                {"200": _ok("request status")},
-                params=[_path_param("request_id", "0x-prefixed 32-byte request id")],
+                {"200": _ok("request status", REQUEST_STATUS)},
+                params=[REQUEST_ID],
             )
         },
         "/api/requests/{request_id}/progress": {
@@ -429,7 +475,7 @@ def _paths() -> dict[str, Any]:
                         },
                     )
                 },
-                params=[_path_param("request_id", "0x-prefixed 32-byte request id")],
+                params=[REQUEST_ID],
             )
         },
         "/api/cryptlets/{name}/keys/rotate": {
@@ -463,7 +509,7 @@ def _paths() -> dict[str, Any]:
                 "Every key of the cryptlet, or the one valid at ledger entry `at`",
                 "keys",
                 {"200": _ok("keys")},
-                params=[NAME, _query("at", "ledger sequence (positive)")],
+                params=[NAME, _query("at", "ledger sequence (positive)", minimum=1)],
             )
         },
         "/api/cryptlets/{name}/retire": {
@@ -504,8 +550,8 @@ def _paths() -> dict[str, Any]:
                     )
                 },
                 params=[
-                    _query("from", "first sequence (default 1)"),
-                    _query("limit", "page size (1-1000, default 100)"),
+                    _query("from", "first sequence (default 1)", minimum=1),
+                    _query("limit", "page size (1-1000, default 100)", minimum=1, maximum=MAX_PAGE),
                 ],
                 errors=("400",),
             )
@@ -565,7 +611,7 @@ def _paths() -> dict[str, Any]:
                 "A key's life and the ledger entries that say so",
                 "ledger",
                 {"200": _ok("key record and entries")},
-                params=[_path_param("address", "0x-prefixed Ethereum address of the key")],
+                params=[_path_param("address", "0x-prefixed Ethereum address of the key", schema=ADDRESS)],
             )
         },
         # -- event engine: webhooks, dead letters, delivery history (docs/events.md) --
@@ -573,7 +619,8 @@ def _paths() -> dict[str, Any]:
             "post": {
                 **_operation(
                     "webhook",
-                    "Fire a webhook subscription: the JSON body becomes `args.event`; authenticated by "
+                    f"Fire a webhook subscription: the JSON body (at most {MAX_WEBHOOK_BYTES} bytes, 413 "
+                    "otherwise) becomes `args.event`; authenticated by "
                     '`X-Webhook-Signature: t=<unix s>,v1=<hex HMAC-SHA256 of "<t>." + body>` with the subscription\'s '
                     "secret (no function key)",
                     "events",
@@ -594,7 +641,9 @@ def _paths() -> dict[str, Any]:
                         ),
                     },
                     params=[
-                        _path_param("subscription_id", "subscription id (sub_ + 24 hex digits)"),
+                        _path_param(
+                            "subscription_id", "subscription id (sub_ + 24 hex digits)", schema=SUBSCRIPTION_ID_SCHEMA
+                        ),
                         {
                             "name": "X-Webhook-Signature",
                             "in": "header",
@@ -649,9 +698,9 @@ def _paths() -> dict[str, Any]:
                     )
                 },
                 params=[
-                    _path_param("id", "subscription id (sub_ + 24 hex digits)"),
+                    _path_param("id", "subscription id (sub_ + 24 hex digits)", schema=SUBSCRIPTION_ID_SCHEMA),
                     _query("from", "first sequence (default 0)"),
-                    _query("limit", "1..1000 (default 100)"),
+                    _query("limit", "1..1000 (default 100)", minimum=1, maximum=MAX_PAGE),
                 ],
                 errors=("400", "404"),
             )

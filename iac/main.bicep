@@ -160,6 +160,9 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'FABRIC_CHECKPOINT_SCHEDULE', value: '0 */5 * * * *' }
         { name: 'FABRIC_WARM_SCHEDULE', value: '0 */1 * * * *' }
         { name: 'FABRIC_INVOKE_QUEUE', value: 'cryptlet-invocations' }
+        { name: 'FABRIC_REQUEST_LEASE_S', value: '30' }
+        { name: 'FABRIC_REQUEST_SWEEP_SCHEDULE', value: '*/10 * * * * *' }
+        { name: 'FABRIC_CALLBACK_ALLOW', value: '' }
         { name: 'FABRIC_FIRE_QUEUE', value: 'cryptlet-fires' }
         { name: 'FABRIC_SCHEDULER_SCHEDULE', value: '* * * * * *' }
         { name: 'FABRIC_DELIVERY_BACKOFF_MAX_S', value: '60' }

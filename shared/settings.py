@@ -73,6 +73,21 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
         "min_instances regions warm (also run at host start).",
     ),
     "FABRIC_INVOKE_QUEUE": ("cryptlet-invocations", "Queue of asynchronous invocation requests."),
+    "FABRIC_REQUEST_LEASE_S": (
+        "30",
+        "Seconds a worker's lease on a running asynchronous request lasts (renewed every third of it "
+        "while the call runs); a request whose host died is re-enqueued by the sweep once it runs out.",
+    ),
+    "FABRIC_REQUEST_SWEEP_SCHEDULE": (
+        "*/10 * * * * *",
+        "NCRONTAB schedule of the asynchronous-request recovery sweep (re-enqueues requests whose "
+        "lease ran out or whose message was lost; expires pending ones past their deadline).",
+    ),
+    "FABRIC_CALLBACK_ALLOW": (
+        "",
+        "Comma-separated hosts, IP addresses and CIDRs that subscription callbacks may reach although "
+        "they are not public (loopback, private, link-local, ...); empty: public addresses only.",
+    ),
     "FABRIC_FIRE_QUEUE": (
         "cryptlet-fires",
         "Queue of subscription fires (event engine; poison: `<queue>-poison`, listed by GET /api/deadletters).",
@@ -120,6 +135,8 @@ class Settings:
     max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     uploads_dir: Path | None = None  # None: packages_dir/.uploads
+    request_lease_s: float = 30.0
+    callback_allow: str = ""
 
     @property
     def uploads_folder(self) -> Path:
@@ -165,6 +182,8 @@ class Settings:
             invoke_queue=get("FABRIC_INVOKE_QUEUE"),
             max_package_bytes=_int(get, "FABRIC_MAX_PACKAGE_BYTES", 1024, MAX_BYTES_SETTING),
             max_body_bytes=_int(get, "FABRIC_MAX_BODY_BYTES", 1024, MAX_BYTES_SETTING),
+            request_lease_s=float(_int(get, "FABRIC_REQUEST_LEASE_S", 3)),
+            callback_allow=get("FABRIC_CALLBACK_ALLOW"),
             **_key_store(get),
         )
 

@@ -40,7 +40,7 @@ from shared.clock import now_ms
 from shared.encoding import parse_json_input
 from shared.errors import Conflict, FabricError, InvalidInput, NotFound, PayloadTooLarge, StorageError
 from shared.events import webhooks
-from shared.events.delivery import CallbackClient, DeliveryFailed, DeliveryKey
+from shared.events.delivery import CallbackClient, CallbackPolicy, DeliveryFailed, DeliveryKey
 from shared.events.history import HistoryRow, HistoryStore
 from shared.events.subscriptions import Subscription, SubscriptionStore
 from shared.events.tick import Scheduler, fire_message
@@ -127,6 +127,7 @@ class Events:
         storage: Storage,
         sealing_secret: bytes,
         region_timeout: float,
+        callbacks: CallbackPolicy | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if env is None else env
@@ -142,7 +143,7 @@ class Events:
         self.subscriptions = subscriptions
         self.history = history
         self.key = delivery_key
-        self.callbacks = CallbackClient(self.key)
+        self.callbacks = CallbackClient(self.key, callbacks)  # where callbacks may go: docs/events.md
         self.queue = storage.queue(self.fire_queue_name)
         self.poison = storage.queue(f"{self.fire_queue_name}-poison")
         for client in (self.queue, self.poison):

@@ -27,9 +27,11 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.events import webhooks
+from shared.events.delivery import CallbackDenied, CallbackPolicy
 from shared.events.schedules import MissedFirePolicy, schedule_from_dict
 from shared.events.subscribers import Forbidden, SubscriberRegistry
 from shared.events.triggers import observation_from_dict
+from shared.isolation.egress import split_url
 from shared.storage import storage_errors
 
 PARTITION = "sub"
@@ -141,6 +143,10 @@ def validate_spec(spec: Any, *, now_ms: int) -> dict[str, Any]:
         url = target.get("url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")) or set(target) != {"type", "url"}:
             raise InvalidInput("a callback target is {type: callback, url: http(s)://...}", field="$.target.url")
+        try:
+            split_url(url)
+        except InvalidInput as exc:
+            raise InvalidInput(exc.detail, field="$.target.url") from None
     elif set(target) != {"type"}:
         raise InvalidInput("a history target takes no other members", field="$.target")
     deadline = spec.get("deadline_ms")
@@ -229,7 +235,8 @@ class SubscriptionService:
     """Create, list, show and cancel subscriptions; signed requests are checked by ``subscribers``.
 
     ``cryptlets(name)`` returns the registration of a cryptlet (an object with ``methods``) or raises
-    :class:`NotFound`; ``sealing_secret`` seals webhook secrets.
+    :class:`NotFound`; ``sealing_secret`` seals webhook secrets; ``callbacks`` says where callback
+    targets may point (checked again at each delivery).
     """
 
     def __init__(
@@ -238,11 +245,13 @@ class SubscriptionService:
         subscribers: SubscriberRegistry,
         cryptlets: Callable[[str], Any],
         sealing_secret: bytes,
+        callbacks: CallbackPolicy | None = None,
     ) -> None:
         self.store = store
         self.subscribers = subscribers
         self.cryptlets = cryptlets
         self.sealing_secret = sealing_secret
+        self.callbacks = callbacks if callbacks is not None else CallbackPolicy()
 
     def register_subscriber(self, name: object, public_key: object, *, now_ms: int) -> dict[str, Any]:
         """A subscriber's ``name`` and secp256k1 ``public_key`` (admin) -> the registered subscriber
@@ -259,6 +268,11 @@ class SubscriptionService:
         """
         request = self.subscribers.verify_request(body, signature, now_ms, expected_action="subscribe")
         spec = validate_spec(request.body, now_ms=now_ms)
+        if spec["target"]["type"] == "callback":
+            try:
+                self.callbacks.check(spec["target"]["url"])
+            except (CallbackDenied, InvalidInput) as exc:
+                raise InvalidInput(exc.detail, field="$.target.url") from None
         self._check_interface(spec)
         subscription_id = new_id()
         secret = sealed = None

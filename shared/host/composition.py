@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.encoding import from_hex
 from shared.envelope import Domain
-from shared.events.delivery import DeliveryKey
+from shared.events.delivery import CallbackPolicy, DeliveryKey
 from shared.events.engine import Events
 from shared.events.history import HistoryStore
 from shared.events.subscribers import SubscriberRegistry
@@ -73,6 +73,7 @@ class Host:
     policies: PolicyAdmin
     pools: Pools
     operations: Operations
+    callbacks: CallbackPolicy  # where subscription callbacks may point (FABRIC_CALLBACK_ALLOW)
 
     @cached_property
     def events(self) -> Events:
@@ -86,6 +87,7 @@ class Host:
             storage=self.storage,
             sealing_secret=settings.sealing_secret,
             region_timeout=settings.region_timeout,
+            callbacks=self.callbacks,
         )
 
     @cached_property
@@ -97,6 +99,7 @@ class Host:
             SubscriberRegistry(self.storage.table(settings.table("subscribers"))),
             self.registrations.get,
             settings.sealing_secret,
+            self.callbacks,
         )
 
     def _invoke_for_events(self, name: str, method: str, args: dict[str, Any], request_id: str) -> dict[str, Any]:
@@ -169,7 +172,11 @@ def build_host(settings: Settings) -> Host:
         registrations=Registrations(registry, folders, cache, pools, index, policies),
         invocations=invocations,
         queued=QueuedCalls(
-            RequestStore(storage.table(settings.table("requests"))), invocations, delivery_key, progress
+            RequestStore(storage.table(settings.table("requests"))),
+            invocations,
+            delivery_key,
+            progress,
+            lease_s=settings.request_lease_s,
         ),
         keys=KeyOperations(
             KeyLifecycle(registry, index),
@@ -184,4 +191,5 @@ def build_host(settings: Settings) -> Host:
         policies=PolicyAdmin(policies, policy_store, registry, ledger, pools),
         pools=pools,
         operations=Operations(ledger, provider, delivery_key),
+        callbacks=CallbackPolicy(settings.callback_allow),
     )

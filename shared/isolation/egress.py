@@ -61,6 +61,10 @@ _HOST_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]
 _TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # an HTTP header name (RFC 9110 token)
 _VALUE_RE = re.compile(r"^[\t\x20-\x7e]*\Z")  # printable ASCII and tab: no CR/LF/NUL, nothing to encode
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+#: Cloud metadata and platform endpoints that are public-looking addresses (Azure's WireServer), or
+#: named here for the record (AWS's IPv6 instance metadata, also a unique-local address).
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in ("168.63.129.16", "fd00:ec2::254"))
+_NUMBER = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 
 
 class EgressDenied(FabricError):
@@ -133,8 +137,7 @@ class Target:
 
     @property
     def host_header(self) -> str:
-        name = f"[{self.host}]" if ":" in self.host else self.host
-        return name if self.port == DEFAULT_PORTS[self.scheme] else f"{name}:{self.port}"
+        return host_header(self.host, self.port, self.scheme)
 
 
 @dataclass(frozen=True)
@@ -152,8 +155,18 @@ def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
         return None
 
 
+def ends_in_a_number(host: str) -> bool:
+    """Whether a host that is not an IP literal still reads as an IPv4 address to some parser (its last
+    label is a decimal, octal or hex number, as the WHATWG URL standard puts it: ``2130706433``,
+    ``0x7f.1``, ``0177.0.0.1``); such hosts are refused rather than guessed at."""
+    labels = host.removesuffix(".").split(".")
+    return _ip_literal(host) is None and bool(_NUMBER.match(labels[-1]))
+
+
 def non_public_reason(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why ``address`` is not a public unicast address (``None`` if it is one)."""
+    if address in METADATA_ADDRESSES:
+        return "metadata"
     if isinstance(address, ipaddress.IPv6Address):
         embedded = (
             address.ipv4_mapped
@@ -179,12 +192,7 @@ class EgressPolicy:
 
     def match(self, url: str | httpx.URL) -> Target:
         """Parse ``url`` and find the allow-list entry it falls under (no DNS); else :class:`EgressDenied`."""
-        parsed = _parse(url)
-        scheme = parsed.scheme
-        host = parsed.raw_host.decode("ascii").lower().removesuffix(".")
-        port = parsed.port or DEFAULT_PORTS[scheme]
-        if not (_HOST_RE.match(host) or _ip_literal(host) is not None):
-            raise InvalidInput(f"url host {host!r} is not a host name or IP address", field="url")
+        parsed, scheme, host, port = split_url(url)
         for pattern in self.patterns:
             if pattern.matches(scheme, host, port):
                 return Target(parsed, scheme, host, port, pattern)
@@ -199,11 +207,7 @@ class EgressPolicy:
         literal or ``localhost``. The returned ``addresses`` are the only ones connected to.
         """
         target = self.match(url)
-        literal = _ip_literal(target.host)
-        if literal is not None:
-            addresses = [literal]
-        else:
-            addresses = self._resolve(target.host, target.port)
+        addresses = self._resolve(target.host, target.port)
         if not target.pattern.explicit_local:
             for address in addresses:
                 reason = non_public_reason(address)
@@ -218,18 +222,47 @@ class EgressPolicy:
         )
 
     def _resolve(self, host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-        try:
-            infos = self.resolver(host, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as exc:
-            raise FetchFailed(f"could not resolve {host}: {_one_line(exc)}", host=host) from None
-        found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
-        for info in infos:
-            address = _ip_literal(str(info[4][0]).partition("%")[0])
-            if address is not None and address not in found:
-                found.append(address)
-        if not found:
-            raise FetchFailed(f"could not resolve {host}: no addresses", host=host)
-        return found
+        return resolve(self.resolver, host, port)
+
+
+def resolve(resolver: Resolver, host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses ``host`` resolves to (an IP literal: itself); :class:`FetchFailed` if none."""
+    literal = _ip_literal(host)
+    if literal is not None:
+        return [literal]
+    try:
+        infos = resolver(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise FetchFailed(f"could not resolve {host}: {_one_line(exc)}", host=host) from None
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for info in infos:
+        address = _ip_literal(str(info[4][0]).partition("%")[0])
+        if address is not None and address not in found:
+            found.append(address)
+    if not found:
+        raise FetchFailed(f"could not resolve {host}: no addresses", host=host)
+    return found
+
+
+def split_url(url: str | httpx.URL) -> tuple[httpx.URL, str, str, int]:
+    """``(parsed, scheme, host, port)`` of an http(s) URL: the host lower-case without a trailing dot,
+    a host name or an IP literal (never a number that some parser would read as IPv4); else
+    :class:`InvalidInput` (``url``)."""
+    parsed = _parse(url)
+    scheme = parsed.scheme
+    host = parsed.raw_host.decode("ascii").lower().removesuffix(".")
+    port = parsed.port or DEFAULT_PORTS[scheme]
+    if not (_HOST_RE.match(host) or _ip_literal(host) is not None):
+        raise InvalidInput(f"url host {host!r} is not a host name or IP address", field="url")
+    if ends_in_a_number(host):
+        raise InvalidInput(f"url host {host!r} is a number but not a dotted-quad IPv4 address", field="url")
+    return parsed, scheme, host, port
+
+
+def host_header(host: str, port: int, scheme: str) -> str:
+    """The ``Host`` header of a request to ``host:port`` (IPv6 literals in brackets, default ports left out)."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port == DEFAULT_PORTS[scheme] else f"{name}:{port}"
 
 
 @lru_cache(maxsize=1)

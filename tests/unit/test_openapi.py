@@ -21,6 +21,7 @@ SETTINGS = {
     "FABRIC_WARM_SCHEDULE": "0 0 * * * *",
     "FABRIC_FIRE_QUEUE": "f",
     "FABRIC_SCHEDULER_SCHEDULE": "* * * * * *",
+    "FABRIC_REQUEST_SWEEP_SCHEDULE": "*/10 * * * * *",
 }  # binding expressions of the non-HTTP triggers
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 

@@ -26,7 +26,11 @@ from tests.e2e.conftest import register
 from tests.helpers import wait_for
 
 QUEUE = "fires" + uuid.uuid4().hex[:10]
-FABRIC_HOST_SETTINGS = {"FABRIC_FIRE_QUEUE": QUEUE, "FABRIC_DELIVERY_BACKOFF_MAX_S": "1"}
+FABRIC_HOST_SETTINGS = {
+    "FABRIC_FIRE_QUEUE": QUEUE,
+    "FABRIC_DELIVERY_BACKOFF_MAX_S": "1",
+    "FABRIC_CALLBACK_ALLOW": "127.0.0.1",  # the callback receiver is on loopback
+}
 
 
 # -- a callback receiver ---------------------------------------------------------------------------------

@@ -148,6 +148,7 @@ def test_ten_thousand_events_survive_host_and_storage_kills(tmp_path: Path):
             FABRIC_INVOKE_QUEUE=f"{prefix}-invocations",
             FABRIC_FIRE_QUEUE=f"{prefix}-fires",
             FABRIC_DELIVERY_BACKOFF_MAX_S="2",
+            FABRIC_CALLBACK_ALLOW="127.0.0.1",  # the callback receiver is on loopback
         )
         port = free_port()
         url = f"http://127.0.0.1:{port}"

@@ -235,6 +235,18 @@ def test_validation_errors_name_the_json_path(cryptlet, http, subscriber) -> Non
         (spec(method="launch_missiles"), 400, "$.method"),
         (spec(args={"nope": 1}), 400, "$.args.nope"),
         (spec(target={"type": "callback", "url": "ftp://example.com"}), 400, "$.target.url"),
+        *(  # callbacks go through the egress rules: no internal destinations (FABRIC_CALLBACK_ALLOW is unset)
+            (spec(target={"type": "callback", "url": url}), 400, "$.target.url")
+            for url in (
+                "http://127.0.0.1:10002/devstoreaccount1",
+                "http://169.254.169.254/latest/meta-data/",
+                "http://[::1]:8080/",
+                "http://[::ffff:127.0.0.1]/",
+                "http://10.0.0.1/hook",
+                "http://localhost/hook",
+                "http://2130706433/hook",
+            )
+        ),
         (spec(trigger={"type": "threshold", "level": 40}), 400, "$.observe"),
         (spec(cryptlet="no_such_cryptlet"), 404, "$.cryptlet"),
     ]

@@ -233,7 +233,7 @@ def test_async_request_progress_grows_to_one(fabric_host, registered):
             progress = http.get(f"/api/requests/{request_id}/progress")
             assert progress.status_code == 200, progress.text
             seen.append(progress.json()["fraction"])
-            return http.get(f"/api/requests/{request_id}").json()["status"] != "pending"
+            return http.get(f"/api/requests/{request_id}").json()["status"] not in ("pending", "running")
 
         wait_for(finished, timeout=60)
         final = http.get(f"/api/requests/{request_id}/progress").json()
