@@ -12,8 +12,8 @@ from typing import Any
 
 import shared
 from functions.http import MAX_SEQUENCE
-from shared.limits import MAX_WEBHOOK_BYTES
 from shared.host.queued_calls import DEFAULT_DEADLINE_S, MAX_DEADLINE_S, MAX_MESSAGE_BYTES
+from shared.limits import MAX_WEBHOOK_BYTES
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"

@@ -43,7 +43,7 @@ HEADER = "X-Fabric-Signature"
 CALLBACK_TIMEOUT_S = 5.0
 #: Most bytes of a callback's answer read (the rest is dropped with the connection).
 MAX_ANSWER_BYTES = 64 * 1024
-_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
+_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\Z")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 

@@ -64,7 +64,7 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 #: Cloud metadata and platform endpoints that are public-looking addresses (Azure's WireServer), or
 #: named here for the record (AWS's IPv6 instance metadata, also a unique-local address).
 METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in ("168.63.129.16", "fd00:ec2::254"))
-_NUMBER = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+_NUMBER = re.compile(r"^(0x[0-9a-f]*|[0-9]+)\Z")
 
 
 class EgressDenied(FabricError):
