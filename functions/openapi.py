@@ -13,9 +13,23 @@ from typing import Any
 import shared
 from functions.http import MAX_SEQUENCE
 from shared.host.queued_calls import DEFAULT_DEADLINE_S, MAX_DEADLINE_S, MAX_MESSAGE_BYTES
-from shared.limits import MAX_WEBHOOK_BYTES
+from shared.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_PACKAGE_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_JSON_INT_DIGITS,
+    MAX_WEBHOOK_BYTES,
+)
 
 PROBLEM = "application/problem+json"
+#: What every JSON body must respect (shared/limits.py; docs/http-api.md#limits), stated once for all routes.
+_LIMITS = (
+    f"Every JSON body: nesting at most {MAX_JSON_DEPTH} deep, integers of at most {MAX_JSON_INT_DIGITS} "
+    "digits, no lone surrogates, no duplicate member names, no NaN or Infinity (400 naming the JSON path); "
+    f"at most FABRIC_MAX_BODY_BYTES (default {DEFAULT_MAX_BODY_BYTES} bytes) per JSON body and "
+    f"FABRIC_MAX_PACKAGE_BYTES (default {DEFAULT_MAX_PACKAGE_BYTES}) per package zip, refused with 413 "
+    "while the body is read."
+)
 JSON = "application/json"
 HEX32 = {"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$"}
 OBJECT = {"type": "object"}
@@ -944,7 +958,14 @@ def document() -> dict[str, Any]:
             "version": shared.__version__,
             "description": "Trusted off-chain compute: register cryptlets, invoke them for signed "
             "envelopes, audit the registration ledger. Errors are application/problem+json "
-            "with the offending `field`.",
+            "with the offending `field`. " + _LIMITS,
+            "x-limits": {
+                "maxJsonDepth": MAX_JSON_DEPTH,
+                "maxJsonIntegerDigits": MAX_JSON_INT_DIGITS,
+                "maxBodyBytes": DEFAULT_MAX_BODY_BYTES,
+                "maxPackageBytes": DEFAULT_MAX_PACKAGE_BYTES,
+                "maxWebhookBytes": MAX_WEBHOOK_BYTES,
+            },
         },
         "servers": [{"url": "/"}],
         "security": [{"functionKeyHeader": []}, {"functionKeyQuery": []}],

@@ -90,6 +90,11 @@ def validate_manifest(document: Any, *, check_schema: bool = True) -> Manifest:
         raise ManifestError(
             f"{MANIFEST_FILE}: $.publicKey is filled by the fabric at registration; leave it empty", field="$.publicKey"
         )
+    low, high = document.get("minimumInstances"), document.get("maximumInstances")
+    if low is not None and high is not None and low > high:
+        raise ManifestError(
+            f"{MANIFEST_FILE}: $.minimumInstances must not exceed $.maximumInstances", field="$.minimumInstances"
+        )
     return _to_manifest(document)
 
 

@@ -101,6 +101,14 @@ def test_manifest_timeouts_at_the_bounds_are_accepted() -> None:
         validate_manifest(manifest(timeoutSeconds=seconds))
 
 
+def test_a_manifest_asking_for_more_minimum_than_maximum_instances_is_refused() -> None:
+    document = {**manifest(), "kind": "contract", "minimumInstances": 3, "maximumInstances": 2}
+    with pytest.raises(ManifestError) as caught:
+        validate_manifest(document)
+    assert caught.value.field == "$.minimumInstances"
+    validate_manifest({**document, "minimumInstances": 2})
+
+
 def environment(**values: str) -> dict[str, str]:
     return {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "FABRIC_SEALING_SECRET": "A" * 44, **values}
 

@@ -30,8 +30,9 @@ from schemathesis.checks import (
 
 EXAMPLES = 30  # per operation and mode; the module stays within about a minute on the 2-core machine
 #: Operations that change or end the registered cryptlet, fuzzed only on other names: a retirement
-#: would leave nothing to fuzz, a rotation starts a region each time, and a policy the schema
-#: accepts (``timeout_s: 1e-179``) stops every region of the cryptlet from starting (reported).
+#: would leave nothing to fuzz, a rotation starts a region each time, and a valid policy may ask for
+#: up to 64 warm regions. (A policy ``timeout_s`` below 0.1 s, which once stopped every region of the
+#: cryptlet from starting, is now refused: tests/e2e/host/test_input_limits.py.)
 NOT_ON_THE_REGISTERED_CRYPTLET = {
     "PUT /api/cryptlets/{name}/policy",
     "POST /api/cryptlets/{name}/keys/rotate",
