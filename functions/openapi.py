@@ -99,8 +99,11 @@ def _operation(
     admin: bool = False,
     errors: tuple[str, ...] = ("400", "404"),
 ) -> dict[str, Any]:
-    """One operation; every keyed operation may answer 401 and every operation 500/503 as problems."""
+    """One operation; every keyed operation may answer 401 and every operation 500/503 as problems.
+    An operation with parameters may answer 400 (a name, id or number outside its pattern or bounds)."""
     all_responses = dict(responses)
+    if params and "400" not in errors:
+        errors = ("400", *errors)
     for status in errors:
         all_responses[status] = _problem(
             {
