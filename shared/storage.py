@@ -130,12 +130,11 @@ def container_client(storage: str, container: str, *, create: bool = True) -> Co
 
 def _create(make: Callable[[], object], service: str) -> None:
     """Create a table or container that may exist already; unreachable storage is a StorageError."""
-    try:
-        make()
-    except ResourceExistsError:
-        pass
-    except AzureError as exc:
-        raise StorageError(f"{service} storage unreachable: {type(exc).__name__}") from None
+    with storage_errors(f"{service} storage"):
+        try:
+            make()
+        except ResourceExistsError:
+            pass
 
 
 def _service_endpoint(storage: str, service: str) -> str:

@@ -76,12 +76,17 @@ class Host:
     callbacks: CallbackPolicy  # where subscription callbacks may point (FABRIC_CALLBACK_ALLOW)
 
     @cached_property
+    def _subscription_store(self) -> SubscriptionStore:
+        """The subscriptions table, one client for the event engine and the subscription API."""
+        return SubscriptionStore(self.storage.table(self.settings.table("subscriptions")))
+
+    @cached_property
     def events(self) -> Events:
         """The event engine (fire queue, worker, webhooks, dead letters, history), made on first use."""
         settings = self.settings
         return Events(
             invoke=self._invoke_for_events,
-            subscriptions=SubscriptionStore(self.storage.table(settings.table("subscriptions"))),
+            subscriptions=self._subscription_store,
             history=HistoryStore(self.storage.table(settings.table("history"))),
             delivery_key=self.delivery_key,
             storage=self.storage,
@@ -95,7 +100,7 @@ class Host:
         """Subscribers and subscriptions (signed requests), made on first use."""
         settings = self.settings
         return SubscriptionService(
-            SubscriptionStore(self.storage.table(settings.table("subscriptions"))),
+            self._subscription_store,
             SubscriberRegistry(self.storage.table(settings.table("subscribers"))),
             self.registrations.get,
             settings.sealing_secret,
